@@ -1,0 +1,369 @@
+/**
+ * From the parsed xl.cfg / xm file to the normalised DomainConfig: types checked, defaults filled,
+ * cross-key constraints enforced, disks and vifs parsed. Every error is
+ * XenoError('CONFIG_INVALID', `${file}:${line}:${col}: ...`) pointing at the offending value.
+ *
+ * The only I/O is parseDomainConfigFile()'s call of readConfigFile() (read-file.ts).
+ */
+
+import { posix as path } from 'node:path';
+import { XenoError } from '../common/errors.js';
+import {
+  DOMAIN_NAME_RE,
+  LIFECYCLE_ACTIONS,
+  type DiskSpec,
+  type DomainConfig,
+  type LifecycleAction,
+  type VifSpec,
+  type VmType,
+} from '../model/domain-config.js';
+import { normaliseCpuList } from './cpu-list.js';
+import { parseDiskSpec } from './disk-spec.js';
+import { parseMemSize } from './sizes.js';
+import { readConfigFile } from './read-file.js';
+import { parseVifSpec } from './vif-spec.js';
+import { parseXlCfg, type XlCfgAst, type XlEntry, type XlPos, type XlValue } from './xlcfg-parser.js';
+
+export type Warn = (msg: string) => void;
+
+export interface DomainConfigOptions {
+  /**
+   * Directory relative kernel, ramdisk and disk paths are resolved against (xl uses its working
+   * directory). Without it, relative paths are errors.
+   */
+  baseDir?: string;
+}
+
+export const MAX_VCPUS = 512;
+export const DEFAULT_MEMORY_MIB = 128;
+
+/** Keys this module understands. */
+export const KNOWN_KEYS = [
+  'name', 'uuid', 'type', 'builder', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpu_weight', 'cap',
+  'kernel', 'ramdisk', 'root', 'extra', 'cmdline', 'hostname', 'disk', 'vif',
+  'on_poweroff', 'on_reboot', 'on_crash',
+] as const;
+
+/** Keys xm/xl files often carry that mean nothing on QEMU (or are its behaviour anyway): no warning. */
+const SILENTLY_IGNORED = new Set([
+  'acpi', 'apic', 'pae', 'hap', 'xen_platform_pci', 'device_model', 'device_model_version',
+  'device_model_override', 'on_xend_start', 'on_xend_stop', 'shadow_memory', 'videoram',
+]);
+
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+class Normaliser {
+  private readonly entries = new Map<string, XlEntry>();
+
+  constructor(
+    ast: XlCfgAst,
+    private readonly file: string,
+    private readonly warn: Warn,
+    private readonly opts: DomainConfigOptions,
+  ) {
+    for (const e of ast.entries) this.entries.set(e.key, e);
+  }
+
+  private where(e: XlEntry, p: XlPos = e.value): string {
+    return `${e.file ?? this.file}:${p.line}:${p.col}`;
+  }
+
+  private error(e: XlEntry, msg: string, p: XlPos = e.value): XenoError {
+    return new XenoError('CONFIG_INVALID', `${this.where(e, p)}: ${msg}`, {
+      file: e.file ?? this.file,
+      line: p.line,
+      col: p.col,
+      key: e.key,
+    });
+  }
+
+  /** Runs `fn`, re-throwing its XenoError with the position of `p` in front. */
+  private at<T>(e: XlEntry, p: XlPos, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof XenoError) throw this.error(e, err.message, p);
+      throw err;
+    }
+  }
+
+  private string(key: string): string | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.value.kind !== 'string') throw this.error(e, `key "${key}" expects a string`);
+    return e.value.value;
+  }
+
+  private int(key: string, min: number, max: number): number | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    const v = e.value;
+    let n: number;
+    if (v.kind === 'number') n = v.value;
+    else if (v.kind === 'string' && /^\s*-?\d+\s*$/.test(v.value)) n = Number(v.value);
+    else throw this.error(e, `key "${key}" expects a number`);
+    if (!(n >= min && n <= max)) throw this.error(e, `key "${key}" must be between ${min} and ${max} (got ${n})`);
+    return n;
+  }
+
+  private mem(key: string): number | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    const v = e.value;
+    if (v.kind === 'list') throw this.error(e, `key "${key}" expects a number`);
+    const mib = this.at(e, v, () => parseMemSize(v.value));
+    if (mib < 1) throw this.error(e, `key "${key}" must be at least 1 MiB`);
+    return mib;
+  }
+
+  private path(key: string): string | undefined {
+    const s = this.string(key);
+    if (s === undefined) return undefined;
+    const e = this.entries.get(key)!;
+    if (s === '') throw this.error(e, `key "${key}" is empty`);
+    if (s.startsWith('/')) return s;
+    if (this.opts.baseDir !== undefined) return path.resolve(this.opts.baseDir, s);
+    throw this.error(e, `key "${key}": "${s}" is not an absolute path`);
+  }
+
+  /** The string elements of a list key, with their positions. */
+  private stringList(key: string): Array<{ value: string; pos: XlPos; entry: XlEntry }> {
+    const e = this.entries.get(key);
+    if (!e) return [];
+    if (e.value.kind !== 'list') throw this.error(e, `key "${key}" expects a list of strings`);
+    return e.value.items.map((item) => {
+      if (item.kind !== 'string') throw this.error(e, `key "${key}" expects a list of strings`, item);
+      return { value: item.value, pos: item, entry: e };
+    });
+  }
+
+  private action(key: string, dflt: LifecycleAction): LifecycleAction {
+    const s = this.string(key);
+    if (s === undefined) return dflt;
+    if (!(LIFECYCLE_ACTIONS as readonly string[]).includes(s)) {
+      throw this.error(this.entries.get(key)!, `key "${key}": unknown action "${s}" (${LIFECYCLE_ACTIONS.join(', ')})`);
+    }
+    return s as LifecycleAction;
+  }
+
+  private cpus(): string | undefined {
+    const e = this.entries.get('cpus');
+    if (!e) return undefined;
+    const v = e.value;
+    let text: string;
+    if (v.kind === 'string') text = v.value;
+    else if (v.kind === 'number') text = String(v.value);
+    else {
+      text = v.items
+        .map((item: XlValue) => {
+          if (item.kind === 'list') throw this.error(e, 'key "cpus" expects a string or a list of CPUs', item);
+          return String(item.value);
+        })
+        .join(',');
+      if (!text) throw this.error(e, 'key "cpus" is an empty list');
+    }
+    const norm = this.at(e, v, () => normaliseCpuList(text));
+    return norm === 'all' ? undefined : norm;
+  }
+
+  private type(kernel: string | undefined): VmType {
+    const typeEntry = this.entries.get('type');
+    const builderEntry = this.entries.get('builder');
+    const type = this.string('type');
+    const builder = this.string('builder');
+    let result: VmType;
+    let from: XlEntry | undefined;
+    if (type !== undefined) {
+      if (type !== 'pv' && type !== 'pvh' && type !== 'hvm') {
+        throw this.error(typeEntry!, `key "type": unknown type "${type}" (pv, pvh or hvm)`);
+      }
+      result = type;
+      from = typeEntry;
+      if (builder !== undefined) this.warn(`${this.where(builderEntry!)}: warning: "builder" is ignored when "type" is set`);
+    } else if (builder !== undefined) {
+      if (builder === 'linux') result = 'pv';
+      else if (builder === 'hvm') result = 'hvm';
+      else throw this.error(builderEntry!, `key "builder": unknown builder "${builder}" (linux or hvm; prefer type = "pv" | "pvh" | "hvm")`);
+      from = builderEntry;
+    } else {
+      result = kernel !== undefined ? 'pv' : 'hvm';
+    }
+    if (result !== 'hvm' && kernel === undefined && from) {
+      throw this.error(from, `a ${result} guest needs a kernel (xeno has no bootloader; use type = "hvm" to boot from the disk)`);
+    }
+    return result;
+  }
+
+  private hostname(cmdline: string | undefined, extra: string | undefined): string | undefined {
+    const explicit = this.string('hostname');
+    if (explicit !== undefined) {
+      if (!HOSTNAME_RE.test(explicit)) throw this.error(this.entries.get('hostname')!, `invalid hostname "${explicit}"`);
+      return explicit;
+    }
+    const source = cmdline ?? extra;
+    if (source === undefined) return undefined;
+    const tokens = source.split(/\s+/);
+    const found =
+      tokens.find((t) => t.startsWith('xeno.hostname='))?.slice('xeno.hostname='.length) ??
+      tokens.find((t) => t.startsWith('hostname='))?.slice('hostname='.length);
+    if (found === undefined) return undefined;
+    if (!HOSTNAME_RE.test(found)) {
+      const e = this.entries.get(cmdline !== undefined ? 'cmdline' : 'extra')!;
+      this.warn(`${this.where(e)}: warning: ignoring invalid hostname "${found}" in the kernel command line`);
+      return undefined;
+    }
+    return found;
+  }
+
+  private disks(): DiskSpec[] {
+    const seen = new Map<string, number>();
+    return this.stringList('disk').map(({ value, pos, entry }, i) => {
+      const d = this.at(entry, pos, () => parseDiskSpec(value, { baseDir: this.opts.baseDir }));
+      const prev = seen.get(d.vdev);
+      if (prev !== undefined) throw this.error(entry, `disk vdev "${d.vdev}" is already used by disk ${prev}`, pos);
+      seen.set(d.vdev, i);
+      return d;
+    });
+  }
+
+  private vifs(): VifSpec[] {
+    const macs = new Map<string, number>();
+    const names = new Map<string, number>();
+    return this.stringList('vif').map(({ value, pos, entry }, devid) => {
+      const v = this.at(entry, pos, () => parseVifSpec(value, devid));
+      for (const [val, seen, what] of [
+        [v.mac, macs, 'mac'],
+        [v.vifname, names, 'vifname'],
+      ] as const) {
+        if (val === undefined) continue;
+        const prev = seen.get(val);
+        if (prev !== undefined) throw this.error(entry, `vif ${what} "${val}" is already used by vif ${prev}`, pos);
+        seen.set(val, devid);
+      }
+      return v;
+    });
+  }
+
+  run(): DomainConfig {
+    for (const e of this.entries.values()) {
+      if ((KNOWN_KEYS as readonly string[]).includes(e.key) || SILENTLY_IGNORED.has(e.key)) continue;
+      this.warn(`${this.where(e, e)}: warning: ignoring unknown key "${e.key}"`);
+    }
+
+    const name = this.string('name');
+    if (name === undefined) {
+      throw new XenoError('CONFIG_INVALID', `${this.file}: the mandatory key "name" is missing`, { file: this.file });
+    }
+    const nameEntry = this.entries.get('name')!;
+    if (!DOMAIN_NAME_RE.test(name)) {
+      throw this.error(nameEntry, `invalid domain name "${name}" (1-64 characters of A-Z a-z 0-9 _ . -)`);
+    }
+    if (/^\d+$/.test(name)) throw this.error(nameEntry, `invalid domain name "${name}" (all digits: it would read as a domain id)`);
+
+    const memory = this.mem('memory') ?? DEFAULT_MEMORY_MIB;
+    const maxmem = this.mem('maxmem') ?? memory;
+    if (maxmem < memory) {
+      throw this.error(this.entries.get('maxmem')!, `maxmem (${maxmem}) must not be less than memory (${memory})`);
+    }
+    const vcpus = this.int('vcpus', 1, MAX_VCPUS) ?? 1;
+    const maxvcpus = this.int('maxvcpus', 1, MAX_VCPUS) ?? vcpus;
+    if (maxvcpus < vcpus) {
+      throw this.error(this.entries.get('maxvcpus')!, `maxvcpus (${maxvcpus}) must not be less than vcpus (${vcpus})`);
+    }
+
+    const kernel = this.path('kernel');
+    const ramdisk = this.path('ramdisk');
+    const root = this.string('root');
+    const extra = this.string('extra');
+    const cmdline = this.string('cmdline');
+
+    const c: DomainConfig = {
+      name,
+      type: this.type(kernel),
+      memory,
+      maxmem,
+      vcpus,
+      maxvcpus,
+      disks: this.disks(),
+      vifs: this.vifs(),
+      onPoweroff: this.action('on_poweroff', 'destroy'),
+      onReboot: this.action('on_reboot', 'restart'),
+      onCrash: this.action('on_crash', 'destroy'),
+    };
+
+    const uuid = this.string('uuid');
+    if (uuid !== undefined) {
+      if (!UUID_RE.test(uuid)) throw this.error(this.entries.get('uuid')!, `invalid uuid "${uuid}" (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`);
+      c.uuid = uuid.toLowerCase();
+    }
+    const cpus = this.cpus();
+    if (cpus !== undefined) c.cpus = cpus;
+    const weight = this.int('cpu_weight', 1, 65535);
+    if (weight !== undefined) c.cpuWeight = weight;
+    const cap = this.int('cap', 0, 100 * maxvcpus);
+    if (cap !== undefined) c.cap = cap;
+    if (kernel !== undefined) c.kernel = kernel;
+    if (ramdisk !== undefined) c.ramdisk = ramdisk;
+    if (root !== undefined) c.root = root;
+    if (extra !== undefined) c.extra = extra;
+    if (cmdline !== undefined) c.cmdline = cmdline;
+    const hostname = this.hostname(cmdline, extra);
+    if (hostname !== undefined) c.hostname = hostname;
+    return c;
+  }
+}
+
+/**
+ * Normalises a parsed xl.cfg into a DomainConfig. Unknown keys are reported through `warn`
+ * (`file:line:col: warning: ignoring unknown key "k"`); invalid values throw CONFIG_INVALID.
+ */
+export function toDomainConfig(
+  ast: XlCfgAst,
+  file: string = ast.file,
+  warn: Warn = () => {},
+  opts: DomainConfigOptions = {},
+): DomainConfig {
+  return new Normaliser(ast, file, warn, opts).run();
+}
+
+/** File name used in positions of command-line overrides (the line is the override's index + 1). */
+export const OVERRIDE_FILE = '<command line>';
+
+/**
+ * Applies `xl create CFG key=value ...` overrides: each is parsed as xl.cfg text and replaces (or
+ * adds) the entry of its key. Returns a new AST; the input is not modified.
+ */
+export function applyOverrides(ast: XlCfgAst, overrides: string[]): XlCfgAst {
+  const entries = [...ast.entries];
+  overrides.forEach((text, i) => {
+    // Leading newlines put override N on line N, so positions say which override is wrong.
+    const parsed = parseXlCfg('\n'.repeat(i) + text, OVERRIDE_FILE);
+    if (parsed.entries.length === 0) {
+      throw new XenoError('CONFIG_SYNTAX', `${OVERRIDE_FILE}:${i + 1}:1: override "${text}" is not a key=value assignment`);
+    }
+    for (const e of parsed.entries) {
+      const at = entries.findIndex((x) => x.key === e.key);
+      if (at >= 0) entries[at] = e;
+      else entries.push(e);
+    }
+  });
+  return { file: ast.file, entries };
+}
+
+export interface ParseDomainConfigFileOptions extends DomainConfigOptions {
+  /** `key=value` overrides from the command line, applied after the file. */
+  overrides?: string[];
+}
+
+/** Reads, parses and normalises a domain config file (relative paths resolve against `opts.baseDir`). */
+export function parseDomainConfigFile(
+  file: string,
+  warn: Warn = () => {},
+  opts: ParseDomainConfigFileOptions = {},
+): DomainConfig {
+  let ast = parseXlCfg(readConfigFile(file), file);
+  if (opts.overrides?.length) ast = applyOverrides(ast, opts.overrides);
+  return toDomainConfig(ast, file, warn, { baseDir: opts.baseDir });
+}

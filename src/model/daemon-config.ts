@@ -1,0 +1,64 @@
+/**
+ * xenod's own configuration (xend-config.sxp keys plus xeno's), with the embedded defaults.
+ * The sxp parser in config/ fills this in; every field has a default so the daemon runs with no file.
+ */
+
+export type NetworkMode = 'bridge' | 'nat' | 'route';
+export type AccelChoice = 'auto' | 'kvm' | 'tcg';
+
+export interface DaemonConfig {
+  logfile?: string;
+  loglevel: string;
+  /** Unix socket of the API (xend-unix-path). */
+  unixPath: string;
+  stateDir: string;
+  relocationServer: boolean;
+  relocationPort: number;
+  /** '' = all addresses. */
+  relocationAddress: string;
+  /** Regular expressions; empty = all hosts. */
+  relocationHostsAllow: string[];
+  /** The network-script line as written, e.g. `network-bridge netdev=eth0 bridge=xenbr0`. */
+  networkScript: string;
+  /** Default vif script: vif-bridge | vif-nat | vif-route. */
+  vifScript: string;
+  /** MiB kept for the host (Domain-0) and never given to guests. */
+  dom0MinMem: number;
+  /** Host CPUs Domain-0 keeps (0 = all); informative. */
+  dom0Cpus: number;
+  /** KiB of each guest's console kept in its log file. */
+  consoleLimitKb: number;
+  accel: AccelChoice;
+  /** Path of the QEMU binary. */
+  qemuBinary: string;
+  /** Floor below which mem-set refuses (MiB). */
+  minGuestMem: number;
+  /** NAT mode: the pool the per-guest subnets are cut from. */
+  natSubnet: string;
+  saveOnStop: boolean;
+}
+
+export const DEFAULT_STATE_DIR = '/var/lib/xeno';
+export const DEFAULT_SOCKET = '/run/xeno/xenod.sock';
+
+export function defaultDaemonConfig(): DaemonConfig {
+  return {
+    loglevel: 'info',
+    unixPath: DEFAULT_SOCKET,
+    stateDir: DEFAULT_STATE_DIR,
+    relocationServer: false,
+    relocationPort: 8002,
+    relocationAddress: '',
+    relocationHostsAllow: [],
+    networkScript: 'network-bridge',
+    vifScript: 'vif-bridge',
+    dom0MinMem: 256,
+    dom0Cpus: 0,
+    consoleLimitKb: 1024,
+    accel: 'auto',
+    qemuBinary: 'qemu-system-x86_64',
+    minGuestMem: 64,
+    natSubnet: '10.0.0.0/16',
+    saveOnStop: false,
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * The normalised domain configuration: what an xl.cfg / xm file means once parsed.
+ * One place defines it (as libxl_types.idl does); fields are added, never removed.
+ * Sizes are MiB, like the config file's `memory`/`maxmem`.
+ */
+
+export type VmType = 'pv' | 'pvh' | 'hvm';
+
+export const LIFECYCLE_ACTIONS = [
+  'destroy',
+  'restart',
+  'rename-restart',
+  'preserve',
+  'coredump-destroy',
+  'coredump-restart',
+] as const;
+export type LifecycleAction = (typeof LIFECYCLE_ACTIONS)[number];
+
+export const DISK_FORMATS = ['raw', 'qcow', 'qcow2', 'vhd', 'qed'] as const;
+export type DiskFormat = (typeof DISK_FORMATS)[number];
+
+export interface DiskSpec {
+  /** Absolute path of the image or block device (`phy:hda1` becomes `/dev/hda1`). */
+  target: string;
+  format: DiskFormat;
+  /** Guest device name as written (xvda, hda, sdb...). */
+  vdev: string;
+  access: 'ro' | 'rw';
+  devtype: 'disk' | 'cdrom';
+}
+
+export interface VifSpec {
+  /** Index of the interface in the guest (the N of vifDOMID.N). */
+  devid: number;
+  mac?: string;
+  bridge?: string;
+  ip?: string;
+  /** vif-bridge | vif-nat | vif-route (the daemon's vif-script when absent). */
+  script?: string;
+  vifname?: string;
+  gatewaydev?: string;
+  /** xl rate syntax, e.g. `10Mb/s` or `1MB/s@20ms`. */
+  rate?: string;
+  model?: string;
+  type?: string;
+  mtu?: number;
+}
+
+export interface DomainConfig {
+  name: string;
+  uuid?: string;
+  type: VmType;
+  /** MiB the guest starts with (the balloon target). */
+  memory: number;
+  /** MiB the guest may grow to; QEMU is started with this much RAM. */
+  maxmem: number;
+  vcpus: number;
+  maxvcpus: number;
+  /** Host CPU list the vcpus are pinned to at create time (`0-3,^1`), absent = any. */
+  cpus?: string;
+  /** Credit-scheduler weight (1..65535, default 256) and cap (% of one CPU, 0 = none). */
+  cpuWeight?: number;
+  cap?: number;
+  kernel?: string;
+  ramdisk?: string;
+  root?: string;
+  extra?: string;
+  /** Explicit kernel command line; overrides root and extra when set. */
+  cmdline?: string;
+  hostname?: string;
+  disks: DiskSpec[];
+  vifs: VifSpec[];
+  onPoweroff: LifecycleAction;
+  onReboot: LifecycleAction;
+  onCrash: LifecycleAction;
+}
+
+export const DOMAIN_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** The kernel command line a PV-style guest boots with, as xl builds it. */
+export function effectiveCmdline(c: DomainConfig): string | undefined {
+  if (c.cmdline !== undefined) return c.cmdline;
+  const parts: string[] = [];
+  if (c.root) parts.push(`root=${c.root}`);
+  if (c.extra) parts.push(c.extra);
+  return parts.length ? parts.join(' ') : undefined;
+}
