@@ -1,0 +1,130 @@
+/** Domain lifecycle commands: create, list, shutdown, reboot, destroy, pause, unpause, domid, domname, uptime, config. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { domPath } from '../../client/client.js';
+import type { CreateResponse, DomainDetail, DomainInfo } from '../../model/api.js';
+import { api, json, out, warn } from '../context.js';
+import { formatList, formatUptimeTable } from '../format.js';
+import { attachConsole } from './console.js';
+
+async function listDomains(doms: string[]): Promise<DomainInfo[]> {
+  const { domains } = await api().get<{ domains: DomainInfo[] }>('/v1/domains');
+  if (!doms.length) return domains;
+  return doms.map((d) => {
+    const found = domains.find((x) => x.name === d || String(x.id) === d);
+    if (!found) throw new Error(`domain '${d}' does not exist`);
+    return found;
+  });
+}
+
+export function registerDomainCommands(program: Command): void {
+  program
+    .command('create')
+    .description('create a domain from an xl.cfg / xm config file')
+    .argument('<cfg>', 'config file')
+    .argument('[overrides...]', 'key=value settings that override the file')
+    .option('-c, --console', 'attach to the console after creation')
+    .option('-p, --paused', 'leave the domain paused')
+    .option('-n, --dry-run', 'parse and validate, print the domain config as JSON, start nothing')
+    .action(async (cfg: string, overrides: string[], opts: { console?: boolean; paused?: boolean; dryRun?: boolean }) => {
+      const file = path.resolve(cfg);
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new Error(`cannot read config file ${cfg}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      }
+      warn(`Parsing config from ${cfg}`);
+      const res = await api().post<CreateResponse>('/v1/domains', {
+        cfgText: text, cfgFile: cfg, overrides, cwd: process.cwd(), paused: opts.paused ?? false, dryRun: opts.dryRun ?? false,
+      });
+      for (const w of res.warnings) warn(w);
+      if (opts.dryRun) {
+        json(res.config);
+        return;
+      }
+      out(`Started domain ${res.domain!.name} (id=${res.domain!.id})`);
+      if (opts.console) await attachConsole(res.domain!.name, false);
+    });
+
+  program
+    .command('list')
+    .alias('li')
+    .description('list domains')
+    .argument('[doms...]', 'names or ids')
+    .option('-l, --long', 'full state of each domain as JSON')
+    .option('--json', 'one JSON object per domain')
+    .action(async (doms: string[], opts: { long?: boolean; json?: boolean }) => {
+      const domains = await listDomains(doms);
+      if (opts.long) {
+        const details = await Promise.all(domains.map((d) => api().get<DomainDetail>(domPath(String(d.id)))));
+        json(details);
+      } else if (opts.json) json(domains);
+      else out(formatList(domains));
+    });
+
+  program
+    .command('shutdown')
+    .description("shut a domain down cleanly (ACPI power button); -w waits until it is gone")
+    .argument('[doms...]', 'names or ids')
+    .option('-w, --wait', 'wait for the domain to be gone')
+    .option('-a, --all', 'all domains')
+    .action(async (doms: string[], opts: { wait?: boolean; all?: boolean }) => {
+      const targets = opts.all ? (await listDomains([])).filter((d) => d.id !== 0).map((d) => d.name) : doms;
+      if (!targets.length) throw new Error('shutdown: name a domain, or use -a');
+      await Promise.all(targets.map((d) => api().post(domPath(d, '/shutdown'), { wait: opts.wait ?? false })));
+    });
+
+  const simple: Array<[string, string]> = [
+    ['reboot', 'reboot a domain cleanly'],
+    ['destroy', 'terminate a domain immediately'],
+    ['pause', 'pause a domain (keeps its memory, gets no CPU)'],
+    ['unpause', 'unpause a paused domain'],
+  ];
+  for (const [name, description] of simple) {
+    program
+      .command(name)
+      .description(description)
+      .argument('<dom>', 'name or id')
+      .action(async (dom: string) => {
+        await api().post(domPath(dom, `/${name}`));
+      });
+  }
+
+  program
+    .command('domid')
+    .description("a domain's id from its name")
+    .argument('<name>')
+    .action(async (name: string) => {
+      const d = await api().get<DomainInfo>(domPath(name));
+      out(String(d.id));
+    });
+
+  program
+    .command('domname')
+    .description("a domain's name from its id")
+    .argument('<id>')
+    .action(async (id: string) => {
+      if (!/^\d+$/.test(id)) throw new Error(`domname: '${id}' is not a domain id`);
+      const d = await api().get<DomainInfo>(domPath(id));
+      out(d.name);
+    });
+
+  program
+    .command('uptime')
+    .description('uptime of domains')
+    .argument('[doms...]')
+    .action(async (doms: string[]) => out(formatUptimeTable(await listDomains(doms))));
+
+  program
+    .command('config')
+    .description("print a domain's current config in xl.cfg syntax")
+    .argument('<dom>')
+    .option('--json', 'as JSON')
+    .action(async (dom: string, opts: { json?: boolean }) => {
+      const r = await api().get<{ config: unknown; xlcfg: string }>(domPath(dom, '/config'));
+      if (opts.json) json(r.config);
+      else out(r.xlcfg);
+    });
+}

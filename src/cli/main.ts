@@ -1,0 +1,42 @@
+/**
+ * xeno: the thin CLI. Names and output follow xm/xl; any unambiguous prefix of a command works, as in
+ * xl. It only talks to xenod; nothing daemon-side is imported.
+ */
+import { Command, CommanderError } from 'commander';
+import { XENO_VERSION } from '../common/version.js';
+import { registerCommands } from './commands/index.js';
+
+/** xl accepts any unambiguous prefix of a command name. */
+export function expandPrefix(program: Command, argv: string[]): string[] {
+  const i = argv.findIndex((a) => !a.startsWith('-'));
+  if (i < 0) return argv;
+  const word = argv[i]!;
+  const names = program.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+  if (names.includes(word)) return argv;
+  const matches = program.commands.filter((c) => c.name().startsWith(word));
+  if (matches.length === 1) return [...argv.slice(0, i), matches[0]!.name(), ...argv.slice(i + 1)];
+  if (matches.length > 1) throw new Error(`'${word}' is ambiguous: ${matches.map((c) => c.name()).join(', ')}`);
+  return argv;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('xeno')
+    .description('xeno: manage virtual machines the Xen way (xm/xl commands), talking to xenod')
+    .version(XENO_VERSION)
+    .option('-s, --socket <path>', "xenod's socket (default $XENO_SOCKET or /run/xeno/xenod.sock)")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  program.hook('preAction', (cmd) => {
+    const sock = cmd.optsWithGlobals<{ socket?: string }>().socket;
+    if (sock) process.env.XENO_SOCKET = sock;
+  });
+  registerCommands(program);
+  for (const c of program.commands) c.exitOverride();
+  await program.parseAsync(expandPrefix(program, argv), { from: 'user' });
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  process.stderr.write(`xeno: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

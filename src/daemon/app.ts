@@ -1,0 +1,37 @@
+/**
+ * The HTTP+JSON API, built apart from its listener so tests can drive it in-process. Errors are
+ * mapped to HTTP in one place (the catalogue in common/errors.ts).
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import { ERROR_CATALOGUE, XenoError } from '../common/errors.js';
+import { XENO_VERSION } from '../common/version.js';
+import type { DaemonContext } from './context.js';
+import { registerRoutes } from './routes/index.js';
+
+export async function buildApp(ctx: DaemonContext): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'xenod API', version: XENO_VERSION, description: 'The xeno daemon (the xend of xeno), on a Unix socket.' },
+    },
+  });
+  app.setErrorHandler((err: unknown, req, reply) => {
+    if (err instanceof XenoError) {
+      void reply.status(err.status).send({ error: { code: err.code, message: err.message, details: err.details } });
+      return;
+    }
+    const e = err as { validation?: unknown; statusCode?: number; message?: string };
+    if (e.validation || (e.statusCode && e.statusCode < 500)) {
+      void reply.status(e.statusCode ?? 400).send({ error: { code: 'BAD_REQUEST', message: e.message ?? 'bad request' } });
+      return;
+    }
+    ctx.log.error({ err, url: req.url }, 'internal error');
+    void reply.status(500).send({ error: { code: 'INTERNAL', message: e.message ?? String(err) } });
+  });
+  registerRoutes(app, ctx);
+  return app;
+}
+
+/** The error catalogue, for the API documentation. */
+export const errorCodes = Object.entries(ERROR_CATALOGUE).map(([code, v]) => ({ code, status: v.status, doc: v.doc }));

@@ -1,0 +1,137 @@
+/**
+ * xenod: the composition root. Reads its xend-config.sxp, picks the accelerator, re-adopts the
+ * guests an earlier daemon left running and serves the API on a Unix socket. SIGTERM stops the
+ * daemon only: the guests keep running.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { processCmdline, processGone } from '../host/proc.js';
+import { createLogger } from '../common/logger.js';
+import { errorMessage } from '../common/errors.js';
+import { XENO_VERSION } from '../common/version.js';
+import { loadDaemonConfigFile } from '../config/index.js';
+import { QemuBackend } from '../hypervisor/qemu/qemu-backend.js';
+import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.js';
+import { composeHooks } from '../toolstack/hooks.js';
+import { StateStore } from '../toolstack/store.js';
+import { Toolstack } from '../toolstack/toolstack.js';
+import { buildApp } from './app.js';
+import type { DaemonContext } from './context.js';
+
+const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop]
+Runs in the foreground; logs to stderr and to its log file. SIGTERM stops it and leaves the guests running.`;
+
+function loadConfig(argv: string[]): DaemonConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      'state-dir': { type: 'string' },
+      socket: { type: 'string' },
+      accel: { type: 'string' },
+      'save-on-stop': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    process.exit(0);
+  }
+  if (values.version) {
+    process.stdout.write(`xenod ${XENO_VERSION}\n`);
+    process.exit(0);
+  }
+  const warn = (w: string) => process.stderr.write(`xenod: ${w}\n`);
+  const config = values.config ? loadDaemonConfigFile(values.config, warn) : defaultDaemonConfig();
+  if (values['state-dir']) config.stateDir = path.resolve(values['state-dir']);
+  if (process.env.XENO_SOCKET) config.unixPath = process.env.XENO_SOCKET;
+  if (values.socket) config.unixPath = path.resolve(values.socket);
+  if (values.accel) {
+    if (!['auto', 'kvm', 'tcg'].includes(values.accel)) throw new Error(`--accel must be auto, kvm or tcg`);
+    config.accel = values.accel as DaemonConfig['accel'];
+  }
+  if (values['save-on-stop']) config.saveOnStop = true;
+  return config;
+}
+
+/** One daemon per state dir: a pid file, taken over only from a dead owner. */
+function takePidLock(stateDir: string): string {
+  const file = path.join(stateDir, 'xenod.pid');
+  try {
+    const pid = Number(readFileSync(file, 'utf8'));
+    if (pid && pid !== process.pid) {
+      // A zombie counts as dead: init may reap a killed daemon seconds late.
+      if (!processGone(pid) && processCmdline(pid).some((a) => a.includes('xenod'))) {
+        throw new Error(`another xenod (pid ${pid}) already uses ${stateDir}`);
+      }
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  writeFileSync(file, String(process.pid));
+  return file;
+}
+
+/** A socket file left by a dead daemon is removed; a live one is an error. */
+async function clearStaleSocket(sock: string): Promise<void> {
+  if (!existsSync(sock)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.createConnection(sock);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`a daemon already listens on ${sock}`);
+  rmSync(sock, { force: true });
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const pidFile = takePidLock(config.stateDir);
+  const logFile = config.logfile ?? path.join(config.stateDir, 'xenod.log');
+  const log = createLogger(config.loglevel, logFile);
+
+  const backend = await QemuBackend.create({ binary: config.qemuBinary, accel: config.accel, cacheDir: path.dirname(config.unixPath) });
+  if (backend.caps.accel === 'tcg') log.warn(`WARNING: no usable KVM, guests run under TCG emulation (slow): ${backend.caps.accelReason}`);
+  else log.info(`accelerator: ${backend.caps.accelReason}`);
+
+  const store = new StateStore(path.join(config.stateDir, 'xeno.db'));
+  const hooks = composeHooks();
+  const toolstack = new Toolstack({ config, backend, store, log, hooks });
+  await toolstack.adoptAll();
+
+  const ctx: DaemonContext = { toolstack, config, log, logFile, services: {} };
+  const app = await buildApp(ctx);
+  mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
+  await clearStaleSocket(config.unixPath);
+  await app.listen({ path: config.unixPath });
+  chmodSync(config.unixPath, 0o600);
+  log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal}: stopping xenod; guests keep running`);
+    await app.close().catch(() => undefined);
+    toolstack.detachAll();
+    store.close();
+    rmSync(pidFile, { force: true });
+    log.flush();
+    setTimeout(() => process.exit(0), 50);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main(process.argv.slice(2)).catch((e) => {
+  process.stderr.write(`xenod: ${errorMessage(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,54 @@
+/**
+ * Guest consoles. `GET /v1/domains/:dom/console` upgraded to the raw `xeno-console` protocol gives a
+ * two-way byte stream on the guest's serial line; any number of clients at once. Without the upgrade
+ * it returns the bounded console log.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { XenoError, errorMessage } from '../../common/errors.js';
+import type { DaemonContext } from '../context.js';
+import { domParam } from './schemas.js';
+
+const CONSOLE_RE = /^\/v1\/domains\/([^/?]+)\/console(\?.*)?$/;
+
+export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  app.get<{ Params: { dom: string } }>(
+    '/v1/domains/:dom/console',
+    { schema: { summary: "The guest's console log; with `Upgrade: xeno-console`, a live two-way stream", params: domParam } },
+    async (req, reply) => {
+      const rec = ctx.toolstack.resolve(req.params.dom);
+      void reply.type('text/plain');
+      return ctx.toolstack.liveOf(rec).console.history();
+    },
+  );
+
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const m = CONSOLE_RE.exec(req.url ?? '');
+    if (!m || String(req.headers.upgrade).toLowerCase() !== 'xeno-console') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    let hub;
+    try {
+      hub = ctx.toolstack.console(decodeURIComponent(m[1]!));
+    } catch (e) {
+      const status = e instanceof XenoError ? e.status : 500;
+      const body = JSON.stringify({ error: { code: e instanceof XenoError ? e.code : 'INTERNAL', message: errorMessage(e) } });
+      socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: xeno-console\r\nConnection: Upgrade\r\n\r\n');
+    if (new URLSearchParams(m[2]?.slice(1) ?? '').get('history') === '1') socket.write(hub.history());
+    if (head.length) hub.input(head);
+    const detach = hub.attach({ write: (d) => socket.write(d) });
+    const onClose = () => socket.end();
+    hub.once('close', onClose);
+    socket.on('data', (d: Buffer) => hub.input(d));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      detach();
+      hub.off('close', onClose);
+    });
+  });
+}

@@ -1,0 +1,12 @@
+/** Every route family, one line each. */
+import type { FastifyInstance } from 'fastify';
+import type { DaemonContext } from '../context.js';
+import { registerConsoleRoutes } from './console.js';
+import { registerDomainRoutes } from './domains.js';
+import { registerHostRoutes } from './host.js';
+
+export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  registerHostRoutes(app, ctx);
+  registerDomainRoutes(app, ctx);
+  registerConsoleRoutes(app, ctx);
+}

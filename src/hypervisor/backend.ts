@@ -1,0 +1,76 @@
+/**
+ * The hypervisor backend interface. The toolstack talks only to this; QEMU (with KVM or TCG) sits
+ * behind it. The accelerator is chosen once when the backend starts and reported, never re-guessed.
+ */
+import type { EventEmitter } from 'node:events';
+import type { DomainConfig } from '../model/domain-config.js';
+import type { NicBackend } from './qemu/argv.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface HostCaps {
+  accel: Accel;
+  /** Why this accelerator (shown by `xeno info` and logged at start). */
+  accelReason: string;
+  qemuVersion: string;
+  /** The versioned machine type new domains get, e.g. pc-i440fx-7.2. */
+  machineType: string;
+}
+
+export interface LaunchRequest {
+  domid: number;
+  uuid: string;
+  config: DomainConfig;
+  /** Directory for this domain's sockets and pidfile. */
+  runDir: string;
+  machineType: string;
+  nics: NicBackend[];
+  startPaused?: boolean;
+  incoming?: boolean;
+  /** Where QEMU's stderr goes. */
+  logFile: string;
+}
+
+export type VmRunState = 'running' | 'paused' | 'shutdown' | 'panicked' | 'inmigrate' | 'postmigrate' | 'other';
+
+export interface VcpuThread {
+  index: number;
+  threadId: number;
+}
+
+/** What a guest did that the toolstack must answer (on_poweroff, on_reboot, on_crash). */
+export type GuestStopReason = 'poweroff' | 'reboot' | 'crash';
+
+/**
+ * A running VM. Emits 'guest-stop' (GuestStopReason) when the guest powers off, reboots or panics,
+ * 'exit' once QEMU is gone, and 'qmp-event' for every QMP event.
+ */
+export interface Vm extends EventEmitter {
+  readonly pid: number;
+  readonly runDir: string;
+  readonly exited: boolean;
+  command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  runState(): Promise<VmRunState>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** ACPI power button. */
+  powerdown(): Promise<void>;
+  reset(): Promise<void>;
+  /** Ask QEMU to exit and resolve once the process is gone (SIGKILL after graceMs). */
+  kill(graceMs?: number): Promise<void>;
+  vcpuThreads(): Promise<VcpuThread[]>;
+  /** Resolves when QEMU is gone. */
+  waitExit(timeoutMs?: number): Promise<void>;
+  /** Drop the QMP connection without touching QEMU (daemon shutdown). */
+  detach(): void;
+}
+
+export interface HypervisorBackend {
+  readonly caps: HostCaps;
+  launch(req: LaunchRequest): Promise<Vm>;
+  /** Re-attach to a QEMU left running by an earlier xenod; null when it is gone. */
+  adopt(pid: number, runDir: string): Promise<Vm | null>;
+  /** The argv launch() would use (for dry runs and the raw-QEMU benchmark). */
+  argv(req: LaunchRequest): string[];
+  readonly binary: string;
+}

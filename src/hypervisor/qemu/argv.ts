@@ -1,0 +1,106 @@
+/**
+ * Pure: the QEMU command line for one domain. No I/O, so every flag is unit-testable and the
+ * benchmark can start "raw QEMU" with exactly the argv xeno would use.
+ */
+import { effectiveCmdline, type DomainConfig } from '../../model/domain-config.js';
+import type { Accel } from '../backend.js';
+
+export interface NicBackend {
+  devid: number;
+  /** Host-side tap device, e.g. vif3.0. */
+  ifname: string;
+  mac: string;
+  model?: string;
+}
+
+export interface QemuPaths {
+  qmp: string;
+  serial: string;
+  pidfile: string;
+}
+
+export interface QemuArgvInput {
+  domid: number;
+  config: DomainConfig;
+  uuid: string;
+  machineType: string;
+  accel: Accel;
+  paths: QemuPaths;
+  nics: NicBackend[];
+  /** Start with vcpus stopped (`-S`): restore/incoming and `create -p`. */
+  startPaused?: boolean;
+  /** Wait for the migration stream (`-incoming defer`, then migrate-incoming over QMP). */
+  incoming?: boolean;
+  /** TCG translation-buffer size in MiB; bounds QEMU's own overhead under emulation. */
+  tbSizeMb?: number;
+}
+
+/** virtio-blk for disks (xenblk's counterpart); an IDE cdrom for devtype=cdrom. */
+function diskArgs(c: DomainConfig): string[] {
+  const out: string[] = [];
+  c.disks.forEach((d, i) => {
+    const id = `disk${i}`;
+    const ro = d.access === 'ro' ? ',readonly=on' : '';
+    const format = d.format === 'qcow' ? 'qcow' : d.format === 'vhd' ? 'vpc' : d.format;
+    if (d.devtype === 'cdrom') {
+      out.push('-drive', `if=none,id=${id},media=cdrom,readonly=on${d.target ? `,file=${escapeOpt(d.target)},format=${format}` : ''}`);
+      out.push('-device', `ide-cd,drive=${id},id=dev-${id}`);
+    } else {
+      out.push('-drive', `if=none,id=${id},file=${escapeOpt(d.target)},format=${format},cache=writeback${ro}`);
+      out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${d.vdev}${i === 0 && c.type === 'hvm' ? ',bootindex=0' : ''}`);
+    }
+  });
+  return out;
+}
+
+/** QEMU's option syntax doubles commas inside values. */
+export function escapeOpt(v: string): string {
+  return v.replace(/,/g, ',,');
+}
+
+export function buildQemuArgv(input: QemuArgvInput): string[] {
+  const { config: c, paths } = input;
+  const argv: string[] = [
+    '-name', `guest=${escapeOpt(c.name)},debug-threads=on`,
+    '-uuid', input.uuid,
+    '-machine', input.machineType,
+    '-accel', input.accel === 'tcg' && input.tbSizeMb ? `tcg,tb-size=${input.tbSizeMb}` : input.accel,
+    '-cpu', input.accel === 'kvm' ? 'host' : 'qemu64',
+    '-m', `size=${c.maxmem}M`,
+    '-smp', `${c.vcpus},maxcpus=${c.maxvcpus}`,
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    '-qmp', `unix:${escapeOpt(paths.qmp)},server=on,wait=off`,
+    '-chardev', `socket,id=serial0,path=${escapeOpt(paths.serial)},server=on,wait=off`,
+    '-serial', 'chardev:serial0',
+    '-pidfile', paths.pidfile,
+    // The daemon decides what a guest's poweroff, reboot or panic means (on_poweroff & co), so QEMU
+    // only stops and reports it; this also works while xenod is down: the guest waits, frozen.
+    '-action', 'reboot=shutdown,shutdown=pause,panic=pause',
+    '-device', 'pvpanic',
+    '-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on',
+  ];
+  if (c.kernel) {
+    argv.push('-kernel', c.kernel);
+    if (c.ramdisk) argv.push('-initrd', c.ramdisk);
+    argv.push('-append', guestCmdline(c));
+  }
+  argv.push(...diskArgs(c));
+  for (const nic of input.nics) {
+    argv.push('-netdev', `tap,id=net${nic.devid},ifname=${nic.ifname},script=no,downscript=no`);
+    argv.push('-device', `${nic.model ?? 'virtio-net-pci'},netdev=net${nic.devid},mac=${nic.mac},id=nic${nic.devid}`);
+  }
+  if (input.startPaused || input.incoming) argv.push('-S');
+  if (input.incoming) argv.push('-incoming', 'defer');
+  return argv;
+}
+
+/** The kernel command line: the config's, plus the serial console and hostname the guest reads. */
+export function guestCmdline(c: DomainConfig): string {
+  const parts: string[] = [];
+  const base = effectiveCmdline(c) ?? '';
+  if (!/\bconsole=/.test(base)) parts.push('console=ttyS0');
+  if (base) parts.push(base);
+  if (c.hostname && !/\b(xeno\.)?hostname=/.test(base)) parts.push(`xeno.hostname=${c.hostname}`);
+  return parts.join(' ');
+}

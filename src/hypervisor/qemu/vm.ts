@@ -1,0 +1,139 @@
+/**
+ * One QEMU process, launched or adopted. We learn of its end from QMP (SHUTDOWN events, the socket
+ * closing) and /proc, never by waiting for the pid to be reaped: an adopted QEMU is not our child,
+ * and init reaps orphans late.
+ */
+import { EventEmitter } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
+import { XenoError } from '../../common/errors.js';
+import { processGone, waitProcessGone } from '../../host/proc.js';
+import type { GuestStopReason, VcpuThread, Vm, VmRunState } from '../backend.js';
+import type { QmpClient, QmpEvent } from './qmp.js';
+
+export class QemuVm extends EventEmitter implements Vm {
+  private gone = false;
+  private readonly exitPromise: Promise<void>;
+
+  constructor(
+    readonly pid: number,
+    readonly runDir: string,
+    private readonly qmp: QmpClient,
+    child?: ChildProcess,
+  ) {
+    super();
+    qmp.on('event', (e: QmpEvent) => this.onEvent(e));
+    this.exitPromise = new Promise<void>((resolve) => {
+      const done = () => {
+        if (this.gone) return;
+        this.gone = true;
+        resolve();
+        this.emit('exit');
+      };
+      child?.once('exit', done);
+      // QMP closing means QEMU exited or is exiting; confirm from /proc.
+      qmp.once('close', () => {
+        if (this.detached) return;
+        void waitProcessGone(pid, 30_000).then(done);
+      });
+      if (processGone(pid)) done();
+    });
+  }
+
+  private detached = false;
+
+  get exited(): boolean {
+    return this.gone;
+  }
+
+  private onEvent(e: QmpEvent): void {
+    this.emit('qmp-event', e);
+    if (e.event === 'SHUTDOWN') {
+      const reason = String(e.data.reason ?? '');
+      if (reason === 'guest-shutdown') this.emit('guest-stop', 'poweroff' satisfies GuestStopReason);
+      else if (reason === 'guest-reset') this.emit('guest-stop', 'reboot' satisfies GuestStopReason);
+      else if (reason === 'guest-panic') this.emit('guest-stop', 'crash' satisfies GuestStopReason);
+    } else if (e.event === 'GUEST_PANICKED') {
+      this.emit('guest-stop', 'crash' satisfies GuestStopReason);
+    }
+  }
+
+  command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T> {
+    return this.qmp.execute<T>(cmd, args, timeoutMs);
+  }
+
+  async runState(): Promise<VmRunState> {
+    const s = await this.qmp.execute<{ status: string }>('query-status');
+    switch (s.status) {
+      case 'running':
+      case 'paused':
+      case 'shutdown':
+      case 'inmigrate':
+      case 'postmigrate':
+        return s.status;
+      case 'guest-panicked':
+        return 'panicked';
+      default:
+        return 'other';
+    }
+  }
+
+  async pause(): Promise<void> {
+    await this.qmp.execute('stop');
+  }
+
+  async resume(): Promise<void> {
+    await this.qmp.execute('cont');
+  }
+
+  async powerdown(): Promise<void> {
+    await this.qmp.execute('system_powerdown');
+  }
+
+  async reset(): Promise<void> {
+    await this.qmp.execute('system_reset');
+  }
+
+  async vcpuThreads(): Promise<VcpuThread[]> {
+    const cpus = await this.qmp.execute<Array<{ 'cpu-index': number; 'thread-id': number }>>('query-cpus-fast');
+    return cpus.map((c) => ({ index: c['cpu-index'], threadId: c['thread-id'] }));
+  }
+
+  async kill(graceMs = 5000): Promise<void> {
+    if (this.gone) return;
+    try {
+      await this.qmp.execute('quit', undefined, graceMs);
+    } catch {
+      // QEMU may close the socket before answering; the exit check below decides.
+    }
+    try {
+      await this.waitExit(graceMs);
+    } catch {
+      try {
+        process.kill(this.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      if (!(await waitProcessGone(this.pid, 10_000))) {
+        throw new XenoError('QEMU_ERROR', `QEMU pid ${this.pid} did not exit after SIGKILL`);
+      }
+      this.gone = true;
+      this.emit('exit');
+    }
+  }
+
+  waitExit(timeoutMs = 30_000): Promise<void> {
+    if (this.gone) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new XenoError('TIMEOUT', `QEMU pid ${this.pid} still running after ${timeoutMs} ms`)), timeoutMs);
+      void this.exitPromise.then(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  detach(): void {
+    this.detached = true;
+    this.qmp.close();
+  }
+}

@@ -1,0 +1,74 @@
+/** Shapes exchanged between xenod's HTTP API and its clients (the CLI, tools, the web page). */
+import type { DomainConfig } from './domain-config.js';
+import type { DomainState } from './domain-state.js';
+
+export interface DomainInfo {
+  id: number;
+  name: string;
+  uuid: string;
+  state: DomainState;
+  /** xm's `rbpscd` flags, e.g. `r-----`. */
+  stateFlags: string;
+  /** MiB: the current balloon target (Domain-0: what the guests leave to the host). */
+  memory: number;
+  maxmem: number;
+  vcpus: number;
+  maxvcpus: number;
+  /** Seconds of CPU the domain's vcpus have used. */
+  cpuTime: number;
+  /** QEMU's pid (absent for Domain-0). */
+  pid?: number;
+  /** Seconds since the domain started. */
+  uptime: number;
+  startTime: number;
+  machineType?: string;
+  accel?: string;
+}
+
+export interface DomainDetail extends DomainInfo {
+  config: DomainConfig;
+  /** The balloon's actual size reported by the guest, MiB. */
+  balloonActual?: number;
+}
+
+export interface HostInfo {
+  host: string;
+  release: string;
+  machine: string;
+  nr_cpus: number;
+  /** MiB. */
+  total_memory: number;
+  free_memory: number;
+  dom0_min_mem: number;
+  accel: 'kvm' | 'tcg';
+  accel_reason: string;
+  qemu_version: string;
+  machine_type: string;
+  xeno_version: string;
+  state_dir: string;
+  network_mode: string;
+}
+
+export interface CreateRequest {
+  /** Either a ready config... */
+  config?: DomainConfig;
+  /** ...or the text of an xl.cfg / xm file, parsed by the daemon (errors name cfgFile:line:col). */
+  cfgText?: string;
+  cfgFile?: string;
+  /** `key=value` overrides as given after the file on `xeno create`. */
+  overrides?: string[];
+  /** Directory relative paths in the file are resolved against (the CLI's cwd). */
+  cwd?: string;
+  paused?: boolean;
+  dryRun?: boolean;
+}
+
+export interface CreateResponse {
+  domain?: DomainInfo;
+  config: DomainConfig;
+  warnings: string[];
+}
+
+export interface ApiError {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}

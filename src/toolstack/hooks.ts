@@ -1,0 +1,57 @@
+/**
+ * Extension points around a domain's life, where host resources (network backends, cgroups, pins)
+ * are set up and torn down. Each feature implements the parts it needs; compose() chains them.
+ */
+import type { NicBackend } from '../hypervisor/qemu/argv.js';
+import type { Vm } from '../hypervisor/backend.js';
+import type { DomainConfig } from '../model/domain-config.js';
+import type { DomainRecord } from './store.js';
+
+export interface Prepared {
+  nics: NicBackend[];
+  /** A config to launch with instead of the stored one (e.g. an extended kernel command line). */
+  config?: DomainConfig;
+}
+
+export interface DomainHooks {
+  /** Before QEMU starts: create host-side backends. Must undo its own work if it throws. */
+  beforeLaunch(rec: DomainRecord): Promise<Prepared>;
+  /** QEMU is up (paused or running): apply pins, cgroups... */
+  afterLaunch(rec: DomainRecord, vm: Vm): Promise<void>;
+  /** A restarted xenod found this QEMU still running. */
+  afterAdopt(rec: DomainRecord, vm: Vm): Promise<void>;
+  /** QEMU is gone: remove what beforeLaunch/afterLaunch made. Must not throw for missing things. */
+  afterStop(rec: DomainRecord): Promise<void>;
+}
+
+export const NO_HOOKS: DomainHooks = {
+  beforeLaunch: async () => ({ nics: [] }),
+  afterLaunch: async () => undefined,
+  afterAdopt: async () => undefined,
+  afterStop: async () => undefined,
+};
+
+/** Chain several hook sets; beforeLaunch results are merged in order. */
+export function composeHooks(...all: Array<Partial<DomainHooks>>): DomainHooks {
+  return {
+    async beforeLaunch(rec) {
+      const out: Prepared = { nics: [] };
+      for (const h of all) {
+        if (!h.beforeLaunch) continue;
+        const p = await h.beforeLaunch({ ...rec, config: out.config ?? rec.config });
+        out.nics.push(...p.nics);
+        if (p.config) out.config = p.config;
+      }
+      return out;
+    },
+    async afterLaunch(rec, vm) {
+      for (const h of all) await h.afterLaunch?.(rec, vm);
+    },
+    async afterAdopt(rec, vm) {
+      for (const h of all) await h.afterAdopt?.(rec, vm);
+    },
+    async afterStop(rec) {
+      for (const h of all) await h.afterStop?.(rec);
+    },
+  };
+}

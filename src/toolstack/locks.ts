@@ -1,0 +1,23 @@
+/** Serializes operations per domain: two QMP transactions on one domain never interleave. */
+export class KeyedLock {
+  private readonly tails = new Map<number | string, Promise<unknown>>();
+
+  async run<T>(key: number | string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    this.tails.set(key, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+
+  busy(key: number | string): boolean {
+    return this.tails.has(key);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * xenod's state in SQLite: the domains (their stored config, pid, QEMU machine type), the counter
+ * that hands out domain ids (never reused while the state lives) and an event log.
+ */
+import Database from 'better-sqlite3';
+import type { DomainConfig } from '../model/domain-config.js';
+import type { DomainState } from '../model/domain-state.js';
+
+export interface DomainRecord {
+  id: number;
+  name: string;
+  uuid: string;
+  config: DomainConfig;
+  state: DomainState;
+  pid: number | null;
+  machineType: string;
+  accel: string;
+  startTime: number;
+  runDir: string;
+  /** Feature-owned extras (pins, network leases, pending operations...). */
+  extra: Record<string, unknown>;
+}
+
+export interface EventRecord {
+  seq: number;
+  ts: number;
+  domid: number | null;
+  name: string | null;
+  kind: string;
+  message: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS domains (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  uuid TEXT NOT NULL,
+  config TEXT NOT NULL,
+  state TEXT NOT NULL,
+  pid INTEGER,
+  machine_type TEXT NOT NULL,
+  accel TEXT NOT NULL,
+  start_time REAL NOT NULL,
+  run_dir TEXT NOT NULL,
+  extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts REAL NOT NULL,
+  domid INTEGER,
+  name TEXT,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+`;
+
+interface Row {
+  id: number;
+  name: string;
+  uuid: string;
+  config: string;
+  state: string;
+  pid: number | null;
+  machine_type: string;
+  accel: string;
+  start_time: number;
+  run_dir: string;
+  extra: string;
+}
+
+function fromRow(r: Row): DomainRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    uuid: r.uuid,
+    config: JSON.parse(r.config) as DomainConfig,
+    state: r.state as DomainState,
+    pid: r.pid,
+    machineType: r.machine_type,
+    accel: r.accel,
+    startTime: r.start_time,
+    runDir: r.run_dir,
+    extra: JSON.parse(r.extra) as Record<string, unknown>,
+  };
+}
+
+export class StateStore {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Next domain id: 1, 2, 3... never handed out twice. */
+  allocateDomid(): number {
+    return this.db.transaction(() => {
+      const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'next_domid'`).get() as { value: string } | undefined;
+      const id = row ? Number(row.value) : 1;
+      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('next_domid', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(id + 1));
+      return id;
+    })();
+  }
+
+  insert(d: DomainRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO domains (id, name, uuid, config, state, pid, machine_type, accel, start_time, run_dir, extra)
+         VALUES (@id, @name, @uuid, @config, @state, @pid, @machineType, @accel, @startTime, @runDir, @extra)`,
+      )
+      .run({ ...d, config: JSON.stringify(d.config), extra: JSON.stringify(d.extra) });
+  }
+
+  update(id: number, patch: Partial<Omit<DomainRecord, 'id'>>): void {
+    const cols: Record<string, string> = {
+      name: 'name', uuid: 'uuid', config: 'config', state: 'state', pid: 'pid', machineType: 'machine_type',
+      accel: 'accel', startTime: 'start_time', runDir: 'run_dir', extra: 'extra',
+    };
+    const sets: string[] = [];
+    const values: Record<string, unknown> = { id };
+    for (const [k, v] of Object.entries(patch)) {
+      const col = cols[k];
+      if (!col) continue;
+      sets.push(`${col} = @${k}`);
+      values[k] = k === 'config' || k === 'extra' ? JSON.stringify(v) : v;
+    }
+    if (sets.length) this.db.prepare(`UPDATE domains SET ${sets.join(', ')} WHERE id = @id`).run(values);
+  }
+
+  remove(id: number): void {
+    this.db.prepare(`DELETE FROM domains WHERE id = ?`).run(id);
+  }
+
+  get(id: number): DomainRecord | undefined {
+    const r = this.db.prepare(`SELECT * FROM domains WHERE id = ?`).get(id) as Row | undefined;
+    return r && fromRow(r);
+  }
+
+  byName(name: string): DomainRecord | undefined {
+    const r = this.db.prepare(`SELECT * FROM domains WHERE name = ?`).get(name) as Row | undefined;
+    return r && fromRow(r);
+  }
+
+  all(): DomainRecord[] {
+    return (this.db.prepare(`SELECT * FROM domains ORDER BY id`).all() as Row[]).map(fromRow);
+  }
+
+  addEvent(domid: number | null, name: string | null, kind: string, message: string): void {
+    this.db.prepare(`INSERT INTO events (ts, domid, name, kind, message) VALUES (?, ?, ?, ?, ?)`).run(Date.now() / 1000, domid, name, kind, message);
+  }
+
+  events(limit = 200): EventRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM events ORDER BY seq DESC LIMIT ?`).all(limit) as EventRecord[];
+    return rows.reverse();
+  }
+}

@@ -1,0 +1,441 @@
+/**
+ * One host's orchestration: creates, adopts, stops and destroys domains on the hypervisor backend,
+ * keeps their state in the store, and answers what the guests do (on_poweroff, on_reboot, on_crash).
+ * Every operation on a domain runs under that domain's lock; host changes made by a failing
+ * operation are undone before the error is reported.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { XenoError } from '../common/errors.js';
+import { XENO_VERSION } from '../common/version.js';
+import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
+import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
+import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
+import { threadStat } from '../host/proc.js';
+import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
+import type { DaemonConfig } from '../model/daemon-config.js';
+import { DOMAIN_NAME_RE, type DomainConfig, type LifecycleAction } from '../model/domain-config.js';
+import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
+import { ConsoleHub } from './console-hub.js';
+import { KeyedLock } from './locks.js';
+import type { DomainRecord, StateStore } from './store.js';
+import { NO_HOOKS, type DomainHooks } from './hooks.js';
+
+export interface ToolstackDeps {
+  config: DaemonConfig;
+  backend: HypervisorBackend & { overheadMb: number };
+  store: StateStore;
+  log: Logger;
+  hooks?: DomainHooks;
+}
+
+interface Live {
+  vm: Vm;
+  console: ConsoleHub;
+  vcpuTids: number[];
+  /** Set while xenod itself is stopping this QEMU, so its exit is not taken for a crash. */
+  stopping: boolean;
+  /** A `reboot` asked for: the guest's next poweroff means restart. */
+  rebootRequested: boolean;
+}
+
+export class Toolstack {
+  private readonly live = new Map<number, Live>();
+  private readonly locks = new KeyedLock();
+  readonly hooks: DomainHooks;
+
+  constructor(readonly deps: ToolstackDeps) {
+    this.hooks = deps.hooks ?? NO_HOOKS;
+  }
+
+  private get store(): StateStore {
+    return this.deps.store;
+  }
+  private get log(): Logger {
+    return this.deps.log;
+  }
+
+  runDirFor(domid: number): string {
+    return path.join(this.deps.config.stateDir, 'run', String(domid));
+  }
+
+  private consoleLogFor(name: string): string {
+    return path.join(this.deps.config.stateDir, 'console', `${name}.log`);
+  }
+
+  event(d: { id: number; name: string } | null, kind: string, message: string): void {
+    this.store.addEvent(d?.id ?? null, d?.name ?? null, kind, message);
+    this.log.info({ domid: d?.id, domain: d?.name, kind }, message);
+  }
+
+  // ---- lookup -------------------------------------------------------------------------------
+
+  /** A DOM argument: a name or a numeric id. */
+  resolve(dom: string): DomainRecord {
+    const rec = /^\d+$/.test(dom) ? this.store.get(Number(dom)) : this.store.byName(dom);
+    if (!rec) {
+      if (dom === '0' || dom === 'Domain-0') throw new XenoError('BAD_REQUEST', 'Domain-0 is the host itself: this operation applies to guests');
+      throw new XenoError('NO_SUCH_DOMAIN', `domain '${dom}' does not exist`);
+    }
+    return rec;
+  }
+
+  liveOf(rec: DomainRecord): Live {
+    const l = this.live.get(rec.id);
+    if (!l) throw new XenoError('BAD_STATE', `domain ${rec.name} has no running QEMU`);
+    return l;
+  }
+
+  /** Run `fn` under the domain's lock after checking `op` is legal in its current state. */
+  async withDomain<T>(dom: string, op: DomainOp, fn: (rec: DomainRecord) => Promise<T>): Promise<T> {
+    const first = this.resolve(dom);
+    return this.locks.run(first.id, async () => {
+      const rec = this.store.get(first.id);
+      if (!rec) throw new XenoError('NO_SUCH_DOMAIN', `domain '${dom}' does not exist`);
+      if (!isLegal(rec.state, op)) throw new XenoError('BAD_STATE', `cannot ${op} domain ${rec.name}: it is ${rec.state}`);
+      return fn(rec);
+    });
+  }
+
+  // ---- memory -------------------------------------------------------------------------------
+
+  chargeOf(c: DomainConfig): number {
+    return c.maxmem + this.deps.backend.overheadMb;
+  }
+
+  memoryAccount(excludeId?: number): MemoryAccount {
+    const charges = this.store
+      .all()
+      .filter((d) => d.id !== excludeId)
+      .map((d) => ({ name: d.name, mb: this.chargeOf(d.config) }));
+    return account(hostTotalMemoryMb(), this.deps.config.dom0MinMem, charges);
+  }
+
+  // ---- info ---------------------------------------------------------------------------------
+
+  hostInfo(): HostInfo {
+    const acc = this.memoryAccount();
+    const caps = this.deps.backend.caps;
+    return {
+      host: os.hostname(),
+      release: os.release(),
+      machine: os.machine(),
+      nr_cpus: os.cpus().length,
+      total_memory: acc.total,
+      free_memory: acc.free,
+      dom0_min_mem: acc.dom0MinMem,
+      accel: caps.accel,
+      accel_reason: caps.accelReason,
+      qemu_version: caps.qemuVersion,
+      machine_type: caps.machineType,
+      xeno_version: XENO_VERSION,
+      state_dir: this.deps.config.stateDir,
+      network_mode: this.deps.config.networkScript,
+    };
+  }
+
+  domain0(): DomainInfo {
+    const acc = this.memoryAccount();
+    const cpus = os.cpus();
+    const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
+    return {
+      id: 0, name: 'Domain-0', uuid: '00000000-0000-0000-0000-000000000000', state: 'running', stateFlags: 'r-----',
+      memory: acc.dom0, maxmem: acc.total, vcpus: cpus.length, maxvcpus: cpus.length, cpuTime: round1(cpuTime),
+      uptime: Math.round(os.uptime()), startTime: Date.now() / 1000 - os.uptime(),
+    };
+  }
+
+  info(rec: DomainRecord): DomainInfo {
+    const l = this.live.get(rec.id);
+    let cpuTime = 0;
+    let executing = false;
+    if (l && rec.pid) {
+      for (const tid of l.vcpuTids) {
+        const s = threadStat(rec.pid, tid);
+        if (!s) continue;
+        cpuTime += s.cpuTime;
+        if (s.state === 'R') executing = true;
+      }
+    }
+    return {
+      id: rec.id,
+      name: rec.name,
+      uuid: rec.uuid,
+      state: rec.state,
+      stateFlags: stateFlags(rec.state, executing),
+      memory: rec.config.memory,
+      maxmem: rec.config.maxmem,
+      vcpus: l ? l.vcpuTids.length : rec.config.vcpus,
+      maxvcpus: rec.config.maxvcpus,
+      cpuTime: round1(cpuTime),
+      pid: rec.pid ?? undefined,
+      uptime: Math.max(0, Math.round(Date.now() / 1000 - rec.startTime)),
+      startTime: rec.startTime,
+      machineType: rec.machineType,
+      accel: rec.accel,
+    };
+  }
+
+  async detail(rec: DomainRecord): Promise<DomainDetail> {
+    const base = this.info(rec);
+    let balloonActual: number | undefined;
+    const l = this.live.get(rec.id);
+    if (l && !l.vm.exited) {
+      try {
+        const b = await l.vm.command<{ actual: number }>('query-balloon', undefined, 2000);
+        balloonActual = Math.round(b.actual / 1048576);
+      } catch {
+        /* no balloon answer: leave it out */
+      }
+    }
+    return { ...base, config: rec.config, balloonActual };
+  }
+
+  list(): DomainInfo[] {
+    return [this.domain0(), ...this.store.all().map((r) => this.info(r))];
+  }
+
+  console(dom: string): ConsoleHub {
+    const rec = this.resolve(dom);
+    return this.liveOf(rec).console;
+  }
+
+  // ---- create -------------------------------------------------------------------------------
+
+  /** Checks that leave nothing behind when they fail. */
+  validateForCreate(c: DomainConfig, excludeId?: number): void {
+    if (!DOMAIN_NAME_RE.test(c.name)) throw new XenoError('INVALID_NAME', `invalid domain name '${c.name}': use 1-64 characters of [A-Za-z0-9_.-]`);
+    if (c.name === 'Domain-0') throw new XenoError('INVALID_NAME', `'Domain-0' is the host's own name`);
+    const existing = this.store.byName(c.name);
+    if (existing && existing.id !== excludeId) throw new XenoError('DOMAIN_EXISTS', `a domain named '${c.name}' already exists (id ${existing.id})`);
+    for (const [what, file] of [['kernel', c.kernel], ['ramdisk', c.ramdisk]] as const) {
+      if (file && !existsSync(file)) throw new XenoError('NO_SUCH_FILE', `${what} file ${file} does not exist`);
+    }
+    for (const d of c.disks) {
+      if (d.target && !existsSync(d.target)) throw new XenoError('NO_SUCH_FILE', `disk ${d.vdev}: ${d.target} does not exist`);
+    }
+    if (c.type !== 'hvm' && !c.kernel) throw new XenoError('CONFIG_INVALID', `a ${c.type} domain needs a kernel`);
+    if (c.type === 'hvm' && !c.kernel && c.disks.length === 0) throw new XenoError('CONFIG_INVALID', 'an hvm domain needs a disk to boot from');
+    ensureFits(this.memoryAccount(excludeId), this.chargeOf(c), `create ${c.name}`);
+  }
+
+  async create(c: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state'] } = {}): Promise<DomainRecord> {
+    return this.locks.run(`create:${c.name}`, async () => {
+      this.validateForCreate(c);
+      const id = this.store.allocateDomid();
+      const rec: DomainRecord = {
+        id, name: c.name, uuid: c.uuid ?? randomUUID(), config: c, state: 'starting', pid: null,
+        machineType: this.deps.backend.caps.machineType, accel: this.deps.backend.caps.accel,
+        startTime: Date.now() / 1000, runDir: this.runDirFor(id), extra: {},
+      };
+      this.store.insert(rec);
+      try {
+        await this.locks.run(id, () => this.boot(rec, opts));
+      } catch (e) {
+        await this.teardown(rec).catch(() => undefined);
+        this.store.remove(id);
+        throw e;
+      }
+      this.event(rec, 'create', `created ${rec.name} as domain ${id} (${rec.accel}, ${rec.machineType})`);
+      return this.store.get(id)!;
+    });
+  }
+
+  /** Start QEMU for a record (create, restart). */
+  private async boot(rec: DomainRecord, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state'] }): Promise<void> {
+    const c = rec.config;
+    mkdirSync(rec.runDir, { recursive: true, mode: 0o700 });
+    mkdirSync(path.dirname(this.consoleLogFor(rec.name)), { recursive: true });
+    const prepared = await this.hooks.beforeLaunch(rec);
+    const vm = await this.deps.backend.launch({
+      domid: rec.id, uuid: rec.uuid, config: prepared.config ?? c, runDir: rec.runDir, machineType: rec.machineType,
+      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile: path.join(rec.runDir, 'qemu.log'),
+    });
+    rec.pid = vm.pid;
+    this.store.update(rec.id, { pid: vm.pid, runDir: rec.runDir, startTime: Date.now() / 1000 });
+    const live = this.attach(rec, vm);
+    if (c.memory < c.maxmem) await vm.command('balloon', { value: c.memory * 1048576 });
+    await this.hooks.afterLaunch(rec, vm);
+    live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
+    const state = opts.state ?? (opts.paused || opts.incoming ? 'paused' : 'running');
+    rec.state = state;
+    this.store.update(rec.id, { state });
+  }
+
+  private attach(rec: DomainRecord, vm: Vm): Live {
+    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024);
+    const live: Live = { vm, console, vcpuTids: [], stopping: false, rebootRequested: false };
+    this.live.set(rec.id, live);
+    vm.on('guest-stop', (reason: GuestStopReason) => void this.onGuestStop(rec.id, live, reason));
+    vm.on('exit', () => void this.onQemuExit(rec.id, live));
+    return live;
+  }
+
+  // ---- what the guest did -------------------------------------------------------------------
+
+  private actionFor(c: DomainConfig, reason: GuestStopReason): LifecycleAction {
+    return reason === 'poweroff' ? c.onPoweroff : reason === 'reboot' ? c.onReboot : c.onCrash;
+  }
+
+  private async onGuestStop(id: number, live: Live, reason0: GuestStopReason): Promise<void> {
+    if (live.stopping) return;
+    await this.locks.run(id, async () => {
+      const rec = this.store.get(id);
+      if (!rec || this.live.get(id) !== live || live.stopping) return;
+      const reason: GuestStopReason = reason0 === 'poweroff' && live.rebootRequested ? 'reboot' : reason0;
+      live.rebootRequested = false;
+      const action = this.actionFor(rec.config, reason);
+      this.event(rec, reason, `guest ${reason === 'poweroff' ? 'powered off' : reason === 'reboot' ? 'rebooted' : 'crashed'}: on_${reason === 'crash' ? 'crash' : reason === 'reboot' ? 'reboot' : 'poweroff'}=${action}`);
+      switch (action) {
+        case 'destroy':
+        case 'coredump-destroy':
+          await this.destroyLocked(rec);
+          return;
+        case 'restart':
+        case 'rename-restart':
+        case 'coredump-restart':
+          await live.vm.reset();
+          await live.vm.resume();
+          this.store.update(id, { state: 'running', startTime: Date.now() / 1000 });
+          return;
+        case 'preserve':
+          this.store.update(id, { state: reason === 'crash' ? 'crashed' : 'shutdown' });
+          return;
+      }
+    });
+  }
+
+  private async onQemuExit(id: number, live: Live): Promise<void> {
+    if (live.stopping) return;
+    await this.locks.run(id, async () => {
+      const rec = this.store.get(id);
+      if (!rec || this.live.get(id) !== live || live.stopping) return;
+      this.event(rec, 'exit', `QEMU (pid ${rec.pid}) exited unexpectedly; domain ${rec.name} removed`);
+      await this.teardown(rec);
+      this.store.remove(id);
+    });
+  }
+
+  // ---- stop ---------------------------------------------------------------------------------
+
+  /** Undo everything a domain holds on the host (QEMU, console, hooks' resources, run dir). */
+  private async teardown(rec: DomainRecord): Promise<void> {
+    const live = this.live.get(rec.id);
+    if (live) {
+      live.stopping = true;
+      await live.vm.kill();
+      live.console.close();
+      this.live.delete(rec.id);
+    }
+    await this.hooks.afterStop(rec);
+    rmSync(rec.runDir, { recursive: true, force: true });
+  }
+
+  private async destroyLocked(rec: DomainRecord): Promise<void> {
+    this.store.update(rec.id, { state: 'dying' });
+    await this.teardown(rec);
+    this.store.remove(rec.id);
+    this.event(rec, 'destroy', `domain ${rec.name} (${rec.id}) destroyed`);
+  }
+
+  destroy(dom: string): Promise<void> {
+    return this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+  }
+
+  /** ACPI power button; with wait, returns once the domain is gone (or preserved). */
+  async shutdown(dom: string, wait: boolean, timeoutMs = 120_000): Promise<void> {
+    const rec = await this.withDomain(dom, 'shutdown', async (r) => {
+      const l = this.liveOf(r);
+      if (r.state === 'paused') await l.vm.resume();
+      await l.vm.powerdown();
+      this.event(r, 'shutdown', `shutdown requested for ${r.name}`);
+      return r;
+    });
+    if (wait) await this.waitGone(rec.id, timeoutMs);
+  }
+
+  /** A clean reboot: the guest shuts down through ACPI, and xenod restarts it (on_reboot). */
+  async reboot(dom: string): Promise<void> {
+    await this.withDomain(dom, 'reboot', async (rec) => {
+      const l = this.liveOf(rec);
+      if (rec.state === 'shutdown' || rec.state === 'crashed') {
+        await l.vm.reset();
+        await l.vm.resume();
+        this.store.update(rec.id, { state: 'running', startTime: Date.now() / 1000 });
+        return;
+      }
+      l.rebootRequested = true;
+      await l.vm.powerdown();
+      this.event(rec, 'reboot', `reboot requested for ${rec.name}`);
+    });
+  }
+
+  async waitGone(id: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = this.store.get(id);
+      if (!r || r.state === 'shutdown' || r.state === 'crashed') return;
+      if (Date.now() > deadline) throw new XenoError('TIMEOUT', `domain ${r.name} did not shut down within ${timeoutMs / 1000} s`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  async pause(dom: string): Promise<void> {
+    await this.withDomain(dom, 'pause', async (rec) => {
+      await this.liveOf(rec).vm.pause();
+      this.store.update(rec.id, { state: 'paused' });
+      this.event(rec, 'pause', `${rec.name} paused`);
+    });
+  }
+
+  async unpause(dom: string): Promise<void> {
+    await this.withDomain(dom, 'unpause', async (rec) => {
+      await this.liveOf(rec).vm.resume();
+      this.store.update(rec.id, { state: 'running' });
+      this.event(rec, 'unpause', `${rec.name} unpaused`);
+    });
+  }
+
+  // ---- daemon start / stop ------------------------------------------------------------------
+
+  /** Re-adopt every QEMU an earlier xenod left running; forget the ones that are gone. */
+  async adoptAll(): Promise<void> {
+    for (const rec of this.store.all()) {
+      const vm = rec.pid ? await this.deps.backend.adopt(rec.pid, rec.runDir) : null;
+      if (!vm) {
+        this.event(rec, 'lost', `domain ${rec.name} (${rec.id}): QEMU pid ${rec.pid} is gone; removed`);
+        await this.hooks.afterStop(rec).catch(() => undefined);
+        rmSync(rec.runDir, { recursive: true, force: true });
+        this.store.remove(rec.id);
+        continue;
+      }
+      const live = this.attach(rec, vm);
+      live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
+      await this.hooks.afterAdopt(rec, vm);
+      const run = await vm.runState();
+      this.event(rec, 'adopt', `re-adopted ${rec.name} (${rec.id}), QEMU pid ${rec.pid}, ${run}`);
+      // The guest stopped while no daemon was watching: answer it now.
+      if (run === 'panicked' && rec.state !== 'crashed') void this.onGuestStop(rec.id, live, 'crash');
+      else if (run === 'shutdown' && rec.state !== 'shutdown') void this.onGuestStop(rec.id, live, 'poweroff');
+      else if (run === 'running' && rec.state === 'paused') this.store.update(rec.id, { state: 'running' });
+      else if (run === 'paused' && rec.state === 'running') this.store.update(rec.id, { state: 'paused' });
+    }
+  }
+
+  /** Leave every guest running: drop our connections only. */
+  detachAll(): void {
+    for (const l of this.live.values()) {
+      l.stopping = true;
+      l.console.close();
+      l.vm.detach();
+    }
+    this.live.clear();
+  }
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
