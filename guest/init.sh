@@ -100,7 +100,8 @@ if [ -b /dev/vda ]; then
 	mkdir -p /mnt
 	# (busybox mount itself falls back to ro for a write-protected device)
 	if mount -t ext4 /dev/vda /mnt 2>/dev/null ||
-		mount -t ext4 -o ro /dev/vda /mnt 2>/dev/null; then
+		mount -t ext4 -o ro /dev/vda /mnt 2>/dev/null ||
+		mount -t ext4 -o ro,noload /dev/vda /mnt 2>/dev/null; then
 		log "mounted /dev/vda"
 		while read -r _dev mp _fs opts _rest; do
 			[ "$mp" = /mnt ] || continue

@@ -335,11 +335,17 @@ export const OVERRIDE_FILE = '<command line>';
  * Applies `xl create CFG key=value ...` overrides: each is parsed as xl.cfg text and replaces (or
  * adds) the entry of its key. Returns a new AST; the input is not modified.
  */
+/** xm took `name=web2` on the command line: a bare word (not a number) there means a string. */
+function quoteBareWord(text: string): string {
+  const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([A-Za-z_/.][A-Za-z0-9_./:-]*)\s*$/.exec(text);
+  return m ? `${m[1]} = "${m[2]}"` : text;
+}
+
 export function applyOverrides(ast: XlCfgAst, overrides: string[]): XlCfgAst {
   const entries = [...ast.entries];
   overrides.forEach((text, i) => {
     // Leading newlines put override N on line N, so positions say which override is wrong.
-    const parsed = parseXlCfg('\n'.repeat(i) + text, OVERRIDE_FILE);
+    const parsed = parseXlCfg('\n'.repeat(i) + quoteBareWord(text), OVERRIDE_FILE);
     if (parsed.entries.length === 0) {
       throw new XenoError('CONFIG_SYNTAX', `${OVERRIDE_FILE}:${i + 1}:1: override "${text}" is not a key=value assignment`);
     }

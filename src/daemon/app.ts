@@ -10,7 +10,7 @@ import type { DaemonContext } from './context.js';
 import { registerRoutes } from './routes/index.js';
 
 export async function buildApp(ctx: DaemonContext): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, ajv: { customOptions: { allowUnionTypes: true } } });
   await app.register(swagger, {
     openapi: {
       info: { title: 'xenod API', version: XENO_VERSION, description: 'The xeno daemon (the xend of xeno), on a Unix socket.' },

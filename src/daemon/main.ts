@@ -127,6 +127,8 @@ export async function main(argv: string[]): Promise<void> {
     log.flush();
     setTimeout(() => process.exit(0), 50);
   };
+  // A daemon that dies on one bad promise would orphan every guest's supervision: log and go on.
+  process.on('unhandledRejection', (e) => log.error({ err: e }, 'unhandled rejection'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }

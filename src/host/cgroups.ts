@@ -11,7 +11,7 @@
  * A cap is in percent of one CPU: 50 = 50 ms of CPU per 100 ms period; 0 = no cap.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError, errorMessage } from '../common/errors.js';
 
@@ -351,6 +351,25 @@ export class DomainCgroups {
     }
   }
 
+  /**
+   * Removes every domain group of this instance and the instance's parent group (tasks still in
+   * them are moved to the root group first). For test cleanup after a daemon was killed.
+   */
+  async removeAll(): Promise<void> {
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.base, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (GROUP_NAME_RE.test(n)) await this.remove(n).catch(() => undefined);
+    }
+    this.removeBase();
+  }
+
   /** Removes the instance's parent group (when empty of domain groups); for tests and shutdown. */
   removeBase(): void {
     try {
@@ -387,7 +406,7 @@ export function cgroupOfPid(layout: CgroupLayout, pid: number | string): string 
     if (!m) continue;
     const ctrls = m[2]!.split(',');
     if ((layout.version === 2 && m[1] === '0' && m[2] === '') || (layout.version === 1 && ctrls.includes('cpu'))) {
-      return path.join(layout.cpuMount, m[3]!);
+      return m[3] === '/' ? layout.cpuMount : path.join(layout.cpuMount, m[3]!);
     }
   }
   return null;

@@ -38,8 +38,6 @@ interface Live {
   vcpuTids: number[];
   /** Set while xenod itself is stopping this QEMU, so its exit is not taken for a crash. */
   stopping: boolean;
-  /** A `reboot` asked for: the guest's next poweroff means restart. */
-  rebootRequested: boolean;
 }
 
 export class Toolstack {
@@ -267,14 +265,19 @@ export class Toolstack {
 
   private attach(rec: DomainRecord, vm: Vm): Live {
     const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024);
-    const live: Live = { vm, console, vcpuTids: [], stopping: false, rebootRequested: false };
+    const live: Live = { vm, console, vcpuTids: [], stopping: false };
     this.live.set(rec.id, live);
-    vm.on('guest-stop', (reason: GuestStopReason) => void this.onGuestStop(rec.id, live, reason));
-    vm.on('exit', () => void this.onQemuExit(rec.id, live));
+    vm.on('guest-stop', (reason: GuestStopReason) => this.background(rec, this.onGuestStop(rec.id, live, reason)));
+    vm.on('exit', () => this.background(rec, this.onQemuExit(rec.id, live)));
     return live;
   }
 
   // ---- what the guest did -------------------------------------------------------------------
+
+  /** Work started by an event, not a request: its failure is logged, never thrown into the void. */
+  private background(rec: DomainRecord, work: Promise<void>): void {
+    work.catch((e: unknown) => this.event(rec, 'error', `${rec.name}: ${e instanceof Error ? e.message : String(e)}`));
+  }
 
   private actionFor(c: DomainConfig, reason: GuestStopReason): LifecycleAction {
     return reason === 'poweroff' ? c.onPoweroff : reason === 'reboot' ? c.onReboot : c.onCrash;
@@ -285,8 +288,9 @@ export class Toolstack {
     await this.locks.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || this.live.get(id) !== live || live.stopping) return;
-      const reason: GuestStopReason = reason0 === 'poweroff' && live.rebootRequested ? 'reboot' : reason0;
-      live.rebootRequested = false;
+      // A reboot asked through xenod is an ACPI shutdown the guest performs, then a restart.
+      const reason: GuestStopReason = reason0 === 'poweroff' && rec.extra.rebootRequested ? 'reboot' : reason0;
+      if (rec.extra.rebootRequested) this.store.update(id, { extra: { ...rec.extra, rebootRequested: false } });
       const action = this.actionFor(rec.config, reason);
       this.event(rec, reason, `guest ${reason === 'poweroff' ? 'powered off' : reason === 'reboot' ? 'rebooted' : 'crashed'}: on_${reason === 'crash' ? 'crash' : reason === 'reboot' ? 'reboot' : 'poweroff'}=${action}`);
       switch (action) {
@@ -297,9 +301,7 @@ export class Toolstack {
         case 'restart':
         case 'rename-restart':
         case 'coredump-restart':
-          await live.vm.reset();
-          await live.vm.resume();
-          this.store.update(id, { state: 'running', startTime: Date.now() / 1000 });
+          await this.restartLocked(rec);
           return;
         case 'preserve':
           this.store.update(id, { state: reason === 'crash' ? 'crashed' : 'shutdown' });
@@ -334,6 +336,24 @@ export class Toolstack {
     rmSync(rec.runDir, { recursive: true, force: true });
   }
 
+  /**
+   * Restart as Xen does: the old QEMU goes, a fresh one boots from the stored config (so changes
+   * made since, such as maxmem, take effect). An in-place reset is avoided on purpose: after a
+   * reset from the shutdown state the firmware resets once more, which reads as a second reboot.
+   */
+  private async restartLocked(rec: DomainRecord): Promise<void> {
+    await this.teardown(rec);
+    const fresh = this.store.get(rec.id)!;
+    this.store.update(rec.id, { state: 'starting', pid: null });
+    try {
+      await this.boot({ ...fresh, state: 'starting' }, {});
+    } catch (e) {
+      this.store.remove(rec.id);
+      throw e;
+    }
+    this.event(rec, 'restart', `${rec.name} restarted (QEMU pid ${this.store.get(rec.id)?.pid})`);
+  }
+
   private async destroyLocked(rec: DomainRecord): Promise<void> {
     this.store.update(rec.id, { state: 'dying' });
     await this.teardown(rec);
@@ -362,12 +382,10 @@ export class Toolstack {
     await this.withDomain(dom, 'reboot', async (rec) => {
       const l = this.liveOf(rec);
       if (rec.state === 'shutdown' || rec.state === 'crashed') {
-        await l.vm.reset();
-        await l.vm.resume();
-        this.store.update(rec.id, { state: 'running', startTime: Date.now() / 1000 });
+        await this.restartLocked(rec);
         return;
       }
-      l.rebootRequested = true;
+      this.store.update(rec.id, { extra: { ...rec.extra, rebootRequested: true } });
       await l.vm.powerdown();
       this.event(rec, 'reboot', `reboot requested for ${rec.name}`);
     });
@@ -418,8 +436,8 @@ export class Toolstack {
       const run = await vm.runState();
       this.event(rec, 'adopt', `re-adopted ${rec.name} (${rec.id}), QEMU pid ${rec.pid}, ${run}`);
       // The guest stopped while no daemon was watching: answer it now.
-      if (run === 'panicked' && rec.state !== 'crashed') void this.onGuestStop(rec.id, live, 'crash');
-      else if (run === 'shutdown' && rec.state !== 'shutdown') void this.onGuestStop(rec.id, live, 'poweroff');
+      if (run === 'panicked' && rec.state !== 'crashed') this.background(rec, this.onGuestStop(rec.id, live, 'crash'));
+      else if (run === 'shutdown' && rec.state !== 'shutdown') this.background(rec, this.onGuestStop(rec.id, live, 'poweroff'));
       else if (run === 'running' && rec.state === 'paused') this.store.update(rec.id, { state: 'running' });
       else if (run === 'paused' && rec.state === 'running') this.store.update(rec.id, { state: 'paused' });
     }

@@ -4,9 +4,11 @@ import type { DaemonContext } from '../context.js';
 import { registerConsoleRoutes } from './console.js';
 import { registerDomainRoutes } from './domains.js';
 import { registerHostRoutes } from './host.js';
+import { registerRuntimeRoutes } from './runtime.js';
 
 export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   registerHostRoutes(app, ctx);
   registerDomainRoutes(app, ctx);
   registerConsoleRoutes(app, ctx);
+  registerRuntimeRoutes(app, ctx);
 }

@@ -89,8 +89,20 @@ export class QemuVm extends EventEmitter implements Vm {
     await this.qmp.execute('system_powerdown');
   }
 
+  /**
+   * A real reset. QEMU runs with reboot=shutdown (so xenod decides what a guest reboot means), which
+   * would turn system_reset into a shutdown too: switch the action for the reset, and wait for the
+   * RESET event (system_reset is only queued) before anything else, such as cont.
+   */
   async reset(): Promise<void> {
-    await this.qmp.execute('system_reset');
+    await this.qmp.execute('set-action', { reboot: 'reset' });
+    try {
+      const done = this.qmp.waitEvent('RESET', 10_000);
+      await this.qmp.execute('system_reset');
+      await done;
+    } finally {
+      await this.qmp.execute('set-action', { reboot: 'shutdown' });
+    }
   }
 
   async vcpuThreads(): Promise<VcpuThread[]> {

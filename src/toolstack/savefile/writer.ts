@@ -26,6 +26,11 @@ export interface SaveWriterOptions {
   onBytes?: (payloadBytes: number) => void;
   /** File mode of the new file (default 0600: a save holds the guest's whole memory). */
   mode?: number;
+  /**
+   * Start writing back to disk every this many bytes, while more arrives (default 16 MiB; 0 = only
+   * at the end): the final fsync then has little left to do.
+   */
+  flushEvery?: number;
 }
 
 /** The path a save is written to before it is complete. */
@@ -39,6 +44,9 @@ export class SaveWriter {
   private headerLen = 0;
   private state: 'open' | 'finished' | 'aborted' = 'open';
   private sink?: Writable;
+  private flushing?: Promise<void>;
+  private flushError?: unknown;
+  private flushedAt = 0;
 
   private constructor(
     readonly file: string,
@@ -114,6 +122,18 @@ export class SaveWriter {
     for (const b of bufs) this.hash.update(b);
     for (const b of bufs) this.payload += b.length;
     this.opts.onBytes?.(this.payload);
+    const every = this.opts.flushEvery ?? 16 * 1024 * 1024;
+    if (every > 0 && !this.flushing && this.payload - this.flushedAt >= every) {
+      this.flushedAt = this.payload;
+      this.flushing = this.fh.datasync().then(
+        () => void (this.flushing = undefined),
+        (e: unknown) => {
+          this.flushError = e;
+          this.flushing = undefined;
+        },
+      );
+    }
+    if (this.flushError) throw this.flushError;
   }
 
   private async writeAll(bufs: Buffer[]): Promise<void> {
@@ -139,6 +159,8 @@ export class SaveWriter {
           this.sink!.once('error', reject);
         });
       }
+      await this.flushing;
+      if (this.flushError) throw this.flushError;
       const digest = this.hash.digest();
       const trailer = encodeTrailer(this.payload, digest);
       await this.writeAll([trailer]);
@@ -161,6 +183,7 @@ export class SaveWriter {
     const wasOpen = this.state === 'open';
     this.state = 'aborted';
     this.sink?.destroy();
+    await this.flushing;
     if (wasOpen) await this.fh.close().catch(() => undefined);
     await rm(this.partial, { force: true }).catch(() => undefined);
   }

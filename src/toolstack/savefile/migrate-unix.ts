@@ -1,0 +1,251 @@
+/**
+ * The QMP side of save and restore. QEMU runs sandboxed (`spawn=deny`: no `exec:` URI) and Node
+ * cannot pass file descriptors, so both directions go through a Unix socket in the domain's run
+ * directory:
+ *  - save: xenod listens, QEMU `migrate`s to `unix:PATH` and xenod writes what arrives into a
+ *    SaveWriter (hashing, trailer, fsync, rename);
+ *  - restore: QEMU, started with `-incoming defer`, listens after `migrate-incoming unix:PATH`;
+ *    xenod connects and streams the payload in, verifying the file's checksum on the way.
+ * Neither function pauses or resumes the guest: the caller decides (the guest is paused before a
+ * save, and resumed after a restore only once the checksum has been verified).
+ */
+import { rmSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
+import type { Vm } from '../../hypervisor/backend.js';
+import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
+import { streamPayload, type PreparedPayload } from './reader.js';
+import { SaveWriter, type SaveWriterResult } from './writer.js';
+
+/** QEMU caps migration at 128 MiB/s by default; a save to a local file should not be throttled. */
+export const UNCAPPED_BANDWIDTH = 100 * 1024 * 1024 * 1024;
+const SUN_PATH_MAX = 107;
+
+export interface MigrateStats {
+  /** QEMU's own figures for the migration, ms (absent when QEMU did not report them). */
+  totalTimeMs?: number;
+  downtimeMs?: number;
+  /** Wall time of the whole operation as seen by xenod, ms. */
+  elapsedMs: number;
+}
+
+export interface SaveVmResult extends SaveWriterResult, MigrateStats {}
+
+export interface RestoreVmResult extends MigrateStats {
+  bytes: number;
+  sha256: string;
+}
+
+export interface MigrateOptions {
+  /** Socket path (default: save.sock / restore.sock in the VM's run dir). */
+  socketPath?: string;
+  /** How often query-migrate is polled, ms (default 5). */
+  pollMs?: number;
+  /** Give up after this long, ms (default 30 min). */
+  timeoutMs?: number;
+}
+
+export interface LoadOptions extends MigrateOptions {
+  /** A read-ahead started (preparePayload) while QEMU was starting; closed in all cases. */
+  prepared?: PreparedPayload;
+}
+
+interface QueryMigrate {
+  status?: string;
+  'total-time'?: number;
+  downtime?: number;
+  'error-desc'?: string;
+  ram?: { total?: number; remaining?: number; transferred?: number };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function socketPathFor(vm: Vm, name: string, opts: MigrateOptions): string {
+  const p = opts.socketPath ?? path.join(vm.runDir, name);
+  if (Buffer.byteLength(p) > SUN_PATH_MAX) throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
+  return p;
+}
+
+async function liftBandwidthCap(vm: Vm): Promise<void> {
+  await vm.command('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
+}
+
+/** Poll query-migrate until a terminal state; QEMU 7.2 may say completed before filling total-time in. */
+async function waitMigration(
+  vm: Vm,
+  opts: MigrateOptions,
+  onPoll: (q: QueryMigrate) => void,
+  abort: () => Error | undefined,
+): Promise<QueryMigrate> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
+  const poll = opts.pollMs ?? 5;
+  for (;;) {
+    const failure = abort();
+    if (failure) throw failure;
+    const q = await vm.command<QueryMigrate>('query-migrate');
+    onPoll(q);
+    if (q.status === 'completed') {
+      for (let i = 0; i < 20 && q['total-time'] === undefined; i++) {
+        await sleep(poll);
+        Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
+      }
+      return q;
+    }
+    if (q.status === 'failed' || q.status === 'cancelled') {
+      throw new XenoError('QEMU_ERROR', `QEMU migration ${q.status}${q['error-desc'] ? `: ${q['error-desc']}` : ''}`);
+    }
+    if (Date.now() > deadline) throw new XenoError('TIMEOUT', `migration still ${q.status ?? 'not started'} after ${(opts.timeoutMs ?? 1_800_000) / 1000} s`);
+    await sleep(poll);
+  }
+}
+
+/** After a failure: cancel, and wait (bounded) until QEMU's migration is no longer running. */
+async function settleAfterFailure(vm: Vm): Promise<void> {
+  if (vm.exited) return;
+  try {
+    await vm.command('migrate_cancel', undefined, 5000);
+  } catch {
+    /* not migrating, or QEMU gone */
+  }
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && !vm.exited) {
+    try {
+      const q = await vm.command<QueryMigrate>('query-migrate', undefined, 2000);
+      if (!q.status || ['completed', 'failed', 'cancelled', 'none'].includes(q.status)) return;
+    } catch {
+      return;
+    }
+    await sleep(10);
+  }
+}
+
+/**
+ * Write the VM's state to `file`: QEMU migrates into a Unix socket xenod listens on, and what
+ * arrives goes through a SaveWriter. On success the file is complete and durable and QEMU is in
+ * `postmigrate` (quit it, or `cont` for a checkpoint); on failure the partial file is removed and
+ * QEMU's migration is cancelled, leaving the guest as it was (paused if the caller paused it).
+ */
+export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onProgress?: ProgressFn, opts: MigrateOptions = {}): Promise<SaveVmResult> {
+  const t0 = performance.now();
+  const sockPath = socketPathFor(vm, 'save.sock', opts);
+  let ramTotal = header.maxmemMb * 1048576;
+  let ramDone = 0;
+  const report = (bytes: number) => onProgress?.({ bytes, done: ramDone, total: ramTotal });
+  const writer = await SaveWriter.open(file, header, { onBytes: report });
+  rmSync(sockPath, { force: true });
+  const server = net.createServer({ pauseOnConnect: true });
+  let conn: net.Socket | undefined;
+  let copyError: Error | undefined;
+  let copyDone = false;
+  let copy: Promise<void> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(sockPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('connection', (s: net.Socket) => {
+      if (conn) {
+        s.destroy(); // only QEMU, once
+        return;
+      }
+      conn = s;
+      server.close();
+      copy = writer.consume(s).then(
+        () => void (copyDone = true),
+        (e: unknown) => void (copyError = e as Error),
+      );
+    });
+    await liftBandwidthCap(vm);
+    await vm.command('migrate', { uri: `unix:${sockPath}` });
+    const q = await waitMigration(
+      vm,
+      opts,
+      (m) => {
+        if (m.ram?.total) ramTotal = m.ram.total;
+        if (m.ram?.total !== undefined && m.ram.remaining !== undefined) ramDone = m.ram.total - m.ram.remaining;
+        if (m.status === 'completed') ramDone = ramTotal;
+        report(writer.payloadBytes);
+      },
+      () => copyError,
+    );
+    // QEMU closes its end once the stream is written; wait for the last bytes to reach the file.
+    if (!copy) throw new XenoError('QEMU_ERROR', 'QEMU reported the migration complete without connecting to xenod');
+    await copy;
+    if (copyError) throw copyError;
+    if (!copyDone) throw new XenoError('INTERNAL', 'save stream did not finish');
+    const res = await writer.finish();
+    ramDone = ramTotal;
+    report(res.payloadBytes);
+    return { ...res, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
+  } catch (e) {
+    conn?.destroy();
+    await writer.abort();
+    await settleAfterFailure(vm);
+    throw isXenoError(e) ? e : new XenoError('HOST_ERROR', `save to ${file} failed: ${errorMessage(e)}`);
+  } finally {
+    server.close();
+    rmSync(sockPath, { force: true });
+  }
+}
+
+/**
+ * Load a save file into a VM started with `-incoming defer` (`incoming: true`): QEMU listens on a
+ * Unix socket, xenod connects and streams the payload, hashing it; resolves once the checksum has
+ * matched and QEMU reports the incoming migration completed. The VM is left paused. On a checksum
+ * or format error (SAVE_FORMAT) the VM holds state that must not run: destroy it.
+ */
+export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, onProgress?: ProgressFn, opts: LoadOptions = {}): Promise<RestoreVmResult> {
+  const t0 = performance.now();
+  const sockPath = socketPathFor(vm, 'restore.sock', opts);
+  rmSync(sockPath, { force: true });
+  let sock: net.Socket | undefined;
+  try {
+    await vm.command('migrate-incoming', { uri: `unix:${sockPath}` });
+    sock = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.createConnection(sockPath);
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(s);
+      });
+      s.once('error', reject);
+    });
+    // QEMU never writes back on this socket; an error after the last byte is QEMU closing its end.
+    let streamed: { bytes: number; sha256: string };
+    try {
+      streamed = await streamPayload(file, info, sock, onProgress, { prepared: opts.prepared });
+    } catch (e) {
+      if (isXenoError(e) && e.code === 'SAVE_FORMAT') throw e;
+      const why = await qemuSide(vm);
+      throw new XenoError('QEMU_ERROR', `QEMU did not accept the saved state from ${file}: ${why ?? errorMessage(e)}`);
+    }
+    let q: QueryMigrate;
+    try {
+      q = await waitMigration(vm, opts, () => undefined, () => undefined);
+    } catch (e) {
+      const why = await qemuSide(vm);
+      throw new XenoError('QEMU_ERROR', `QEMU could not load the saved state from ${file}: ${why ?? errorMessage(e)}`);
+    }
+    return { ...streamed, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
+  } finally {
+    await opts.prepared?.close();
+    sock?.destroy();
+    rmSync(sockPath, { force: true });
+  }
+}
+
+/** What QEMU says went wrong with an incoming migration (it exits when a load fails). */
+async function qemuSide(vm: Vm): Promise<string | undefined> {
+  if (vm.exited) return 'QEMU exited while loading it (incompatible or damaged migration stream)';
+  try {
+    const q = await vm.command<QueryMigrate>('query-migrate', undefined, 2000);
+    if (q['error-desc']) return q['error-desc'];
+    if (q.status === 'failed') return 'migration failed';
+  } catch {
+    return 'QEMU exited while loading it (incompatible or damaged migration stream)';
+  }
+  return undefined;
+}

@@ -1,0 +1,250 @@
+/**
+ * Integration-test harness: a real xenod on a temporary state dir and socket, real QEMU guests,
+ * and cleanup of everything (daemon, QEMUs, temp dirs) even when a test fails.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { XenoClient } from '../../src/client/client.js';
+
+const execFileP = promisify(execFile);
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const GUEST = {
+  kernel: path.join(REPO, 'guest/out/vmlinuz'),
+  ramdisk: path.join(REPO, 'guest/out/initrd.img'),
+  disk: path.join(REPO, 'guest/out/disk.ext4'),
+};
+const XENOD = path.join(REPO, 'bin/xenod.js');
+const XENO = path.join(REPO, 'bin/xeno.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A minimal guest config in xl.cfg syntax. */
+export function guestCfg(name: string, extra: Record<string, string | number> = {}): string {
+  const lines = [
+    `name = "${name}"`,
+    `kernel = "${GUEST.kernel}"`,
+    `ramdisk = "${GUEST.ramdisk}"`,
+    `extra = "quiet"`,
+    `memory = 128`,
+    `vcpus = 1`,
+  ];
+  for (const [k, v] of Object.entries(extra)) lines.push(`${k} = ${typeof v === 'number' || v.startsWith('[') ? v : `"${v}"`}`);
+  return lines.join('\n') + '\n';
+}
+
+export class TestDaemon {
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly socket: string;
+  readonly client: XenoClient;
+  private proc?: ChildProcess;
+  private readonly qemuPids = new Set<number>();
+  /** argv prefix to run xenod (e.g. ['ip', 'netns', 'exec', 'ns1']). */
+  private readonly wrap: string[];
+  private readonly extraArgs: string[];
+
+  constructor(opts: { wrap?: string[]; args?: string[]; configText?: string } = {}) {
+    this.dir = mkdtempSync(path.join(tmpdir(), 'xeno-t-'));
+    this.stateDir = path.join(this.dir, 'state');
+    this.socket = path.join(this.dir, 'xenod.sock');
+    this.client = new XenoClient(this.socket);
+    this.wrap = opts.wrap ?? [];
+    this.extraArgs = [...(opts.args ?? [])];
+    if (opts.configText) {
+      const cfg = path.join(this.dir, 'xend-config.sxp');
+      writeFileSync(cfg, opts.configText);
+      this.extraArgs.push('--config', cfg);
+    }
+  }
+
+  get log(): string {
+    try {
+      return readFileSync(path.join(this.stateDir, 'xenod.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async start(): Promise<void> {
+    const argv = [...this.wrap, process.execPath, XENOD, '--state-dir', this.stateDir, '--socket', this.socket, ...this.extraArgs];
+    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    this.proc.stderr!.on('data', (d) => (stderr += String(d)));
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`xenod exited: ${stderr}`);
+      if (await canConnect(this.socket)) return;
+      await sleep(50);
+    }
+    throw new Error(`xenod did not come up: ${stderr}`);
+  }
+
+  /** Stop the daemon the way an admin would (SIGTERM) or brutally (SIGKILL); guests stay. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    await this.recordQemuPids();
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await exited;
+    this.proc = undefined;
+  }
+
+  /** Remember QEMU pids so cleanup can kill them even if the daemon is gone. */
+  async recordQemuPids(): Promise<void> {
+    try {
+      const { domains } = await this.client.get<{ domains: Array<{ pid?: number }> }>('/v1/domains');
+      for (const d of domains) if (d.pid) this.qemuPids.add(d.pid);
+    } catch {
+      /* daemon not answering */
+    }
+  }
+
+  /** Run the real CLI against this daemon. */
+  async xeno(args: string[], opts: { input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [XENO, ...args], {
+        env: { ...process.env, XENO_SOCKET: this.socket },
+        cwd: opts.cwd ?? REPO,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += String(d)));
+      child.stderr.on('data', (d) => (stderr += String(d)));
+      const timer = setTimeout(() => child.kill('SIGINT'), opts.timeoutMs ?? 120_000);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? 1, stdout, stderr });
+      });
+      if (opts.input !== undefined) child.stdin.end(opts.input);
+      else child.stdin.end();
+    });
+  }
+
+  /** `xeno ARGS`, failing the test with its stderr if it does not exit 0. */
+  async ok(args: string[], opts: { input?: string; cwd?: string } = {}): Promise<string> {
+    const r = await this.xeno(args, opts);
+    if (r.code !== 0) throw new Error(`xeno ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  writeCfg(name: string, text: string): string {
+    const f = path.join(this.dir, `${name}.cfg`);
+    writeFileSync(f, text);
+    return f;
+  }
+
+  async createGuest(name: string, extra: Record<string, string | number> = {}): Promise<number> {
+    const cfg = this.writeCfg(name, guestCfg(name, extra));
+    await this.ok(['create', cfg]);
+    const info = await this.client.get<{ id: number; pid: number }>(`/v1/domains/${name}`);
+    this.qemuPids.add(info.pid);
+    return info.id;
+  }
+
+  /** The bounded console log xenod keeps for a domain. */
+  consoleLog(name: string): string {
+    try {
+      return readFileSync(path.join(this.stateDir, 'console', `${name}.log`), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Wait until the console log matches (e.g. /heartbeat (\d+)/); returns the match. */
+  async waitConsole(name: string, re: RegExp, timeoutMs = 60_000, from = 0): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.consoleLog(name).slice(from).match(re);
+      if (m) return m;
+      if (Date.now() > deadline) throw new Error(`console of ${name} never matched ${re}; tail: ${this.consoleLog(name).slice(-400)}`);
+      await sleep(100);
+    }
+  }
+
+  /** The latest heartbeat counter printed by the guest. */
+  lastHeartbeat(name: string): number {
+    const all = [...this.consoleLog(name).matchAll(/heartbeat (\d+)/g)];
+    return all.length ? Number(all[all.length - 1]![1]) : 0;
+  }
+
+  /** Run a command in the guest's serial shell and return what it printed between markers. */
+  async guestRun(name: string, command: string, timeoutMs = 30_000): Promise<string> {
+    const tag = `XM${Math.random().toString(36).slice(2, 8)}`;
+    const before = this.consoleLog(name).length;
+    const stream = await this.client.upgrade(`/v1/domains/${name}/console`, 'xeno-console');
+    try {
+      // `echo` of two halves: the echoed command line itself never contains the joined marker.
+      stream.write(`echo ${tag}-""BEGIN; ${command}; echo ${tag}-""END\n`);
+      const m = await this.waitConsole(name, new RegExp(`${tag}-BEGIN\\r?\\n([\\s\\S]*?)${tag}-END`), timeoutMs, before);
+      return m[1]!.replace(/\r/g, '').split('\n').filter((l) => !/^heartbeat \d+$/.test(l)).join('\n');
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  /** Kill everything this daemon and its guests hold, then remove the temp dir. */
+  async cleanup(): Promise<void> {
+    await this.recordQemuPids();
+    for (const pid of this.qemuPidsFromRunDir()) this.qemuPids.add(pid);
+    await this.stop('SIGKILL').catch(() => undefined);
+    for (const pid of this.qemuPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private qemuPidsFromRunDir(): number[] {
+    const runDir = path.join(this.stateDir, 'run');
+    if (!existsSync(runDir)) return [];
+    const pids: number[] = [];
+    for (const entry of readdirSync(runDir)) {
+      try {
+        pids.push(Number(readFileSync(path.join(runDir, entry, 'qemu.pid'), 'utf8').trim()));
+      } catch {
+        /* no pidfile */
+      }
+    }
+    return pids.filter((p) => p > 0);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function canConnect(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.createConnection(sock);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** Processes whose command line contains `needle` (to check nothing is left behind). */
+export async function pgrep(needle: string): Promise<number[]> {
+  try {
+    const { stdout } = await execFileP('pgrep', ['-f', needle]);
+    return stdout.split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,359 @@
+/**
+ * Runtime control end to end on real guests, through the real CLI: memory ballooning (seen from
+ * inside the guest and in QEMU's RSS), mem-max, pause/unpause, vcpu hot-plug/unplug (nproc in the
+ * guest), vcpu pinning (the real thread affinity), and the credit scheduler's weight and cap on the
+ * domain cgroups (the cgroup files, and CPU-time ratios with a tolerance). No timed assertions.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { formatSchedCredit, formatVcpuTable } from '../src/cli/commands/runtime.js';
+import { parseXlCfg, toDomainConfig } from '../src/config/index.js';
+import { DomainCgroups, cgroupInstanceName, cgroupOfPid, detectCgroups, type CgroupLayout } from '../src/host/cgroups.js';
+import { hostCpuCount } from '../src/host/cpus.js';
+import type { VcpuListRow } from '../src/toolstack/runtime.js';
+import { TestDaemon, sleep } from './helpers/harness.js';
+
+interface ListRow {
+  id: number;
+  name: string;
+  state: string;
+  stateFlags: string;
+  memory: number;
+  maxmem: number;
+  vcpus: number;
+  cpuTime: number;
+  pid: number;
+}
+
+describe('runtime formatting', () => {
+  it('prints sched-credit like xm', () => {
+    assert.equal(
+      formatSchedCredit([
+        { name: 'Domain-0', id: 0, weight: 256, cap: 0 },
+        { name: 'web1', id: 12, weight: 512, cap: 50 },
+      ]),
+      'Name                                ID Weight  Cap\n' +
+        'Domain-0                             0    256    0\n' +
+        'web1                                12    512   50\n',
+    );
+  });
+
+  it('marks a vcpu whose unplug is pending', () => {
+    const text = formatVcpuTable([{ name: 'w', id: 1, vcpu: 2, cpu: 1, state: '-b-', time: 0.5, affinity: 'any cpu', cpus: [0, 1], pending: true }]);
+    assert.match(text.split('\n')[1]!, /any cpu \(unplug pending\)$/);
+  });
+});
+
+const IS_ROOT = process.getuid?.() === 0;
+
+describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root (cgroups, taskset on QEMU threads)' }, () => {
+  const d = new TestDaemon();
+  let layout: CgroupLayout | null = null;
+  try {
+    layout = detectCgroups();
+  } catch {
+    layout = null;
+  }
+
+  before(() => d.start());
+  after(async () => {
+    await d.cleanup();
+    // A killed daemon never ran afterStop: remove what its guests left in the cgroup tree.
+    if (layout) await new DomainCgroups(layout, cgroupInstanceName(d.stateDir)).removeAll();
+  });
+
+  async function row(name: string): Promise<ListRow> {
+    const rows = JSON.parse(await d.ok(['list', '--json', name])) as ListRow[];
+    return rows[0]!;
+  }
+
+  async function vcpus(name: string): Promise<VcpuListRow[]> {
+    return JSON.parse(await d.ok(['vcpu-list', '--json', name])) as VcpuListRow[];
+  }
+
+  /** MemTotal in the guest, kB. */
+  async function guestMemTotal(name: string): Promise<number> {
+    const m = /MemTotal:\s+(\d+) kB/.exec(await d.guestRun(name, 'grep MemTotal /proc/meminfo'));
+    assert.ok(m, 'MemTotal read from the guest');
+    return Number(m[1]);
+  }
+
+  async function guestNproc(name: string): Promise<number> {
+    return Number((await d.guestRun(name, 'grep -c ^processor /proc/cpuinfo')).trim());
+  }
+
+  /** Poll `fn` until `ok(value)`; returns the last value (the assertion is made by the caller). */
+  async function until<T>(fn: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await fn();
+      if (ok(v) || Date.now() > deadline) return v;
+      await sleep(200);
+    }
+  }
+
+  function rssMb(pid: number): number {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(m![1]) / 1024;
+  }
+
+  /** The host thread of vcpu N (QEMU names them `CPU N/TCG` or `CPU N/KVM`). */
+  function vcpuThreadAffinity(pid: number, index: number): string {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      let comm = '';
+      try {
+        comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      } catch {
+        continue;
+      }
+      if (comm === `CPU ${index}/TCG` || comm === `CPU ${index}/KVM`) {
+        return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${tid}/status`, 'utf8'))![1]!;
+      }
+    }
+    throw new Error(`no thread for vcpu ${index} in QEMU ${pid}`);
+  }
+
+  async function fails(args: string[], re: RegExp): Promise<void> {
+    const r = await d.xeno(args);
+    assert.notEqual(r.code, 0, `xeno ${args.join(' ')} should fail`);
+    assert.match(r.stderr, re, `xeno ${args.join(' ')}: ${r.stderr}`);
+  }
+
+  // One guest for memory, pause and vcpus: 256 MiB (it sees ~220), up to 3 vcpus.
+  it('balloons a guest down and back up: seen in the guest, in xeno list and in QEMU\'s RSS', async () => {
+    await d.createGuest('rt1', { memory: 256, maxmem: 256, maxvcpus: 3 });
+    await d.waitConsole('rt1', /heartbeat 1\b/);
+    const pid = (await row('rt1')).pid;
+    const total0 = await guestMemTotal('rt1');
+
+    // dirty 100 MiB in the guest (tmpfs), so that QEMU holds it, then free it in the guest
+    await d.guestRun('rt1', 'dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>/dev/null; sync');
+    const rssFull = rssMb(pid);
+    await d.guestRun('rt1', 'rm /tmp/fill');
+
+    const r = await d.xeno(['mem-set', 'rt1', '160']);
+    assert.equal(r.code, 0, r.stderr);
+    const shrunk = await guestMemTotal('rt1');
+    assert.ok(total0 - shrunk >= 90 * 1024 && total0 - shrunk <= 100 * 1024, `MemTotal ${total0} -> ${shrunk} kB: about 96 MiB less`);
+    const listed = await row('rt1');
+    assert.equal(listed.memory, 160);
+    assert.equal(listed.maxmem, 256);
+    const long = JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ balloonActual: number; config: { memory: number } }>;
+    assert.equal(long[0]!.balloonActual, 160);
+    assert.equal(long[0]!.config.memory, 160);
+    // QEMU gives the inflated (and reported free) pages back to the host
+    const rssAfter = await until(() => rssMb(pid), (v) => v <= rssFull - 50);
+    assert.ok(rssAfter <= rssFull - 50, `QEMU RSS ${rssFull.toFixed(0)} -> ${rssAfter.toFixed(0)} MiB`);
+
+    await d.ok(['mem-set', 'rt1', '256m']);
+    const grown = await guestMemTotal('rt1');
+    assert.ok(Math.abs(grown - total0) <= 1024, `MemTotal back to ${total0} kB (got ${grown})`);
+    assert.equal((await row('rt1')).memory, 256);
+  });
+
+  it('refuses bad memory requests clearly and leaves the domain unchanged', async () => {
+    await fails(['mem-set', 'rt1', '32'], /below the 64 MiB floor/);
+    await fails(['mem-set', 'rt1', '300'], /above its maxmem of 256 MiB/);
+    await fails(['mem-set', 'rt1', 'lots'], /invalid memory size/);
+    await fails(['mem-set', 'rt1', '-5'], /./);
+    await fails(['mem-set', 'nosuchdomain', '128'], /does not exist/);
+    await fails(['mem-max', 'rt1', '100'], /below its current memory of 256 MiB/);
+    await fails(['mem-max', 'rt1', '1t'], /not enough free host memory/);
+    const r = await row('rt1');
+    assert.equal(r.memory, 256);
+    assert.equal(r.maxmem, 256);
+  });
+
+  it('mem-max above what QEMU started with says it takes effect at the next boot', async () => {
+    const r = await d.xeno(['mem-max', 'rt1', '384']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /started with 256 MiB.*next boot/);
+    assert.equal((await row('rt1')).maxmem, 384);
+    await fails(['mem-set', 'rt1', '300'], /above the 256 MiB its QEMU was started with/);
+    await d.ok(['mem-max', 'rt1', '256']);
+    assert.equal((await row('rt1')).maxmem, 256);
+  });
+
+  it('pause stops the guest (no CPU time, no heartbeat) and unpause resumes it where it was', async () => {
+    await d.ok(['pause', 'rt1']);
+    const paused = await row('rt1');
+    assert.equal(paused.stateFlags, '--p---');
+    const rows = await vcpus('rt1');
+    assert.ok(rows.filter((v) => v.cpu !== null).every((v) => v.state === '--p'));
+    const t0 = rows.reduce((s, v) => s + v.time, 0);
+    const hb = d.lastHeartbeat('rt1');
+    const beats = (d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length;
+    await sleep(2500);
+    const t1 = (await vcpus('rt1')).reduce((s, v) => s + v.time, 0);
+    assert.ok(t1 - t0 <= 0.02, `vcpu time while paused: ${t0} -> ${t1}`);
+    assert.equal((d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length, beats, 'no heartbeat while paused');
+    await d.ok(['unpause', 'rt1']);
+    await d.waitConsole('rt1', new RegExp(`heartbeat ${hb + 2}\\b`));
+    const after = [...d.consoleLog('rt1').matchAll(/heartbeat (\d+)/g)].map((m) => Number(m[1]));
+    const i = after.lastIndexOf(hb);
+    assert.equal(after[i + 1], hb + 1, 'the counter continues from where it stopped');
+    assert.equal((await row('rt1')).state, 'running');
+  });
+
+  it('lists vcpus like xm vcpu-list, offline ones included', async () => {
+    const text = await d.ok(['vcpu-list', 'rt1']);
+    const lines = text.trim().split('\n');
+    assert.equal(lines[0], 'Name                                ID  VCPU   CPU State   Time(s) CPU Affinity');
+    assert.equal(lines.length, 4, 'maxvcpus rows');
+    assert.match(lines[1]!, /^rt1\s+\d+\s+0\s+\d+\s+(r--|-b-)\s+\d+\.\d any cpu$/);
+    assert.match(lines[2]!, /^rt1\s+\d+\s+1\s+-\s+--p\s+0\.0 any cpu$/);
+    const all = await d.ok(['vcpu-list']);
+    assert.match(all, /^Domain-0\s+0\s+0\s+0\s+/m);
+  });
+
+  it('hot-plugs vcpus up to maxvcpus, and the guest sees them', async () => {
+    await d.ok(['vcpu-set', 'rt1', '3']);
+    assert.equal((await row('rt1')).vcpus, 3);
+    const n = await until(() => guestNproc('rt1'), (v) => v === 3);
+    assert.equal(n, 3);
+    const rows = await vcpus('rt1');
+    assert.deepEqual(rows.map((v) => v.cpu !== null), [true, true, true]);
+    assert.match(await d.ok(['config', 'rt1']), /^vcpus = 3$/m);
+    await fails(['vcpu-set', 'rt1', '4'], /above its maxvcpus of 3/);
+    await fails(['vcpu-set', 'rt1', '0'], /at least 1 vcpu/);
+    await fails(['vcpu-set', 'rt1', 'two'], /whole number/);
+    assert.equal((await row('rt1')).vcpus, 3);
+  });
+
+  it('pins vcpus for real (thread affinity) and keeps the pinning in the config', async () => {
+    const pid = (await row('rt1')).pid;
+    const nr = hostCpuCount();
+    const last = String(nr - 1);
+    await d.ok(['vcpu-pin', 'rt1', '1', last]);
+    assert.equal(vcpuThreadAffinity(pid, 1), last);
+    assert.equal(vcpuThreadAffinity(pid, 0), `0-${nr - 1}`);
+    let rows = await vcpus('rt1');
+    assert.equal(rows[1]!.affinity, nr === 1 ? 'any cpu' : last);
+    assert.equal(rows[0]!.affinity, 'any cpu');
+    await d.ok(['vcpu-pin', 'rt1', 'all', '0']);
+    for (const i of [0, 1, 2]) assert.equal(vcpuThreadAffinity(pid, i), '0');
+    assert.match(await d.ok(['config', 'rt1']), /^cpus = "0"$/m);
+    rows = await vcpus('rt1');
+    assert.ok(rows.every((v) => v.affinity === (nr === 1 ? 'any cpu' : '0')));
+    await fails(['vcpu-pin', 'rt1', '5', '0'], /vcpu 5 does not exist/);
+    await fails(['vcpu-pin', 'rt1', '0', String(nr + 5)], new RegExp(`cpu ${nr + 5} does not exist`));
+    await fails(['vcpu-pin', 'rt1', 'x', '0'], /whole number/);
+    assert.equal(vcpuThreadAffinity(pid, 0), '0', 'unchanged by the refused requests');
+  });
+
+  it('unplugs vcpus (the guest lets go: DEVICE_DELETED), never vcpu 0, and a re-plugged one gets the pinning', async () => {
+    await d.ok(['vcpu-set', 'rt1', '1']);
+    assert.equal((await row('rt1')).vcpus, 1);
+    const n = await until(() => guestNproc('rt1'), (v) => v === 1);
+    assert.equal(n, 1);
+    const rows = await vcpus('rt1');
+    assert.deepEqual(rows.map((v) => v.cpu !== null), [true, false, false]);
+    assert.match(await d.ok(['config', 'rt1']), /^vcpus = 1$/m);
+    assert.match(d.log, /vcpus 2, 1 removed/);
+
+    await d.ok(['vcpu-set', 'rt1', '2']);
+    const pid = (await row('rt1')).pid;
+    assert.equal(vcpuThreadAffinity(pid, 1), '0', 'the domain pinning (cpus = "0") applies to a hot-added vcpu');
+    assert.equal(await until(() => guestNproc('rt1'), (v) => v === 2), 2);
+    await d.ok(['vcpu-pin', 'rt1', 'all', 'all']);
+    assert.equal(vcpuThreadAffinity(pid, 1), `0-${hostCpuCount() - 1}`);
+    assert.doesNotMatch(await d.ok(['config', 'rt1']), /^cpus =/m);
+  });
+
+  it('serializes concurrent operations on one domain and keeps every change in the config', async () => {
+    const results = await Promise.all([d.xeno(['mem-set', 'rt1', '200']), d.xeno(['vcpu-set', 'rt1', '1']), d.xeno(['mem-set', 'rt1', '192'])]);
+    for (const r of results) assert.equal(r.code, 0, r.stderr);
+    const r = await row('rt1');
+    assert.equal(r.vcpus, 1);
+    assert.ok(r.memory === 192 || r.memory === 200);
+    const cfgText = await d.ok(['config', 'rt1']);
+    const json = JSON.parse(await d.ok(['config', '--json', 'rt1'])) as Record<string, unknown>;
+    const reparsed = toDomainConfig(parseXlCfg(cfgText, 'rt1.cfg'), 'rt1.cfg', () => undefined);
+    assert.deepEqual(reparsed, json, 'xeno config round-trips');
+    assert.equal(json.memory, r.memory);
+    assert.equal(json.vcpus, 1);
+    await d.ok(['destroy', 'rt1']);
+  });
+
+  // Two busy guests on the same host CPU, from their configs: cpus = "1" and cpu_weight = 512.
+  it('weights CPU time 2:1 between two busy guests pinned to one CPU, and caps a busy guest at half a CPU', { skip: layout ? false : 'no cpu cgroup on this host' }, async () => {
+    const cpu = String(hostCpuCount() - 1);
+    await Promise.all([
+      d.createGuest('rtA', { cpus: cpu, cpu_weight: 512 }),
+      d.createGuest('rtB', { cpus: cpu }),
+    ]);
+    await Promise.all([d.waitConsole('rtA', /heartbeat 1\b/), d.waitConsole('rtB', /heartbeat 1\b/)]);
+    const a = await row('rtA');
+    const b = await row('rtB');
+
+    // the cgroups: one per domain under this daemon's instance group, QEMU in it, the weight applied
+    const cg = new DomainCgroups(layout!, cgroupInstanceName(d.stateDir));
+    for (const [r, weight] of [[a, 512], [b, 256]] as const) {
+      const dir = cg.pathOf(r.name);
+      assert.equal(cgroupOfPid(layout!, r.pid), dir);
+      if (layout!.version === 1) assert.equal(readFileSync(path.join(dir, 'cpu.shares'), 'utf8').trim(), String(weight * 4));
+      else assert.equal(readFileSync(path.join(dir, 'cpu.weight'), 'utf8').trim(), String(Math.round((weight * 100) / 256)));
+    }
+    assert.equal(vcpuThreadAffinity(a.pid, 0), cpu, 'cpus = "..." pins at create time');
+    assert.equal(vcpuThreadAffinity(b.pid, 0), cpu);
+    const table = await d.ok(['sched-credit']);
+    assert.match(table, /^Name\s+ID Weight\s+Cap$/m);
+    assert.match(table, new RegExp(`^rtA\\s+${a.id}\\s+512\\s+0$`, 'm'));
+    assert.match(table, new RegExp(`^rtB\\s+${b.id}\\s+256\\s+0$`, 'm'));
+
+    const spin = 'while :; do :; done >/dev/null 2>&1 &';
+    await Promise.all([d.guestRun('rtA', spin), d.guestRun('rtB', spin)]);
+    const vtime = async (name: string) => (await vcpus(name)).reduce((s, v) => s + v.time, 0);
+    await sleep(1000); // let both settle into the loop
+    let [a0, b0] = await Promise.all([vtime('rtA'), vtime('rtB')]);
+    await sleep(6000);
+    let [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
+    const ratio = (a1 - a0) / (b1 - b0);
+    assert.ok(ratio > 1.5 && ratio < 2.7, `CPU time A:B = ${(a1 - a0).toFixed(2)}:${(b1 - b0).toFixed(2)} = ${ratio.toFixed(2)}, expected about 2`);
+
+    // reweight at run time: equal weights give about 1:1
+    await d.ok(['sched-credit', '-d', 'rtA', '-w', '256']);
+    [a0, b0] = await Promise.all([vtime('rtA'), vtime('rtB')]);
+    await sleep(5000);
+    [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
+    const even = (a1 - a0) / (b1 - b0);
+    assert.ok(even > 0.7 && even < 1.4, `CPU time A:B with equal weights = ${even.toFixed(2)}, expected about 1`);
+
+    // cap 50 on A, B paused: A alone on the CPU stays near half of it
+    await d.ok(['sched-credit', '-d', 'rtA', '-c', '50']);
+    await d.ok(['pause', 'rtB']);
+    const dirA = cg.pathOf('rtA');
+    if (layout!.version === 1) {
+      assert.equal(readFileSync(path.join(dirA, 'cpu.cfs_quota_us'), 'utf8').trim(), '50000');
+      assert.equal(readFileSync(path.join(dirA, 'cpu.cfs_period_us'), 'utf8').trim(), '100000');
+    } else {
+      assert.equal(readFileSync(path.join(dirA, 'cpu.max'), 'utf8').trim(), '50000 100000');
+    }
+    const w0 = Date.now();
+    a0 = await vtime('rtA');
+    await sleep(5000);
+    a1 = await vtime('rtA');
+    const share = (a1 - a0) / ((Date.now() - w0) / 1000);
+    assert.ok(share > 0.2 && share < 0.62, `a busy guest capped at 50 used ${(share * 100).toFixed(0)} % of a CPU`);
+    const throttled = Number(/nr_throttled (\d+)/.exec(readFileSync(path.join(dirA, 'cpu.stat'), 'utf8'))![1]);
+    assert.ok(throttled > 0, 'the kernel throttled the capped group');
+    assert.match(await d.ok(['config', 'rtA']), /^cap = 50$/m);
+    assert.match(await d.ok(['config', 'rtA']), /^cpu_weight = 256$/m);
+
+    // bad input
+    await fails(['sched-credit', '-d', 'rtA', '-w', '0'], /weight 0 is out of range/);
+    await fails(['sched-credit', '-d', 'rtA', '-w', '70000'], /out of range/);
+    await fails(['sched-credit', '-d', 'rtA', '-c', '500'], /cap 500 is out of range/);
+    await fails(['sched-credit', '-d', 'rtA', '-w', 'heavy'], /whole number/);
+    await fails(['sched-credit', '-w', '300'], /needs a domain/);
+    await fails(['sched-credit', '-d', 'nosuch', '-w', '300'], /does not exist/);
+
+    // the groups go with the domains
+    await d.ok(['destroy', 'rtA']);
+    await d.ok(['destroy', 'rtB']);
+    assert.ok(!existsSync(dirA), 'cgroup removed after destroy');
+    assert.ok(!existsSync(cg.pathOf('rtB')));
+  });
+});
