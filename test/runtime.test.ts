@@ -124,7 +124,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
   // One guest for memory, pause and vcpus: 256 MiB (it sees ~220), up to 3 vcpus.
   it('balloons a guest down and back up: seen in the guest, in xeno list and in QEMU\'s RSS', async () => {
     await d.createGuest('rt1', { memory: 256, maxmem: 256, maxvcpus: 3 });
-    await d.waitConsole('rt1', /heartbeat 1\b/);
+    await d.waitConsole('rt1', /xeno# /);
     const pid = (await row('rt1')).pid;
     const total0 = await guestMemTotal('rt1');
 
@@ -284,7 +284,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
       d.createGuest('rtA', { cpus: cpu, cpu_weight: 512 }),
       d.createGuest('rtB', { cpus: cpu }),
     ]);
-    await Promise.all([d.waitConsole('rtA', /heartbeat 1\b/), d.waitConsole('rtB', /heartbeat 1\b/)]);
+    await Promise.all([d.waitConsole('rtA', /xeno# /), d.waitConsole('rtB', /xeno# /)]);
     const a = await row('rtA');
     const b = await row('rtB');
 

@@ -5,19 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { XENO_VERSION } from '../common/version.js';
 import { registerCommands } from './commands/index.js';
-
-/** xl accepts any unambiguous prefix of a command name. */
-export function expandPrefix(program: Command, argv: string[]): string[] {
-  const i = argv.findIndex((a) => !a.startsWith('-'));
-  if (i < 0) return argv;
-  const word = argv[i]!;
-  const names = program.commands.flatMap((c) => [c.name(), ...c.aliases()]);
-  if (names.includes(word)) return argv;
-  const matches = program.commands.filter((c) => c.name().startsWith(word));
-  if (matches.length === 1) return [...argv.slice(0, i), matches[0]!.name(), ...argv.slice(i + 1)];
-  if (matches.length > 1) throw new Error(`'${word}' is ambiguous: ${matches.map((c) => c.name()).join(', ')}`);
-  return argv;
-}
+import { expandPrefix } from './prefix.js';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('xeno')

@@ -15,13 +15,15 @@ import { loadDaemonConfigFile } from '../config/index.js';
 import { QemuBackend } from '../hypervisor/qemu/qemu-backend.js';
 import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.js';
 import { composeHooks } from '../toolstack/hooks.js';
+import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
 import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
 import { buildApp } from './app.js';
 import type { DaemonContext } from './context.js';
 
-const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop]
-Runs in the foreground; logs to stderr and to its log file. SIGTERM stops it and leaves the guests running.`;
+const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop]
+Runs in the foreground; logs to stderr and to its log file. SIGTERM stops it and leaves the guests running.
+--network-stop undoes the host network setup (the physical interface gets its address back) and exits.`;
 
 function loadConfig(argv: string[]): DaemonConfig {
   const { values } = parseArgs({
@@ -32,6 +34,7 @@ function loadConfig(argv: string[]): DaemonConfig {
       socket: { type: 'string' },
       accel: { type: 'string' },
       'save-on-stop': { type: 'boolean' },
+      'network-stop': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -98,16 +101,26 @@ export async function main(argv: string[]): Promise<void> {
   const logFile = config.logfile ?? path.join(config.stateDir, 'xenod.log');
   const log = createLogger(config.loglevel, logFile);
 
+  // The host network: re-adopted from an earlier run, else set up when the first vif needs it.
+  const network = new NetworkManager({ config, instanceId: instanceIdFor(config.stateDir), log });
+  if (argv.includes('--network-stop')) {
+    await network.stopHost(); // the explicit stop: the physical interface gets its address back
+    rmSync(pidFile, { force: true });
+    log.flush();
+    return;
+  }
+  await network.resume();
+
   const backend = await QemuBackend.create({ binary: config.qemuBinary, accel: config.accel, cacheDir: path.dirname(config.unixPath) });
   if (backend.caps.accel === 'tcg') log.warn(`WARNING: no usable KVM, guests run under TCG emulation (slow): ${backend.caps.accelReason}`);
   else log.info(`accelerator: ${backend.caps.accelReason}`);
 
   const store = new StateStore(path.join(config.stateDir, 'xeno.db'));
-  const hooks = composeHooks();
+  const hooks = composeHooks(network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
 
-  const ctx: DaemonContext = { toolstack, config, log, logFile, services: {} };
+  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network } };
   const app = await buildApp(ctx);
   mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
   await clearStaleSocket(config.unixPath);
@@ -122,6 +135,7 @@ export async function main(argv: string[]): Promise<void> {
     log.info(`${signal}: stopping xenod; guests keep running`);
     await app.close().catch(() => undefined);
     toolstack.detachAll();
+    network.close();
     store.close();
     rmSync(pidFile, { force: true });
     log.flush();

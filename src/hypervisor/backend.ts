@@ -49,6 +49,8 @@ export interface Vm extends EventEmitter {
   readonly pid: number;
   readonly runDir: string;
   readonly exited: boolean;
+  /** performance.now() when QEMU was spawned (undefined for an adopted VM). */
+  readonly spawnedAt?: number;
   command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
   runState(): Promise<VmRunState>;
   pause(): Promise<void>;

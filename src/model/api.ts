@@ -65,6 +65,8 @@ export interface CreateRequest {
 
 export interface CreateResponse {
   domain?: DomainInfo;
+  /** ms from the request reaching xenod to QEMU being spawned, and to the create being done. */
+  timings?: { requestToSpawnMs: number; requestToDoneMs: number };
   config: DomainConfig;
   warnings: string[];
 }

@@ -81,6 +81,11 @@ export class Toolstack {
     return rec;
   }
 
+  /** performance.now() when the domain's current QEMU was spawned. */
+  spawnedAt(id: number): number | undefined {
+    return this.live.get(id)?.vm.spawnedAt;
+  }
+
   liveOf(rec: DomainRecord): Live {
     const l = this.live.get(rec.id);
     if (!l) throw new XenoError('BAD_STATE', `domain ${rec.name} has no running QEMU`);
@@ -220,13 +225,13 @@ export class Toolstack {
     ensureFits(this.memoryAccount(excludeId), this.chargeOf(c), `create ${c.name}`);
   }
 
-  async create(c: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state'] } = {}): Promise<DomainRecord> {
+  async create(c: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
     return this.locks.run(`create:${c.name}`, async () => {
       this.validateForCreate(c);
       const id = this.store.allocateDomid();
       const rec: DomainRecord = {
         id, name: c.name, uuid: c.uuid ?? randomUUID(), config: c, state: 'starting', pid: null,
-        machineType: this.deps.backend.caps.machineType, accel: this.deps.backend.caps.accel,
+        machineType: opts.machineType ?? this.deps.backend.caps.machineType, accel: this.deps.backend.caps.accel,
         startTime: Date.now() / 1000, runDir: this.runDirFor(id), extra: {},
       };
       this.store.insert(rec);
@@ -352,6 +357,16 @@ export class Toolstack {
       throw e;
     }
     this.event(rec, 'restart', `${rec.name} restarted (QEMU pid ${this.store.get(rec.id)?.pid})`);
+  }
+
+  /**
+   * Remove a domain whose state now lives elsewhere (saved to a file): QEMU quits and everything it
+   * held is freed, without counting as a destroy. Call under the domain's lock.
+   */
+  async releaseLocked(rec: DomainRecord, kind: string, message: string): Promise<void> {
+    await this.teardown(rec);
+    this.store.remove(rec.id);
+    this.event(rec, kind, message);
   }
 
   private async destroyLocked(rec: DomainRecord): Promise<void> {

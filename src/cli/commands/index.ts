@@ -3,11 +3,15 @@ import type { Command } from 'commander';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerHostCommands } from './host.js';
+import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
+import { registerSaveRestoreCommands } from './save-restore.js';
 
 export function registerCommands(program: Command): void {
   registerDomainCommands(program);
   registerHostCommands(program);
+  registerNetworkCommands(program);
   registerConsoleCommands(program);
   registerRuntimeCommands(program);
+  registerSaveRestoreCommands(program);
 }

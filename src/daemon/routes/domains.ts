@@ -53,6 +53,7 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): 
       },
     },
     async (req, reply): Promise<CreateResponse> => {
+      const t0 = performance.now();
       const warnings: string[] = [];
       const config = configFromRequest(req.body, warnings);
       if (req.body.dryRun) {
@@ -60,8 +61,11 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): 
         return { config, warnings };
       }
       const rec = await ts.create(config, { paused: req.body.paused });
+      const done = performance.now();
+      if (rec.accel === 'tcg') warnings.push(`warning: no usable KVM on this host: ${rec.name} runs under TCG emulation (slow); see xeno info`);
       void reply.status(201);
-      return { config: rec.config, warnings, domain: ts.info(rec) };
+      const spawned = ts.spawnedAt(rec.id) ?? done;
+      return { config: rec.config, warnings, domain: ts.info(rec), timings: { requestToSpawnMs: spawned - t0, requestToDoneMs: done - t0 } };
     },
   );
 

@@ -6,12 +6,15 @@
  * it: host.json and vifs/*.json under `<stateDir>/network/` say what was set up, devices carry an
  * alias naming their instance, and the nftables tables are named after the instance.
  *
- * Lifecycle: startHost() at daemon start (also undoes an earlier setup whose network-script was
- * different), stopHost() only on an explicit request (it puts the physical interface back; a plain
- * daemon stop leaves the network as it is so the guests stay connected). The hooks plug every vif
- * before QEMU starts (extending the guest's command line with `xeno.net=` arguments) and unplug
- * them when it is gone.
+ * Lifecycle: the host-wide setup is made when the first vif needs it (or by startHost()); resume()
+ * at daemon start re-adopts an earlier one (and undoes it first if the network-script changed);
+ * stopHost() is the explicit stop that puts the physical interface back. A plain daemon stop
+ * leaves the network as it is, so the guests stay connected. When the last vif goes, the setup is
+ * removed too, except a bridge holding the physical interface (netdev=), which stays until the
+ * explicit stop. The hooks plug every vif before QEMU starts (extending the guest's command line
+ * with `xeno.net=` arguments) and unplug them when it is gone.
  */
+import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -19,7 +22,7 @@ import { XenoError } from '../../common/errors.js';
 import { parseNetworkScript } from '../../config/daemon-config.js';
 import { scriptBaseName } from '../../config/vif-spec.js';
 import type { NicBackend } from '../../hypervisor/qemu/argv.js';
-import type { DaemonConfig, NetworkMode } from '../../model/daemon-config.js';
+import { DEFAULT_STATE_DIR, type DaemonConfig, type NetworkMode } from '../../model/daemon-config.js';
 import { effectiveCmdline, type DomainConfig, type VifSpec } from '../../model/domain-config.js';
 import type { DomainHooks } from '../../toolstack/hooks.js';
 import type { DomainRecord } from '../../toolstack/store.js';
@@ -94,6 +97,13 @@ export function withGuestArgs(c: DomainConfig, args: string[]): DomainConfig {
   if (mine.length === 0) return c;
   if (c.cmdline !== undefined) return { ...c, cmdline: [c.cmdline, ...mine].filter(Boolean).join(' ') };
   return { ...c, extra: [c.extra, ...mine].filter(Boolean).join(' ') };
+}
+
+/** The instance id of the daemon using `stateDir`: `main` for the default one, else a hash of the path. */
+export function instanceIdFor(stateDir: string): string {
+  const abs = path.resolve(stateDir);
+  if (abs === DEFAULT_STATE_DIR) return 'main';
+  return `i${createHash('sha256').update(abs).digest('hex').slice(0, 8)}`;
 }
 
 function normaliseScript(s: string): string {
@@ -213,6 +223,30 @@ export class NetworkManager {
     this.log?.info({ mode: host?.mode }, 'host network stopped');
   }
 
+  /**
+   * At daemon start: re-adopts an earlier setup (or redoes it, if the network-script changed).
+   * A host that has none is left alone until a vif needs it (plug sets it up then), so a daemon
+   * whose guests have no network never touches the host's. Returns whether there was one.
+   */
+  resume(): Promise<boolean> {
+    return this.exclusive(async () => {
+      if (!this.files.host()) return false;
+      await this.startHostLocked();
+      return true;
+    });
+  }
+
+  /**
+   * Once no vif is left, the host-wide setup goes too, unless it holds the host's own network (a
+   * bridge with the physical interface enslaved), which stays until an explicit stop.
+   */
+  private async stopIfIdle(): Promise<void> {
+    const host = this.files.host();
+    if (!host || this.files.vifs().length > 0 || host.bridge?.netdev) return;
+    this.log?.info({ mode: host.mode }, 'no vif left: removing the host network setup');
+    await this.stopHostLocked();
+  }
+
   /** Stop watching dnsmasq (daemon exit): the network itself stays up. */
   close(): void {
     this.dnsmasq.unsupervise();
@@ -326,6 +360,7 @@ export class NetworkManager {
         if (devid === undefined || l.devid === devid) await linkDel(this.ctx, l.ifname);
       }
       if (states.some((s) => s.mode === 'nat')) await this.syncDhcp();
+      await this.stopIfIdle();
     });
   }
 

@@ -102,6 +102,7 @@ export class QemuBackend implements HypervisorBackend {
       detached: true, // own session: no signal aimed at xenod's process group reaches the guests
       stdio: ['ignore', logFd, logFd],
     });
+    const spawnedAt = performance.now();
     closeSync(logFd);
     child.unref();
     const pid = child.pid;
@@ -110,7 +111,7 @@ export class QemuBackend implements HypervisorBackend {
     child.once('exit', (code) => (earlyExit = code));
     try {
       const qmp = await connectWhileAlive(paths.qmp, () => earlyExit !== undefined);
-      return new QemuVm(pid, req.runDir, qmp, child);
+      return new QemuVm(pid, req.runDir, qmp, child, spawnedAt);
     } catch (e) {
       try {
         process.kill(pid, 'SIGKILL');

@@ -19,6 +19,7 @@ export class QemuVm extends EventEmitter implements Vm {
     readonly runDir: string,
     private readonly qmp: QmpClient,
     child?: ChildProcess,
+    readonly spawnedAt?: number,
   ) {
     super();
     qmp.on('event', (e: QmpEvent) => this.onEvent(e));

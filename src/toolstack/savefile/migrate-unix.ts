@@ -46,6 +46,14 @@ export interface MigrateOptions {
   timeoutMs?: number;
 }
 
+export interface SaveOptions extends MigrateOptions {
+  /**
+   * Called once the file is open and xenod listens, just before `migrate`: where the caller pauses
+   * the guest, so a destination that cannot be written never pauses it.
+   */
+  beforeMigrate?: () => Promise<void>;
+}
+
 export interface LoadOptions extends MigrateOptions {
   /** A read-ahead started (preparePayload) while QEMU was starting; closed in all cases. */
   prepared?: PreparedPayload;
@@ -126,7 +134,7 @@ async function settleAfterFailure(vm: Vm): Promise<void> {
  * `postmigrate` (quit it, or `cont` for a checkpoint); on failure the partial file is removed and
  * QEMU's migration is cancelled, leaving the guest as it was (paused if the caller paused it).
  */
-export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onProgress?: ProgressFn, opts: MigrateOptions = {}): Promise<SaveVmResult> {
+export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onProgress?: ProgressFn, opts: SaveOptions = {}): Promise<SaveVmResult> {
   const t0 = performance.now();
   const sockPath = socketPathFor(vm, 'save.sock', opts);
   let ramTotal = header.maxmemMb * 1048576;
@@ -160,6 +168,7 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
       );
     });
     await liftBandwidthCap(vm);
+    await opts.beforeMigrate?.();
     await vm.command('migrate', { uri: `unix:${sockPath}` });
     const q = await waitMigration(
       vm,

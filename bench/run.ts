@@ -1,0 +1,9 @@
+/** `npm run bench -- NAME [--rounds N]`: runs bench/NAME.ts. */
+const BENCHES = ['create', 'cli', 'runtime', 'save-restore', 'net'];
+const name = process.argv[2];
+if (!name || !BENCHES.includes(name)) {
+  process.stderr.write(`usage: npm run bench -- ${BENCHES.join('|')} [--rounds N]\n`);
+  process.exit(2);
+}
+const mod = (await import(`./${name}.js`)) as { run: () => Promise<void> };
+await mod.run();

@@ -1,0 +1,183 @@
+/**
+ * `xeno save DOM FILE [-c]` and `xeno restore FILE [-p]`. On a terminal a progress bar follows the
+ * operation (bytes done / total, rate, ETA) from xenod's NDJSON progress stream; with --json or
+ * when stderr is not a terminal the output stays plain: one summary line, or the result as JSON.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { ApiError, domPath } from '../../client/client.js';
+import type { RestoreResult, SaveResult } from '../../toolstack/save-restore.js';
+import { api, json, out } from '../context.js';
+
+interface Progress {
+  bytes: number;
+  done: number;
+  total: number;
+}
+
+type StreamEvent<T> = ({ event: 'progress' } & Progress) | { event: 'result'; result: T } | { event: 'error'; error: { code: string; message: string } };
+
+const MiB = 1024 * 1024;
+
+/** POST with `progress: true` and follow the NDJSON answer; resolves with the result line. */
+export function postWithProgress<T>(urlPath: string, body: Record<string, unknown>, onProgress: (p: Progress) => void): Promise<T> {
+  const socket = api().socket;
+  return new Promise<T>((resolve, reject) => {
+    const payload = JSON.stringify({ ...body, progress: true });
+    const req = http.request(
+      { socketPath: socket, method: 'POST', path: urlPath, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        res.setEncoding('utf8');
+        let buf = '';
+        let settled = false;
+        const status = res.statusCode ?? 0;
+        if (status !== 200 || !String(res.headers['content-type'] ?? '').includes('ndjson')) {
+          res.on('data', (c: string) => (buf += c));
+          res.on('end', () => {
+            try {
+              const e = (JSON.parse(buf) as { error: { code: string; message: string } }).error;
+              reject(new ApiError(status, e.code, e.message));
+            } catch {
+              reject(new ApiError(status, `HTTP_${status}`, buf || `xenod answered ${status}`));
+            }
+          });
+          return;
+        }
+        const onLine = (line: string) => {
+          if (!line.trim()) return;
+          let ev: StreamEvent<T>;
+          try {
+            ev = JSON.parse(line) as StreamEvent<T>;
+          } catch {
+            return;
+          }
+          if (ev.event === 'progress') onProgress(ev);
+          else if (ev.event === 'result') {
+            settled = true;
+            resolve(ev.result);
+          } else if (ev.event === 'error') {
+            settled = true;
+            reject(new ApiError(500, ev.error.code, ev.error.message));
+          }
+        };
+        res.on('data', (c: string) => {
+          buf += c;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            onLine(buf.slice(0, nl));
+            buf = buf.slice(nl + 1);
+          }
+        });
+        res.on('end', () => {
+          if (buf) onLine(buf);
+          if (!settled) reject(new Error('xenod closed the connection before the operation finished (see `xeno list` and its log)'));
+        });
+      },
+    );
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new ApiError(0, 'NO_DAEMON', `cannot reach xenod at ${socket}: is it running?`));
+      else reject(e);
+    });
+    req.end(payload);
+  });
+}
+
+/** A terminal progress bar in MiB with rate and ETA; a no-op off a terminal. */
+export class ProgressView {
+  private bar?: cliProgress.SingleBar;
+  private started = false;
+  private readonly t0 = Date.now();
+
+  constructor(
+    private readonly label: string,
+    enabled: boolean,
+  ) {
+    if (!enabled) return;
+    this.bar = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format: `${label} |{bar}| {percentage}% | {value}/{total} MiB | {rate} MiB/s | ETA {eta_formatted}{extra}`,
+        hideCursor: true,
+        clearOnComplete: false,
+        etaBuffer: 20,
+        fps: 10,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  update(p: Progress, extra = ''): void {
+    if (!this.bar) return;
+    const total = Math.max(1, Math.round(p.total / MiB));
+    const value = Math.min(total, Math.round(p.done / MiB));
+    const secs = Math.max(0.001, (Date.now() - this.t0) / 1000);
+    const payload = { rate: (p.done / MiB / secs).toFixed(0), extra };
+    if (!this.started) {
+      this.bar.start(total, value, payload);
+      this.started = true;
+    } else {
+      this.bar.setTotal(total);
+      this.bar.update(value, payload);
+    }
+  }
+
+  stop(): void {
+    if (this.bar && this.started) this.bar.stop();
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+export function registerSaveRestoreCommands(program: Command): void {
+  program
+    .command('save')
+    .description("save a domain's whole state to a file and free its resources; -c keeps it running")
+    .argument('<dom>', 'name or id')
+    .argument('<file>', 'the save file to write')
+    .option('-c, --checkpoint', 'leave the domain running after the save (a checkpoint)')
+    .option('--json', 'print the result as JSON, no progress bar')
+    .action(async (dom: string, file: string, opts: { checkpoint?: boolean; json?: boolean }) => {
+      const body = { file: path.resolve(file), checkpoint: opts.checkpoint ?? false };
+      const tty = !opts.json && process.stderr.isTTY === true;
+      let r: SaveResult;
+      if (tty) {
+        const view = new ProgressView(`Saving ${dom}`, true);
+        try {
+          r = await postWithProgress<SaveResult>(domPath(dom, '/save'), body, (p) => view.update(p, ` | written ${(p.bytes / MiB).toFixed(1)} MiB`));
+        } finally {
+          view.stop();
+        }
+      } else r = await api().post<SaveResult>(domPath(dom, '/save'), body);
+      if (opts.json) return json(r);
+      out(
+        `Saved domain ${r.name} to ${r.file}: ${(r.size / MiB).toFixed(1)} MiB in ${seconds(r.elapsedMs)}` +
+          (r.checkpoint ? ` (checkpoint: it keeps ${r.state === 'running' ? 'running' : 'paused'})` : ''),
+      );
+    });
+
+  program
+    .command('restore')
+    .description('recreate a domain from a save file (new domain id) and resume it; -p leaves it paused')
+    .argument('<file>', 'a file written by xeno save')
+    .option('-p, --paused', 'leave the domain paused')
+    .option('--json', 'print the result as JSON, no progress bar')
+    .action(async (file: string, opts: { paused?: boolean; json?: boolean }) => {
+      const body = { file: path.resolve(file), paused: opts.paused ?? false };
+      const tty = !opts.json && process.stderr.isTTY === true;
+      let r: RestoreResult;
+      if (tty) {
+        const view = new ProgressView(`Restoring ${path.basename(file)}`, true);
+        try {
+          r = await postWithProgress<RestoreResult>('/v1/restore', body, (p) => view.update(p));
+        } finally {
+          view.stop();
+        }
+      } else r = await api().post<RestoreResult>('/v1/restore', body);
+      if (opts.json) return json(r);
+      out(`Restored domain ${r.name} (id=${r.id}, ${r.state}) from ${r.file} in ${seconds(r.elapsedMs)}`);
+    });
+}

@@ -1,0 +1,181 @@
+/**
+ * Save and restore routes (xm save / xm restore), and the managed save around xenod's stop/start.
+ *
+ * Both are long operations. With `progress: true` in the body the answer is a stream of JSON lines
+ * (`application/x-ndjson`): `{"event":"progress","bytes","done","total"}` at most every 100 ms, then
+ * one `{"event":"result","result":{...}}` or `{"event":"error","error":{code,message}}`. Checks that
+ * refuse at once (no such domain, a bad or incompatible file, a name that runs, missing disks, not
+ * enough memory) still come back as an ordinary HTTP error before the stream starts. Without
+ * `progress` the answer is the result as JSON once done. A client going away does not stop a save
+ * or a restore half-way.
+ */
+import path from 'node:path';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
+import { SaveRestore, type RestorePlan } from '../../toolstack/save-restore.js';
+import type { SaveProgress } from '../../toolstack/savefile/format.js';
+import { openSaveFile } from '../../toolstack/savefile/reader.js';
+import type { DaemonContext } from '../context.js';
+import { domParam } from './schemas.js';
+
+export interface SaveRequest {
+  /** Absolute, or relative to cwd. */
+  file: string;
+  cwd?: string;
+  checkpoint?: boolean;
+  progress?: boolean;
+}
+
+export interface RestoreRequest {
+  file: string;
+  cwd?: string;
+  paused?: boolean;
+  progress?: boolean;
+}
+
+/** The save/restore service: one per daemon, kept in ctx.services. */
+export function saveRestoreOf(ctx: DaemonContext): SaveRestore {
+  const existing = ctx.services.saveRestore;
+  if (existing instanceof SaveRestore) return existing;
+  const sr = new SaveRestore(ctx.toolstack);
+  ctx.services.saveRestore = sr;
+  return sr;
+}
+
+function absolute(file: string, cwd?: string): string {
+  if (path.isAbsolute(file)) return path.normalize(file);
+  if (!cwd || !path.isAbsolute(cwd)) throw new XenoError('BAD_REQUEST', `'${file}' is a relative path: give an absolute one, or cwd`);
+  return path.resolve(cwd, file);
+}
+
+/** Run `work` answering with NDJSON progress lines and a final result or error line. */
+async function streamed<T>(reply: FastifyReply, work: (onProgress: (p: SaveProgress) => void) => Promise<T>): Promise<void> {
+  void reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  const send = (obj: unknown) => {
+    if (!raw.destroyed && !raw.writableEnded) raw.write(JSON.stringify(obj) + '\n');
+  };
+  let last = 0;
+  let pending: SaveProgress | undefined;
+  const onProgress = (p: SaveProgress) => {
+    const now = Date.now();
+    if (now - last >= 100) {
+      last = now;
+      pending = undefined;
+      send({ event: 'progress', ...p });
+    } else pending = p;
+  };
+  try {
+    const result = await work(onProgress);
+    if (pending) send({ event: 'progress', ...pending });
+    send({ event: 'result', result });
+  } catch (e) {
+    const err = isXenoError(e) ? { code: e.code, message: e.message, details: e.details } : { code: 'INTERNAL', message: errorMessage(e) };
+    send({ event: 'error', error: err });
+  } finally {
+    if (!raw.destroyed) raw.end();
+  }
+}
+
+export function registerSaveRestoreRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  const sr = saveRestoreOf(ctx);
+  const ts = ctx.toolstack;
+
+  // Start-up: finish saves a dead xenod left half-done, then bring back the managed saves, all
+  // before the socket accepts requests.
+  app.addHook('onReady', async () => {
+    try {
+      await sr.recover();
+      const restored = await sr.restoreAll();
+      for (const r of restored) ctx.log[r.ok ? 'info' : 'error']({ domain: r.name }, `managed restore: ${r.message}`);
+    } catch (e) {
+      ctx.log.error({ err: e }, `save/restore start-up recovery failed: ${errorMessage(e)}`);
+    }
+  });
+
+  // Stop with save-on-stop (xenod --save-on-stop, or xeno-save-on-stop in the config): every guest
+  // is saved into the state dir, to be restored at the next start. A guest whose save fails keeps
+  // running and is re-adopted then.
+  app.addHook('onClose', async () => {
+    if (!ctx.config.saveOnStop) return;
+    try {
+      const saved = await sr.saveAll();
+      for (const r of saved) ctx.log[r.ok ? 'info' : 'error']({ domain: r.name }, `managed save: ${r.message}`);
+    } catch (e) {
+      ctx.log.error({ err: e }, `managed save failed: ${errorMessage(e)}`);
+    }
+  });
+
+  app.post<{ Params: { dom: string }; Body: SaveRequest }>(
+    '/v1/domains/:dom/save',
+    {
+      schema: {
+        summary: "Save a domain's whole state to a file and free it (xm save); checkpoint keeps it running",
+        params: domParam,
+        body: {
+          type: 'object',
+          required: ['file'],
+          properties: {
+            file: { type: 'string', minLength: 1, description: 'destination file (absolute, or relative to cwd)' },
+            cwd: { type: 'string' },
+            checkpoint: { type: 'boolean', default: false, description: 'keep the domain running afterwards (xm save -c)' },
+            progress: { type: 'boolean', default: false, description: 'answer with NDJSON progress lines' },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const file = absolute(req.body.file, req.body.cwd);
+      ts.resolve(req.params.dom); // 404 before any stream starts
+      const run = (onProgress?: (p: SaveProgress) => void) => sr.save(req.params.dom, file, { checkpoint: req.body.checkpoint, onProgress });
+      if (!req.body.progress) return run();
+      await streamed(reply, run);
+      return reply;
+    },
+  );
+
+  app.post<{ Body: RestoreRequest }>(
+    '/v1/restore',
+    {
+      schema: {
+        summary: 'Recreate a domain from a save file with a new id and resume it (xm restore); paused leaves it paused',
+        body: {
+          type: 'object',
+          required: ['file'],
+          properties: {
+            file: { type: 'string', minLength: 1, description: 'save file (absolute, or relative to cwd)' },
+            cwd: { type: 'string' },
+            paused: { type: 'boolean', default: false, description: 'leave the domain paused (xm restore -p)' },
+            progress: { type: 'boolean', default: false, description: 'answer with NDJSON progress lines' },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const file = absolute(req.body.file, req.body.cwd);
+      const plan: RestorePlan = await sr.plan(file); // refusals are plain HTTP errors
+      const run = (onProgress?: (p: SaveProgress) => void) => sr.restore(file, { paused: req.body.paused, onProgress, plan });
+      if (!req.body.progress) return run();
+      await streamed(reply, run);
+      return reply;
+    },
+  );
+
+  app.get<{ Querystring: { file: string; cwd?: string } }>(
+    '/v1/save-file',
+    {
+      schema: {
+        summary: "A save file's header (name, config, QEMU machine type and version, sizes), checked but not restored",
+        querystring: { type: 'object', required: ['file'], properties: { file: { type: 'string' }, cwd: { type: 'string' } } },
+      },
+    },
+    async (req) => {
+      const info = await openSaveFile(absolute(req.query.file, req.query.cwd));
+      return {
+        file: info.path, formatVersion: info.formatVersion, header: info.header, fileSize: info.fileSize,
+        payloadLength: info.payloadLength, sha256: info.trailerSha256,
+      };
+    },
+  );
+}

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { DomainConfig } from '../../model/domain-config.js';
+import { buildQemuArgv, guestCmdline } from './argv.js';
+import { decideAccel } from './accel.js';
+
+const base: DomainConfig = {
+  name: 'web', type: 'pv', memory: 128, maxmem: 256, vcpus: 1, maxvcpus: 2, kernel: '/k', ramdisk: '/r', extra: 'quiet',
+  hostname: 'web', disks: [{ target: '/srv/a,b.img', format: 'qcow2', vdev: 'xvda', access: 'ro', devtype: 'disk' }],
+  vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
+};
+const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', pidfile: '/run/x/qemu.pid' };
+
+function opt(argv: string[], flag: string): string[] {
+  return argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
+}
+
+test('the argv pins a versioned machine type, sandboxes QEMU and sizes RAM at maxmem', () => {
+  const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'pc-i440fx-7.2', accel: 'tcg', paths, nics: [], tbSizeMb: 64 });
+  assert.deepEqual(opt(argv, '-machine'), ['pc-i440fx-7.2']);
+  assert.deepEqual(opt(argv, '-accel'), ['tcg,tb-size=64']);
+  assert.deepEqual(opt(argv, '-m'), ['size=256M']);
+  assert.deepEqual(opt(argv, '-smp'), ['1,maxcpus=2']);
+  assert.match(opt(argv, '-sandbox')[0]!, /^on,/);
+  assert.deepEqual(opt(argv, '-action'), ['reboot=shutdown,shutdown=pause,panic=pause']);
+  assert.ok(opt(argv, '-device').some((d) => d.startsWith('virtio-balloon-pci')));
+  assert.ok(opt(argv, '-device').includes('pvpanic'));
+  // virtio-blk, read-only, commas in the path doubled
+  assert.deepEqual(opt(argv, '-drive'), ['if=none,id=disk0,file=/srv/a,,b.img,format=qcow2,cache=writeback,readonly=on']);
+  assert.ok(opt(argv, '-device').some((d) => d.startsWith('virtio-blk-pci,drive=disk0')));
+  assert.ok(!argv.includes('-S'));
+});
+
+test('kvm gets the host cpu; incoming and paused starts stop the vcpus', () => {
+  const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'pc-i440fx-7.2', accel: 'kvm', paths, nics: [], incoming: true });
+  assert.deepEqual(opt(argv, '-accel'), ['kvm']);
+  assert.deepEqual(opt(argv, '-cpu'), ['host']);
+  assert.ok(argv.includes('-S'));
+  assert.deepEqual(opt(argv, '-incoming'), ['defer']);
+});
+
+test('nics become tap netdevs named after the vif, with virtio-net frontends', () => {
+  const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [{ devid: 0, ifname: 'vif3.0', mac: '00:16:3e:00:00:01' }] });
+  assert.deepEqual(opt(argv, '-netdev'), ['tap,id=net0,ifname=vif3.0,script=no,downscript=no']);
+  assert.ok(opt(argv, '-device').includes('virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0'));
+});
+
+test('the guest command line gets the serial console and hostname unless already there', () => {
+  assert.equal(guestCmdline(base), 'console=ttyS0 quiet xeno.hostname=web');
+  assert.equal(guestCmdline({ ...base, cmdline: 'console=hvc0 hostname=x' }), 'console=hvc0 hostname=x');
+  assert.equal(guestCmdline({ ...base, root: '/dev/xvda ro', extra: undefined, hostname: undefined }), 'console=ttyS0 root=/dev/xvda ro');
+});
+
+test('accelerator: KVM only when the CPU has vmx/svm, /dev/kvm opens and the probe guest ran', () => {
+  assert.equal(decideAccel('auto', { cpuFlags: ['fpu', 'hypervisor'], kvmDeviceUsable: true }).accel, 'tcg');
+  assert.match(decideAccel('auto', { cpuFlags: ['hypervisor'], kvmDeviceUsable: true }).reason, /no vmx\/svm/);
+  assert.equal(decideAccel('auto', { cpuFlags: ['vmx'], kvmDeviceUsable: false }).accel, 'tcg');
+  const hung = decideAccel('auto', { cpuFlags: ['vmx'], kvmDeviceUsable: true, probe: { ok: false, detail: 'no answer within 4000 ms' } });
+  assert.equal(hung.accel, 'tcg');
+  assert.match(hung.reason, /present but a probe guest failed/);
+  assert.equal(decideAccel('auto', { cpuFlags: ['svm'], kvmDeviceUsable: true, probe: { ok: true, detail: '' } }).accel, 'kvm');
+  assert.equal(decideAccel('tcg', { cpuFlags: ['vmx'], kvmDeviceUsable: true, probe: { ok: true, detail: '' } }).accel, 'tcg');
+  assert.equal(decideAccel('kvm', { cpuFlags: [], kvmDeviceUsable: false }).accel, 'kvm');
+});
