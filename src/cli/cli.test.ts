@@ -12,7 +12,7 @@ test('unambiguous prefixes expand to the command, ambiguous ones are refused', (
   assert.deepEqual(expandPrefix(program, ['cr', 'x.cfg']), ['create', 'x.cfg']);
   assert.deepEqual(expandPrefix(program, ['-s', '/tmp/s', 'des', 'web']), ['-s', '/tmp/s', 'destroy', 'web']);
   assert.deepEqual(expandPrefix(program, ['list']), ['list']);
-  assert.throws(() => expandPrefix(program, ['co']), /ambiguous: create, console/);
+  assert.throws(() => expandPrefix(program, ['c']), /ambiguous: create, console/);
   assert.throws(() => expandPrefix(program, ['dom']), /ambiguous/);
 });
 
