@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import '../dist/src/cli/main.js';
+// The CLI is bundled into one file at build time: fewer module loads, a faster `xeno list`.
+import '../dist/xeno-cli.mjs';

@@ -179,6 +179,23 @@ describe('domain lifecycle on a real xenod', () => {
     assert.equal(await count(), n0, 'nothing was created by the failures');
   });
 
+  it('runs beside a second xenod on the same machine without collisions', async () => {
+    await d.createGuest('twin');
+    const other = new TestDaemon();
+    try {
+      await other.start();
+      await other.createGuest('twin'); // names, ids, sockets, run dirs are per daemon
+      const mine = JSON.parse(await d.ok(['list', '--json'])) as ListRow[];
+      const theirs = JSON.parse(await other.ok(['list', '--json'])) as ListRow[];
+      assert.notEqual(mine.find((r) => r.name === 'twin')!.pid, theirs.find((r) => r.name === 'twin')!.pid);
+      await other.ok(['destroy', 'twin']);
+      assert.ok(JSON.parse(await d.ok(['list', '--json', 'twin'])), 'the first daemon still has its own twin');
+    } finally {
+      await other.cleanup();
+    }
+    await d.ok(['destroy', 'twin']);
+  });
+
   it('tells how to start the daemon when it is not running', async () => {
     const other = new TestDaemon();
     try {

@@ -16,17 +16,6 @@ const RATE_BYTES = 1024 * 1024;
 const RATE = '4Mb/s';
 const RATE_LIMIT = 500_000; // bytes/s
 
-async function hostDump(w: NetWorld): Promise<string> {
-  const parts = await Promise.all([
-    w.run(w.host, ['ip', '-br', 'link']),
-    w.run(w.host, ['ip', '-br', '-4', 'addr']),
-    w.run(w.host, ['ip', '-4', 'route']),
-    w.run(w.host, ['ip', '-4', 'neigh', 'show', 'proxy']),
-    w.run(w.host, ['nft', 'list', 'ruleset']),
-  ]);
-  return parts.map((p) => p.stdout).join('\n');
-}
-
 interface ModeCase {
   mode: 'bridge' | 'nat' | 'route';
   g1: VifSpec;
@@ -90,9 +79,9 @@ for (const c of CASES.filter((k) => !only || only.includes(k.mode))) {
 
     it('sets up the host network, idempotently', async () => {
       await nm.startHost();
-      const first = await hostDump(w);
+      const first = await w.hostDump();
       await nm.startHost();
-      assert.equal(await hostDump(w), first, 'a second startHost (daemon restart) changes nothing');
+      assert.equal(await w.hostDump(), first, 'a second startHost (daemon restart) changes nothing');
       if (c.mode === 'bridge') {
         assert.match(first, /xenbr0\s+UP\s+192\.168\.100\.1\/24/, 'the host address moved to the bridge');
         assert.match(first, /default via 192\.168\.100\.2 dev xenbr0/, 'and the default route');
@@ -128,11 +117,11 @@ for (const c of CASES.filter((k) => !only || only.includes(k.mode))) {
     });
 
     it('re-plugging a live vif (re-adoption) duplicates nothing', async () => {
-      const before = await hostDump(w);
+      const before = await w.hostDump();
       await nm.plug(1, 'g1', c.g1, { ethIndex: 0 });
       await nm.plug(2, 'g2', c.g2, { ethIndex: 0 });
       await nm.startHost();
-      assert.equal(await hostDump(w), before);
+      assert.equal(await w.hostDump(), before);
     });
 
     it('the guest reaches the outside (ping and TCP)', async () => {
@@ -226,13 +215,13 @@ for (const c of CASES.filter((k) => !only || only.includes(k.mode))) {
       await nm.unplug(1);
       await nm.unplug(2);
       await nm.unplug(2); // twice: missing things are not errors
-      const dump = await hostDump(w);
+      const dump = await w.hostDump();
       assert.doesNotMatch(dump, /vif\d|ifb\d/, 'no vif, ifb, chain or map entry left');
       assert.doesNotMatch(dump, /192\.168\.100\.5\d|10\.0\.0\.(9|10)\b/, 'no route or proxy entry left');
       assert.deepEqual(nm.list(1), []);
       assert.equal(nm.dnsmasq.pid(), undefined, 'no dnsmasq once no NAT vif is left');
       await nm.stopHost();
-      const after = await hostDump(w);
+      const after = await w.hostDump();
       assert.match(after, /eth0@\w+\s+UP\s+192\.168\.100\.1\/24/);
       assert.match(after, /default via 192\.168\.100\.2 dev eth0/);
       assert.doesNotMatch(after, /xenbr0|xeno_/);

@@ -7,7 +7,7 @@
  *   outside 192.168.100.2/24 (out0) <--veth--> (eth0) 192.168.100.1/24 host, default via .2
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -203,6 +203,32 @@ s.on('close', () => { clearTimeout(t); console.log(JSON.stringify({ ok: true, ou
 
   async ping(ns: string, ip: string, count = 2): Promise<boolean> {
     return (await this.run(ns, ['busybox', 'ping', '-c', String(count), '-W', '2', ip], { timeoutMs: 15_000 })).code === 0;
+  }
+
+  /** The host namespace's network state as text: links, addresses, routes, proxy entries, nftables. */
+  async hostDump(): Promise<string> {
+    const parts = await Promise.all([
+      this.run(this.host, ['ip', '-br', 'link']),
+      this.run(this.host, ['ip', '-br', '-4', 'addr']),
+      this.run(this.host, ['ip', '-4', 'route']),
+      this.run(this.host, ['ip', '-4', 'neigh', 'show', 'proxy']),
+      this.run(this.host, ['nft', 'list', 'ruleset']),
+    ]);
+    return parts.map((p) => p.stdout).join('\n');
+  }
+
+  /** Command lines of the processes running in a namespace. */
+  async processes(ns: string): Promise<string[]> {
+    const r = await sh(['ip', 'netns', 'pids', ns]);
+    const out: string[] = [];
+    for (const pid of r.stdout.split('\n').filter(Boolean)) {
+      try {
+        out.push(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim());
+      } catch {
+        /* gone */
+      }
+    }
+    return out.filter(Boolean);
   }
 
   async destroy(): Promise<void> {
