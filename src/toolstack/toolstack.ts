@@ -105,6 +105,14 @@ export class Toolstack {
 
   // ---- memory -------------------------------------------------------------------------------
 
+  /**
+   * Everything that takes host memory (create, restore, incoming migration, mem-max) runs under this
+   * one lock, so two requests can never both fit in the same free memory.
+   */
+  withHostMemory<T>(fn: () => Promise<T>): Promise<T> {
+    return this.locks.run('host-memory', fn);
+  }
+
   chargeOf(c: DomainConfig): number {
     return c.maxmem + this.deps.backend.overheadMb;
   }
@@ -226,7 +234,7 @@ export class Toolstack {
   }
 
   async create(c: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
-    return this.locks.run(`create:${c.name}`, async () => {
+    return this.withHostMemory(async () => {
       this.validateForCreate(c);
       const id = this.store.allocateDomid();
       const rec: DomainRecord = {
