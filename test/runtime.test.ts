@@ -5,15 +5,21 @@
  * domain cgroups (the cgroup files, and CPU-time ratios with a tolerance). No timed assertions.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { formatSchedCredit, formatVcpuTable } from '../src/cli/commands/runtime.js';
 import { parseXlCfg, toDomainConfig } from '../src/config/index.js';
 import { DomainCgroups, cgroupInstanceName, cgroupOfPid, detectCgroups, type CgroupLayout } from '../src/host/cgroups.js';
 import { hostCpuCount } from '../src/host/cpus.js';
-import type { VcpuListRow } from '../src/toolstack/runtime.js';
-import { TestDaemon, sleep } from './helpers/harness.js';
+import pino from 'pino';
+import { XenoError } from '../src/common/errors.js';
+import type { DomainConfig } from '../src/model/domain-config.js';
+import { RuntimeHooks, VCPU_PINS_KEY, pinFor, vcpuPinsOf } from '../src/toolstack/runtime-hooks.js';
+import { isUnplugOf, parseCount, parseSizeArg, type VcpuListRow } from '../src/toolstack/runtime.js';
+import type { DomainRecord } from '../src/toolstack/store.js';
+import { TestDaemon, guestCfg, sleep } from './helpers/harness.js';
 
 interface ListRow {
   id: number;
@@ -43,6 +49,79 @@ describe('runtime formatting', () => {
   it('marks a vcpu whose unplug is pending', () => {
     const text = formatVcpuTable([{ name: 'w', id: 1, vcpu: 2, cpu: 1, state: '-b-', time: 0.5, affinity: 'any cpu', cpus: [0, 1], pending: true }]);
     assert.match(text.split('\n')[1]!, /any cpu \(unplug pending\)$/);
+  });
+});
+
+describe('runtime pieces (no guest)', () => {
+  const log = pino({ level: 'silent' });
+  const rec = (over: Partial<DomainConfig> = {}, extra: Record<string, unknown> = {}): DomainRecord => ({
+    id: 7, name: 'web1', uuid: 'u', state: 'running', pid: 4242, machineType: 'pc', accel: 'tcg', startTime: 0, runDir: '/nonexistent', extra,
+    config: { name: 'web1', type: 'pv', memory: 128, maxmem: 128, vcpus: 1, maxvcpus: 2, disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy', ...over },
+  });
+
+  it('recognises the DEVICE_DELETED events of a vcpu unplug (QEMU 7.2 reports the lapic child)', () => {
+    const ev = (data: Record<string, unknown>) => ({ event: 'DEVICE_DELETED', data });
+    assert.ok(isUnplugOf(ev({ path: '/machine/peripheral/vcpu2/lapic' }), '/machine/peripheral/vcpu2'));
+    assert.ok(isUnplugOf(ev({ device: 'vcpu2', path: '/machine/peripheral/vcpu2' }), '/machine/peripheral/vcpu2'));
+    assert.ok(isUnplugOf(ev({ path: '/machine/unattached/device[3]' }), '/machine/unattached/device[3]'));
+    assert.ok(!isUnplugOf(ev({ path: '/machine/peripheral/vcpu1/lapic' }), '/machine/peripheral/vcpu12'));
+    assert.ok(!isUnplugOf(ev({ path: '/machine/peripheral/vcpu21' }), '/machine/peripheral/vcpu2'));
+    assert.ok(!isUnplugOf({ event: 'ACPI_DEVICE_OST', data: { info: { device: 'vcpu2' } } }, '/machine/peripheral/vcpu2'));
+  });
+
+  it('parses counts and sizes strictly', () => {
+    assert.equal(parseCount('3', 'n'), 3);
+    assert.equal(parseCount(2, 'n'), 2);
+    for (const bad of ['', 'two', '1.5', '-1', '0x2', null, undefined, 2.5]) {
+      assert.throws(() => parseCount(bad, 'n'), (e: unknown) => e instanceof XenoError && e.code === 'BAD_REQUEST' && /whole number/.test(e.message));
+    }
+    assert.equal(parseSizeArg('1g', 'mem-set'), 1024);
+    assert.equal(parseSizeArg('512', 'mem-set'), 512);
+    assert.equal(parseSizeArg(256, 'mem-set'), 256);
+    assert.throws(() => parseSizeArg('lots', 'mem-set'), (e: unknown) => e instanceof XenoError && e.code === 'BAD_REQUEST' && /^mem-set: invalid memory size/.test(e.message));
+  });
+
+  it('pins a vcpu by its own pin, else the domain cpus', () => {
+    const r = rec({ cpus: '0-1' }, { [VCPU_PINS_KEY]: { '1': '1' } });
+    assert.deepEqual(vcpuPinsOf(r), { '1': '1' });
+    assert.equal(pinFor(r.config, vcpuPinsOf(r), 0), '0-1');
+    assert.equal(pinFor(r.config, vcpuPinsOf(r), 1), '1');
+    assert.equal(pinFor(rec().config, {}, 0), undefined);
+  });
+
+  it('puts QEMU in its cgroup with the config weight and cap (fake cgroup v2 tree)', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'xeno-rh-'));
+    try {
+      writeFileSync(path.join(root, 'cgroup.controllers'), 'cpu memory\n');
+      const layout = detectCgroups(`30 23 0:26 / ${root} rw - cgroup2 cgroup2 rw\n`);
+      const hooks = new RuntimeHooks({ config: { stateDir: '/x' }, log, cgroups: new DomainCgroups(layout, 'i1'), nrCpus: 2 });
+      hooks.placeInCgroup(rec({ cpuWeight: 512, cap: 50 }), 4242, true);
+      const dir = path.join(root, 'xeno-i1', 'web1');
+      assert.equal(readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '200');
+      assert.equal(readFileSync(path.join(dir, 'cpu.max'), 'utf8'), '50000 100000');
+      assert.equal(readFileSync(path.join(dir, 'cgroup.procs'), 'utf8'), '4242');
+      hooks.placeInCgroup(rec(), 4243, true);
+      assert.equal(readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '100', 'the default weight 256');
+      assert.equal(readFileSync(path.join(dir, 'cpu.max'), 'utf8'), 'max 100000');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses before launch a pinning naming host CPUs that do not exist', async () => {
+    const hooks = new RuntimeHooks({ config: { stateDir: '/x' }, log, cgroups: null, nrCpus: 2 });
+    await assert.rejects(hooks.beforeLaunch(rec({ cpus: '0-3' })), /cpu 2 does not exist \(the host has 2 CPUs: 0-1\)/);
+    await assert.rejects(hooks.beforeLaunch(rec({}, { [VCPU_PINS_KEY]: { '1': '5' } })), /cpu 5 does not exist/);
+    await assert.rejects(hooks.beforeLaunch(rec({ cap: 10 })), /cgroup/);
+    assert.deepEqual(await hooks.beforeLaunch(rec({ cpus: '1' })), { nics: [] });
+  });
+
+  it('without cgroups, refuses a config asking for a weight or cap, and runs the others', () => {
+    const hooks = new RuntimeHooks({ config: { stateDir: '/x' }, log, cgroups: null });
+    assert.throws(() => hooks.placeInCgroup(rec({ cpuWeight: 512 }), 1, true), (e: unknown) => e instanceof XenoError && e.code === 'HOST_ERROR' && /cgroup/.test(e.message));
+    assert.throws(() => hooks.placeInCgroup(rec({ cap: 20 }), 1, true), /cgroup/);
+    hooks.placeInCgroup(rec({ cpuWeight: 256 }), 1, true);
+    hooks.placeInCgroup(rec({ cpuWeight: 512 }), 1, false); // adoption never fails for it
   });
 });
 
@@ -122,7 +201,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
   }
 
   // One guest for memory, pause and vcpus: 256 MiB (it sees ~220), up to 3 vcpus.
-  it('balloons a guest down and back up: seen in the guest, in xeno list and in QEMU\'s RSS', async () => {
+  it('balloons a guest down and back up: seen in the guest, in xeno list and in QEMU\'s RSS', async (t) => {
     await d.createGuest('rt1', { memory: 256, maxmem: 256, maxvcpus: 3 });
     await d.waitConsole('rt1', /xeno# /);
     const pid = (await row('rt1')).pid;
@@ -145,11 +224,21 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.equal(long[0]!.config.memory, 160);
     // QEMU gives the inflated (and reported free) pages back to the host
     const rssAfter = await until(() => rssMb(pid), (v) => v <= rssFull - 50);
+    t.diagnostic(`MemTotal ${total0} -> ${shrunk} kB; QEMU RSS ${rssFull.toFixed(0)} -> ${rssAfter.toFixed(0)} MiB`);
     assert.ok(rssAfter <= rssFull - 50, `QEMU RSS ${rssFull.toFixed(0)} -> ${rssAfter.toFixed(0)} MiB`);
 
     await d.ok(['mem-set', 'rt1', '256m']);
     const grown = await guestMemTotal('rt1');
     assert.ok(Math.abs(grown - total0) <= 1024, `MemTotal back to ${total0} kB (got ${grown})`);
+
+    // not waiting long enough: the gap is reported (non-zero exit), the target stays and is reached later
+    const quick = await d.xeno(['mem-set', 'rt1', '160', '--timeout', '0']);
+    if (quick.code !== 0) assert.match(quick.stderr, /has not reached its 160 MiB target \(not within 0 s\): the guest has \d+ MiB \(\d+ MiB more than the target\); the target stays set/);
+    assert.equal((await row('rt1')).memory, 160);
+    const later = await until(async () => (JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ balloonActual: number }>)[0]!.balloonActual, (v) => v === 160);
+    assert.equal(later, 160);
+    await d.ok(['mem-set', 'rt1', '256']);
+    assert.ok(Math.abs((await guestMemTotal('rt1')) - total0) <= 1024);
     assert.equal((await row('rt1')).memory, 256);
   });
 
@@ -166,12 +255,33 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.equal(r.maxmem, 256);
   });
 
-  it('mem-max above what QEMU started with says it takes effect at the next boot', async () => {
+  it('refuses a guest whose cpus = names host CPUs that do not exist, leaving nothing behind', async () => {
+    const nr = hostCpuCount();
+    const cfg = d.writeCfg('rtbad', guestCfg('rtbad', { cpus: `0-${nr + 2}` }));
+    const r = await d.xeno(['create', cfg]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`cpu ${nr} does not exist`));
+    assert.doesNotMatch(await d.ok(['list']), /rtbad/);
+  });
+
+  it('mem-max above what QEMU started with takes effect at the next boot, and says so', async () => {
     const r = await d.xeno(['mem-max', 'rt1', '384']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /started with 256 MiB.*next boot/);
     assert.equal((await row('rt1')).maxmem, 384);
     await fails(['mem-set', 'rt1', '300'], /above the 256 MiB its QEMU was started with/);
+    // the next boot (a reboot starts a new QEMU) has it
+    const from = d.consoleLog('rt1').length;
+    await d.ok(['reboot', 'rt1']);
+    await d.waitConsole('rt1', /xeno# /, 90_000, from);
+    const r2 = await row('rt1');
+    assert.equal(r2.memory, 256);
+    assert.equal(r2.maxmem, 384);
+    await d.ok(['mem-set', 'rt1', '300']);
+    const [long] = JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ balloonActual: number }>;
+    assert.equal(long!.balloonActual, 300);
+    await fails(['mem-max', 'rt1', '256'], /below its current memory of 300 MiB/);
+    await d.ok(['mem-set', 'rt1', '256']);
     await d.ok(['mem-max', 'rt1', '256']);
     assert.equal((await row('rt1')).maxmem, 256);
   });
@@ -184,17 +294,24 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.ok(rows.filter((v) => v.cpu !== null).every((v) => v.state === '--p'));
     const t0 = rows.reduce((s, v) => s + v.time, 0);
     const hb = d.lastHeartbeat('rt1');
+    const mark = d.consoleLog('rt1').length;
     const beats = (d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length;
     await sleep(2500);
     const t1 = (await vcpus('rt1')).reduce((s, v) => s + v.time, 0);
     assert.ok(t1 - t0 <= 0.02, `vcpu time while paused: ${t0} -> ${t1}`);
     assert.equal((d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length, beats, 'no heartbeat while paused');
+    // a mem-set while paused is set, and noted as waiting for the guest to run
+    const ms = await d.xeno(['mem-set', 'rt1', '200']);
+    assert.equal(ms.code, 0, ms.stderr);
+    assert.match(ms.stderr, /rt1 is paused: the balloon moves to 200 MiB once it runs again/);
     await d.ok(['unpause', 'rt1']);
-    await d.waitConsole('rt1', new RegExp(`heartbeat ${hb + 2}\\b`));
-    const after = [...d.consoleLog('rt1').matchAll(/heartbeat (\d+)/g)].map((m) => Number(m[1]));
-    const i = after.lastIndexOf(hb);
-    assert.equal(after[i + 1], hb + 1, 'the counter continues from where it stopped');
+    await d.waitConsole('rt1', new RegExp(`heartbeat ${hb + 2}\\b`), 60_000, mark);
+    const after = [...d.consoleLog('rt1').slice(mark).matchAll(/heartbeat (\d+)/g)].map((m) => Number(m[1]));
+    assert.equal(after[0], hb + 1, `the counter continues from where it stopped (${hb} -> ${after.join(', ')})`);
     assert.equal((await row('rt1')).state, 'running');
+    const actual = await until(async () => (JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ balloonActual: number }>)[0]!.balloonActual, (v) => v === 200);
+    assert.equal(actual, 200, 'the balloon moved once the guest ran');
+    await d.ok(['mem-set', 'rt1', '256']);
   });
 
   it('lists vcpus like xm vcpu-list, offline ones included', async () => {
@@ -208,13 +325,17 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.match(all, /^Domain-0\s+0\s+0\s+0\s+/m);
   });
 
-  it('hot-plugs vcpus up to maxvcpus, and the guest sees them', async () => {
+  it('hot-plugs vcpus up to maxvcpus, the guest sees them, and the domain pinning applies to them', async () => {
+    const pid = (await row('rt1')).pid;
+    await d.ok(['vcpu-pin', 'rt1', 'all', '0']);
+    assert.match(await d.ok(['config', 'rt1']), /^cpus = "0"$/m);
     await d.ok(['vcpu-set', 'rt1', '3']);
     assert.equal((await row('rt1')).vcpus, 3);
     const n = await until(() => guestNproc('rt1'), (v) => v === 3);
     assert.equal(n, 3);
     const rows = await vcpus('rt1');
     assert.deepEqual(rows.map((v) => v.cpu !== null), [true, true, true]);
+    for (const i of [0, 1, 2]) assert.equal(vcpuThreadAffinity(pid, i), '0', `vcpu ${i} pinned by cpus = "0"`);
     assert.match(await d.ok(['config', 'rt1']), /^vcpus = 3$/m);
     await fails(['vcpu-set', 'rt1', '4'], /above its maxvcpus of 3/);
     await fails(['vcpu-set', 'rt1', '0'], /at least 1 vcpu/);
@@ -222,44 +343,49 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.equal((await row('rt1')).vcpus, 3);
   });
 
-  it('pins vcpus for real (thread affinity) and keeps the pinning in the config', async () => {
+  it('pins single vcpus for real (thread affinity), shows it in vcpu-list, and refuses bad pins', async () => {
     const pid = (await row('rt1')).pid;
     const nr = hostCpuCount();
     const last = String(nr - 1);
+    await d.ok(['vcpu-pin', 'rt1', 'all', 'all']);
+    assert.doesNotMatch(await d.ok(['config', 'rt1']), /^cpus =/m);
     await d.ok(['vcpu-pin', 'rt1', '1', last]);
     assert.equal(vcpuThreadAffinity(pid, 1), last);
     assert.equal(vcpuThreadAffinity(pid, 0), `0-${nr - 1}`);
-    let rows = await vcpus('rt1');
+    const rows = await vcpus('rt1');
     assert.equal(rows[1]!.affinity, nr === 1 ? 'any cpu' : last);
     assert.equal(rows[0]!.affinity, 'any cpu');
-    await d.ok(['vcpu-pin', 'rt1', 'all', '0']);
-    for (const i of [0, 1, 2]) assert.equal(vcpuThreadAffinity(pid, i), '0');
-    assert.match(await d.ok(['config', 'rt1']), /^cpus = "0"$/m);
-    rows = await vcpus('rt1');
-    assert.ok(rows.every((v) => v.affinity === (nr === 1 ? 'any cpu' : '0')));
+    assert.match(await d.ok(['vcpu-list', 'rt1']), new RegExp(`^rt1\\s+\\d+\\s+1\\s+\\d+\\s+(r--|-b-)\\s+\\d+\\.\\d ${nr === 1 ? 'any cpu' : last}$`, 'm'));
     await fails(['vcpu-pin', 'rt1', '5', '0'], /vcpu 5 does not exist/);
     await fails(['vcpu-pin', 'rt1', '0', String(nr + 5)], new RegExp(`cpu ${nr + 5} does not exist`));
     await fails(['vcpu-pin', 'rt1', 'x', '0'], /whole number/);
-    assert.equal(vcpuThreadAffinity(pid, 0), '0', 'unchanged by the refused requests');
+    await fails(['vcpu-pin', 'rt1', '0', 'zero'], /invalid CPU list/);
+    assert.equal(vcpuThreadAffinity(pid, 0), `0-${nr - 1}`, 'unchanged by the refused requests');
+    await d.ok(['vcpu-pin', 'rt1', '1', 'all']);
+    assert.equal(vcpuThreadAffinity(pid, 1), `0-${nr - 1}`);
   });
 
-  it('unplugs vcpus (the guest lets go: DEVICE_DELETED), never vcpu 0, and a re-plugged one gets the pinning', async () => {
+  it('unplugs vcpus (the guest lets go: DEVICE_DELETED), never vcpu 0', async () => {
+    const pid = (await row('rt1')).pid;
     await d.ok(['vcpu-set', 'rt1', '1']);
     assert.equal((await row('rt1')).vcpus, 1);
     const n = await until(() => guestNproc('rt1'), (v) => v === 1);
     assert.equal(n, 1);
     const rows = await vcpus('rt1');
     assert.deepEqual(rows.map((v) => v.cpu !== null), [true, false, false]);
+    assert.equal(vcpuThreadAffinity(pid, 0), `0-${hostCpuCount() - 1}`, 'vcpu 0 stays');
     assert.match(await d.ok(['config', 'rt1']), /^vcpus = 1$/m);
     assert.match(d.log, /vcpus 2, 1 removed/);
-
-    await d.ok(['vcpu-set', 'rt1', '2']);
-    const pid = (await row('rt1')).pid;
-    assert.equal(vcpuThreadAffinity(pid, 1), '0', 'the domain pinning (cpus = "0") applies to a hot-added vcpu');
-    assert.equal(await until(() => guestNproc('rt1'), (v) => v === 2), 2);
-    await d.ok(['vcpu-pin', 'rt1', 'all', 'all']);
-    assert.equal(vcpuThreadAffinity(pid, 1), `0-${hostCpuCount() - 1}`);
-    assert.doesNotMatch(await d.ok(['config', 'rt1']), /^cpus =/m);
+    const [info] = JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ accel: string }>;
+    if (info!.accel === 'tcg') {
+      // QEMU < 8 under TCG crashes on a plug after an unplug: refused, and the guest lives on
+      const r = await d.xeno(['vcpu-set', 'rt1', '2']);
+      if (r.code !== 0) {
+        assert.match(r.stderr, /plugged after one was unplugged.*next boot/);
+        assert.equal((await row('rt1')).vcpus, 1);
+        assert.match(await d.guestRun('rt1', 'echo still-alive'), /still-alive/);
+      }
+    }
   });
 
   it('serializes concurrent operations on one domain and keeps every change in the config', async () => {
@@ -278,7 +404,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
   });
 
   // Two busy guests on the same host CPU, from their configs: cpus = "1" and cpu_weight = 512.
-  it('weights CPU time 2:1 between two busy guests pinned to one CPU, and caps a busy guest at half a CPU', { skip: layout ? false : 'no cpu cgroup on this host' }, async () => {
+  it('weights CPU time 2:1 between two busy guests pinned to one CPU, and caps a busy guest at half a CPU', { skip: layout ? false : 'no cpu cgroup on this host' }, async (t) => {
     const cpu = String(hostCpuCount() - 1);
     await Promise.all([
       d.createGuest('rtA', { cpus: cpu, cpu_weight: 512 }),
@@ -303,7 +429,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.match(table, new RegExp(`^rtA\\s+${a.id}\\s+512\\s+0$`, 'm'));
     assert.match(table, new RegExp(`^rtB\\s+${b.id}\\s+256\\s+0$`, 'm'));
 
-    const spin = 'while :; do :; done >/dev/null 2>&1 &';
+    const spin = '(while :; do :; done) >/dev/null 2>&1 & true';
     await Promise.all([d.guestRun('rtA', spin), d.guestRun('rtB', spin)]);
     const vtime = async (name: string) => (await vcpus(name)).reduce((s, v) => s + v.time, 0);
     await sleep(1000); // let both settle into the loop
@@ -311,7 +437,8 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     await sleep(6000);
     let [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
     const ratio = (a1 - a0) / (b1 - b0);
-    assert.ok(ratio > 1.5 && ratio < 2.7, `CPU time A:B = ${(a1 - a0).toFixed(2)}:${(b1 - b0).toFixed(2)} = ${ratio.toFixed(2)}, expected about 2`);
+    t.diagnostic(`weights 512:256 -> CPU time ${(a1 - a0).toFixed(2)} s : ${(b1 - b0).toFixed(2)} s = ${ratio.toFixed(2)}`);
+    assert.ok(ratio > 1.4 && ratio < 3.0, `CPU time A:B = ${(a1 - a0).toFixed(2)}:${(b1 - b0).toFixed(2)} = ${ratio.toFixed(2)}, expected about 2`);
 
     // reweight at run time: equal weights give about 1:1
     await d.ok(['sched-credit', '-d', 'rtA', '-w', '256']);
@@ -319,6 +446,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     await sleep(5000);
     [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
     const even = (a1 - a0) / (b1 - b0);
+    t.diagnostic(`weights 256:256 -> ${even.toFixed(2)}`);
     assert.ok(even > 0.7 && even < 1.4, `CPU time A:B with equal weights = ${even.toFixed(2)}, expected about 1`);
 
     // cap 50 on A, B paused: A alone on the CPU stays near half of it
@@ -336,6 +464,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     await sleep(5000);
     a1 = await vtime('rtA');
     const share = (a1 - a0) / ((Date.now() - w0) / 1000);
+    t.diagnostic(`cap 50 -> ${(share * 100).toFixed(0)} % of a CPU`);
     assert.ok(share > 0.2 && share < 0.62, `a busy guest capped at 50 used ${(share * 100).toFixed(0)} % of a CPU`);
     const throttled = Number(/nr_throttled (\d+)/.exec(readFileSync(path.join(dirA, 'cpu.stat'), 'utf8'))![1]);
     assert.ok(throttled > 0, 'the kernel throttled the capped group');

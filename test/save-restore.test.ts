@@ -152,6 +152,13 @@ describe('save and restore on real xenods', () => {
   it('a paused guest saves and restores paused; restore -p leaves a running one paused', async () => {
     await d.ok(['pause', 'sr1']);
     await sleep(300);
+    // Checkpoints of a paused guest, twice: it stays paused and can be saved again.
+    const quiet = d.consoleLog('sr1').length;
+    for (const n of [1, 2]) {
+      assert.match(await d.ok(['save', '-c', 'sr1', path.join(files, `sr1-pc${n}.save`)]), /checkpoint: it keeps paused/);
+      assert.equal((await row(d, 'sr1'))!.state, 'paused');
+    }
+    assert.deepEqual(heartbeatsFrom(d, 'sr1', quiet), [], 'a paused guest does not run during its checkpoints');
     const paused = path.join(files, 'sr1-paused.save');
     await d.ok(['save', 'sr1', paused]);
     assert.equal((await openSaveFile(paused)).header.state, 'paused');

@@ -15,6 +15,7 @@ import { loadDaemonConfigFile } from '../config/index.js';
 import { QemuBackend } from '../hypervisor/qemu/qemu-backend.js';
 import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.js';
 import { composeHooks } from '../toolstack/hooks.js';
+import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
 import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
@@ -116,11 +117,12 @@ export async function main(argv: string[]): Promise<void> {
   else log.info(`accelerator: ${backend.caps.accelReason}`);
 
   const store = new StateStore(path.join(config.stateDir, 'xeno.db'));
-  const hooks = composeHooks(network.hooks());
+  const runtimeHooks = new RuntimeHooks({ config, log });
+  const hooks = composeHooks(runtimeHooks, network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
 
-  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network } };
+  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks } };
   const app = await buildApp(ctx);
   mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
   await clearStaleSocket(config.unixPath);

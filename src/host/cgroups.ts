@@ -324,6 +324,7 @@ export class DomainCgroups {
       if (!existsSync(dir)) return;
       try {
         rmdirSync(dir);
+        this.removeBase(); // the last domain gone: no empty xeno-<instance> left behind
         return;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
@@ -370,7 +371,7 @@ export class DomainCgroups {
     this.removeBase();
   }
 
-  /** Removes the instance's parent group (when empty of domain groups); for tests and shutdown. */
+  /** Removes the instance's parent group when no domain group is left in it (silently kept otherwise). */
   removeBase(): void {
     try {
       rmdirSync(this.base);

@@ -84,7 +84,14 @@ export class RuntimeHooks implements DomainHooks {
     return rec.name;
   }
 
-  async beforeLaunch(): Promise<Prepared> {
+  /** Refuses, before QEMU starts, a pinning naming CPUs this host lacks or a weight/cap without cgroups. */
+  async beforeLaunch(rec: DomainRecord): Promise<Prepared> {
+    const n = this.nrCpus;
+    for (const list of [rec.config.cpus, ...Object.values(vcpuPinsOf(rec))]) {
+      if (list !== undefined) parseCpuList(list, n);
+    }
+    const c = rec.config;
+    if (!this.cgroups && ((c.cpuWeight !== undefined && c.cpuWeight !== DEFAULT_WEIGHT) || (c.cap ?? 0) > 0)) this.requireCgroups();
     return { nics: [] };
   }
 

@@ -22,6 +22,9 @@ import type { Toolstack } from './toolstack.js';
 
 const MiB = 1024 * 1024;
 
+/** DomainRecord.extra key: the QEMU pid in which a vcpu was unplugged (see replugCrashes). */
+const UNPLUGGED_KEY = 'vcpuUnpluggedPid';
+
 export interface MemSetResult {
   name: string;
   id: number;
@@ -34,6 +37,8 @@ export interface MemSetResult {
   waitedMs: number;
   /** The domain is not running (paused...): the balloon moves once it runs; not waited for. */
   deferred?: boolean;
+  /** Another mem-set replaced this target while it was being waited for. */
+  superseded?: boolean;
   /** Set when the target was not (yet) reached: the gap and why. */
   message?: string;
 }
@@ -204,7 +209,9 @@ export class Runtime {
    */
   async memSet(dom: string, size: unknown, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<MemSetResult> {
     const mb = parseSizeArg(size, 'mem-set');
-    return this.ts.withDomain(dom, 'mem-set', async (rec) => {
+    const t0 = Date.now();
+    // The transaction (checks, QMP balloon, stored config) under the domain's lock...
+    const { rec, vm, res } = await this.ts.withDomain(dom, 'mem-set', async (rec) => {
       const c = rec.config;
       const floor = this.ts.deps.config.minGuestMem;
       if (mb < floor) {
@@ -222,50 +229,64 @@ export class Runtime {
       }
       // Charged at maxmem + overhead already: a target within maxmem never over-commits the host.
       ensureFits(this.ts.memoryAccount(rec.id), this.ts.chargeOf(c), `set the memory of ${rec.name}`);
-      const t0 = Date.now();
       await vm.command('balloon', { value: mb * MiB });
       const old = c.memory;
       this.save(rec, { ...c, memory: mb });
       this.ts.event(rec, 'mem-set', `memory target of ${rec.name}: ${old} -> ${mb} MiB`);
       const res: MemSetResult = { name: rec.name, id: rec.id, target: mb, actual: null, reached: false, waitedMs: 0 };
-      if (opts.wait === false) {
-        res.actual = await this.balloonActual(vm);
-        res.reached = res.actual !== null && Math.abs(res.actual - mb) < 1;
-        return res;
-      }
-      if (rec.state !== 'running') {
-        res.actual = await this.balloonActual(vm);
-        res.reached = res.actual !== null && Math.abs(res.actual - mb) < 1;
-        res.deferred = !res.reached;
-        if (!res.reached) res.message = `${rec.name} is ${rec.state}: the balloon moves to ${mb} MiB once it runs again (now ${fmtMb(res.actual)})`;
-        return res;
-      }
-      const timeoutMs = opts.timeoutMs ?? this.balloonTimeoutMs;
-      for (;;) {
-        res.actual = await this.balloonActual(vm);
-        res.waitedMs = Date.now() - t0;
-        if (res.actual !== null && Math.abs(res.actual - mb) < 1) {
-          res.reached = true;
-          res.actual = Math.round(res.actual);
-          return res;
-        }
-        if (res.waitedMs >= timeoutMs || vm.exited) break;
-        await sleep(10);
-      }
-      const gap = res.actual === null ? null : Math.round(Math.abs(res.actual - mb));
-      res.message =
-        `the balloon of ${rec.name} has not reached its ${mb} MiB target within ${(timeoutMs / 1000).toFixed(0)} s: ` +
-        `the guest has ${fmtMb(res.actual)}${gap === null ? '' : ` (${gap} MiB ${res.actual! > mb ? 'more' : 'less'} than the target)`}; ` +
-        `the target stays set and the guest may still get there`;
-      this.ts.event(rec, 'mem-set', res.message);
-      return res;
+      return { rec, vm, res };
     });
+    const there = (a: number | null) => a !== null && Math.abs(a - mb) < 1;
+    if (opts.wait === false || rec.state !== 'running') {
+      res.actual = await this.balloonActual(vm);
+      res.reached = there(res.actual);
+      if (!res.reached && rec.state !== 'running') {
+        res.deferred = true;
+        res.message = `${rec.name} is ${rec.state}: the balloon moves to ${mb} MiB once it runs again (now ${fmtMb(res.actual)})`;
+      }
+      return res;
+    }
+    // ...and the wait for the guest outside it (a destroy or another mem-set need not queue behind it).
+    const timeoutMs = opts.timeoutMs ?? this.balloonTimeoutMs;
+    let why = '';
+    for (;;) {
+      res.actual = await this.balloonActual(vm);
+      res.waitedMs = Date.now() - t0;
+      if (there(res.actual)) {
+        res.reached = true;
+        res.actual = Math.round(res.actual!);
+        return res;
+      }
+      const now = this.ts.deps.store.get(rec.id);
+      if (!now || vm.exited) {
+        why = 'the domain is gone';
+        break;
+      }
+      if (now.config.memory !== mb) {
+        why = `another mem-set changed the target to ${now.config.memory} MiB`;
+        res.superseded = true;
+        break;
+      }
+      if (res.waitedMs >= timeoutMs) {
+        why = `not within ${(timeoutMs / 1000).toFixed(0)} s`;
+        break;
+      }
+      await sleep(5); // a QMP query costs well under a millisecond
+    }
+    const gap = res.actual === null ? null : Math.round(Math.abs(res.actual - mb));
+    res.message =
+      `the balloon of ${rec.name} has not reached its ${mb} MiB target (${why}): ` +
+      `the guest has ${fmtMb(res.actual)}${gap === null ? '' : ` (${gap} MiB ${res.actual! > mb ? 'more' : 'less'} than the target)`}; ` +
+      `the target stays set and the guest may still get there`;
+    this.ts.event(rec, 'mem-set', res.message);
+    return res;
   }
 
   /** `xm mem-max`: the most memory the domain may have; above what QEMU started with = next boot. */
   async memMax(dom: string, size: unknown): Promise<MemMaxResult> {
     const mb = parseSizeArg(size, 'mem-max');
-    return this.ts.withDomain(dom, 'mem-set', async (rec) => {
+    // Raising maxmem takes host memory: under the host-memory lock, as create/restore do.
+    return this.ts.withHostMemory(() => this.ts.withDomain(dom, 'mem-set', async (rec) => {
       const c = rec.config;
       const floor = this.ts.deps.config.minGuestMem;
       if (mb < floor) throw badRequest(`mem-max ${rec.name}: ${mb} MiB is below the ${floor} MiB floor (xeno-min-guest-mem)`);
@@ -281,11 +302,11 @@ export class Runtime {
       if (res.nextBoot) {
         res.message =
           `maxmem of ${rec.name} is now ${mb} MiB, but its QEMU was started with ${boot} MiB: memory above ${boot} MiB ` +
-          `becomes usable at the next boot of the domain (a new QEMU: create after destroy/shutdown, or restore)`;
+          `becomes usable at the next boot of the domain (xeno reboot, or a new create: both start a new QEMU)`;
       }
       this.ts.event(rec, 'mem-max', `maxmem of ${rec.name}: ${old} -> ${mb} MiB${res.nextBoot ? ' (above the running QEMU\'s memory: next boot)' : ''}`);
       return res;
-    });
+    }));
   }
 
   // ---- vcpus ------------------------------------------------------------------------------
@@ -344,6 +365,16 @@ export class Runtime {
     return { done, cancel };
   }
 
+  /**
+   * QEMU before 8.0 frees a TCG vcpu's translation state while other threads may still use it
+   * (fixed upstream by freeing it after an RCU grace period): once a vcpu was unplugged, plugging
+   * one again crashes QEMU with a corrupted heap (seen here with 7.2 under TCG, whatever the delay).
+   */
+  private replugCrashes(rec: DomainRecord): boolean {
+    const major = Number(/^(\d+)\./.exec(this.ts.deps.backend.caps.qemuVersion)?.[1] ?? 0);
+    return rec.accel === 'tcg' && major < 8;
+  }
+
   /** Whether a vcpu has left QEMU's vcpu list (polled up to waitMs). */
   private async vcpuGone(vm: Vm, qomPath: string, waitMs: number): Promise<boolean> {
     const deadline = Date.now() + waitMs;
@@ -394,6 +425,14 @@ export class Runtime {
       const pend = this.pendingOf(rec.id);
       const present = slots.filter((s) => s.qomPath && !pend.has(s.index));
       const res: VcpuSetResult = { name: rec.name, id: rec.id, requested: n, vcpus: present.length, pending: [] };
+      if (n > present.length && rec.extra[UNPLUGGED_KEY] === rec.pid && this.replugCrashes(rec)) {
+        throw new XenoError(
+          'BAD_STATE',
+          `vcpu-set ${rec.name}: QEMU ${this.ts.deps.backend.caps.qemuVersion} under TCG corrupts its memory when a vcpu is plugged ` +
+            `after one was unplugged (fixed in QEMU 8.0), and this QEMU has unplugged one: vcpus can be added again after the next ` +
+            `boot of the domain (it keeps ${present.length} vcpu${present.length === 1 ? '' : 's'})`,
+        );
+      }
       if (n > present.length) {
         // Re-plugging a vcpu whose unplug is still pending is not possible: QEMU holds the device.
         const absent = slots.filter((s) => !s.qomPath);
@@ -431,6 +470,7 @@ export class Runtime {
             await this.refreshVcpus(rec, vm);
             throw new XenoError('QEMU_ERROR', `vcpu-set ${rec.name}: removing vcpu ${s.index} failed: ${errorMessage(e)}`);
           }
+          if (rec.extra[UNPLUGGED_KEY] !== rec.pid) this.save(rec, rec.config, { ...rec.extra, [UNPLUGGED_KEY]: rec.pid });
           // The event, then QEMU's own list as the proof; also the proof when an event was missed.
           const signalled = await wait.done;
           if (await this.vcpuGone(vm, path, signalled ? 5000 : 0)) {

@@ -48,8 +48,10 @@ export interface SaveResult {
   elapsedMs: number;
   /** ms the guest was paused by the save (checkpoint of a running guest: until it ran again). */
   pausedMs?: number;
-  /** QEMU's own migration time and downtime, ms. */
+  /** QEMU's own migration time, ms. */
   qemuTotalMs?: number;
+  /** ms from the request to the file being complete and durable (before QEMU quits). */
+  durableMs: number;
 }
 
 export interface RestoreResult {
@@ -202,12 +204,14 @@ export class SaveRestore {
         this.ts.event(rec, 'save-failed', msg);
         throw fail(isXenoError(e) ? e.code : 'HOST_ERROR', msg, { file: target, guest: wasRunning ? 'running' : 'paused' });
       }
+      const durableMs = performance.now() - t0;
       this.writeIntent({ ...intent, phase: 'written' });
       let pausedMs: number | undefined;
       const mib = (res.size / MiB).toFixed(1);
       if (checkpoint) {
         try {
           if (wasRunning) await vm.resume();
+          else await backToPaused(vm);
         } finally {
           if (pausedAt !== undefined) pausedMs = performance.now() - pausedAt;
           this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
@@ -220,7 +224,7 @@ export class SaveRestore {
       }
       return {
         name: rec.name, id: rec.id, file: target, size: res.size, payloadBytes: res.payloadBytes, sha256: res.sha256, checkpoint,
-        state: header.state, elapsedMs: performance.now() - t0, pausedMs, qemuTotalMs: res.totalTimeMs,
+        state: header.state, elapsedMs: performance.now() - t0, pausedMs, qemuTotalMs: res.totalTimeMs, durableMs,
       };
     });
   }
@@ -247,6 +251,7 @@ export class SaveRestore {
     }
     try {
       if (wasRunning) await vm.resume();
+      else await backToPaused(vm);
       this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
       return `the guest was left ${wasRunning ? 'running' : 'paused'}`;
     } catch (e) {
@@ -390,6 +395,7 @@ export class SaveRestore {
       await new Promise((r) => setTimeout(r, 25));
     }
     if (intent.wasRunning) await vm.resume();
+    else await backToPaused(vm);
     this.ts.deps.store.update(rec.id, { state: intent.wasRunning ? 'running' : 'paused' });
     this.ts.event(rec, 'save-recover', `interrupted save of ${rec.name} to ${intent.file}: partial file removed, guest ${intent.wasRunning ? 'resumed' : 'left paused'}`);
   }
@@ -451,6 +457,16 @@ async function bootMemoryMb(vm: Vm): Promise<number | null> {
   } catch {
     return null;
   }
+}
+
+/**
+ * After a completed migration QEMU sits in `postmigrate`: disks inactivated, and refusing another
+ * migration. `cont` is its only way out; for a guest that was paused, `stop` is sent in the same
+ * breath (pipelined on QMP), so it runs at most for the instant between the two commands.
+ */
+async function backToPaused(vm: Vm): Promise<void> {
+  if ((await vm.runState()) !== 'postmigrate') return;
+  await Promise.all([vm.command('cont'), vm.command('stop')]);
 }
 
 /** Test-only fault injection: hold a save after the guest is paused (to kill xenod mid-save). */

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { XenoClient } from '../../src/client/client.js';
+import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../../src/host/cgroups.js';
 
 const execFileP = promisify(execFile);
 
@@ -206,7 +207,20 @@ export class TestDaemon {
         /* gone */
       }
     }
+    await this.removeCgroups();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** A daemon killed with its guests leaves their CPU cgroups: remove them (retrying while QEMUs exit). */
+  private async removeCgroups(): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+      try {
+        await new DomainCgroups(detectCgroups(), cgroupInstanceName(this.stateDir)).removeAll();
+        return;
+      } catch {
+        await sleep(100);
+      }
+    }
   }
 
   private qemuPidsFromRunDir(): number[] {

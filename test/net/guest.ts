@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildQemuArgv, type NicBackend } from '../../src/hypervisor/qemu/argv.js';
+import { QmpClient } from '../../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../../src/model/domain-config.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -104,7 +105,16 @@ export class DirectGuest {
     return r.out;
   }
 
+  private qmp?: QmpClient;
+
+  /** Stops or resumes the guest's vcpus (QMP stop/cont), e.g. to keep an idle guest off the CPUs. */
+  async setRunning(running: boolean): Promise<void> {
+    this.qmp ??= await QmpClient.connect(path.join(this.dir, 'qmp.sock'), 5000);
+    await this.qmp.execute(running ? 'cont' : 'stop');
+  }
+
   kill(): void {
+    this.qmp?.close();
     this.sock?.destroy();
     try {
       process.kill(this.pid, 'SIGKILL');

@@ -35,8 +35,8 @@ export function registerRuntimeCommands(program: Command): void {
     .action(async (dom: string, size: string, opts: { wait: boolean; timeout?: string }) => {
       const r = await api().post<MemSetResult>(domPath(dom, '/mem-set'), { memory: size, wait: opts.wait, timeout: seconds(opts.timeout, 'mem-set --timeout') });
       if (r.reached || !opts.wait) return;
-      // A paused guest moves its balloon once it runs: a note, not a failure.
-      if (r.deferred) {
+      // A paused guest moves its balloon once it runs, a newer target replaced this one: notes, not failures.
+      if (r.deferred || r.superseded) {
         if (r.message) warn(r.message);
         return;
       }

@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import path from 'node:path';
-import cliProgress from 'cli-progress';
+import type { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { ApiError, domPath } from '../../client/client.js';
 import type { RestoreResult, SaveResult } from '../../toolstack/save-restore.js';
@@ -84,32 +84,31 @@ export function postWithProgress<T>(urlPath: string, body: Record<string, unknow
   });
 }
 
-/** A terminal progress bar in MiB with rate and ETA; a no-op off a terminal. */
+/** A terminal progress bar in MiB with rate and ETA (cli-progress, loaded only when shown). */
 export class ProgressView {
-  private bar?: cliProgress.SingleBar;
   private started = false;
   private readonly t0 = Date.now();
 
-  constructor(
-    private readonly label: string,
-    enabled: boolean,
-  ) {
-    if (!enabled) return;
-    this.bar = new cliProgress.SingleBar(
-      {
-        stream: process.stderr,
-        format: `${label} |{bar}| {percentage}% | {value}/{total} MiB | {rate} MiB/s | ETA {eta_formatted}{extra}`,
-        hideCursor: true,
-        clearOnComplete: false,
-        etaBuffer: 20,
-        fps: 10,
-      },
-      cliProgress.Presets.shades_classic,
+  private constructor(private readonly bar: SingleBar) {}
+
+  static async create(label: string): Promise<ProgressView> {
+    const { default: cliProgress } = await import('cli-progress');
+    return new ProgressView(
+      new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format: `${label} |{bar}| {percentage}% | {value}/{total} MiB | {rate} MiB/s | ETA {eta_formatted}{extra}`,
+          hideCursor: true,
+          clearOnComplete: false,
+          etaBuffer: 20,
+          fps: 10,
+        },
+        cliProgress.Presets.shades_classic,
+      ),
     );
   }
 
   update(p: Progress, extra = ''): void {
-    if (!this.bar) return;
     const total = Math.max(1, Math.round(p.total / MiB));
     const value = Math.min(total, Math.round(p.done / MiB));
     const secs = Math.max(0.001, (Date.now() - this.t0) / 1000);
@@ -124,7 +123,7 @@ export class ProgressView {
   }
 
   stop(): void {
-    if (this.bar && this.started) this.bar.stop();
+    if (this.started) this.bar.stop();
   }
 }
 
@@ -145,7 +144,7 @@ export function registerSaveRestoreCommands(program: Command): void {
       const tty = !opts.json && process.stderr.isTTY === true;
       let r: SaveResult;
       if (tty) {
-        const view = new ProgressView(`Saving ${dom}`, true);
+        const view = await ProgressView.create(`Saving ${dom}`);
         try {
           r = await postWithProgress<SaveResult>(domPath(dom, '/save'), body, (p) => view.update(p, ` | written ${(p.bytes / MiB).toFixed(1)} MiB`));
         } finally {
@@ -170,7 +169,7 @@ export function registerSaveRestoreCommands(program: Command): void {
       const tty = !opts.json && process.stderr.isTTY === true;
       let r: RestoreResult;
       if (tty) {
-        const view = new ProgressView(`Restoring ${path.basename(file)}`, true);
+        const view = await ProgressView.create(`Restoring ${path.basename(file)}`);
         try {
           r = await postWithProgress<RestoreResult>('/v1/restore', body, (p) => view.update(p));
         } finally {

@@ -13,7 +13,10 @@
  * jumps to it for traffic from and to the guest (and from the guest to the host), never flushes it
  * while the vif lives, and deletes it when the vif goes. Anti-spoofing (nat, route) sits in xeno's
  * own chains before it: the guest may send only from its MAC and IPv4 addresses (DHCP requests from
- * 0.0.0.0 excepted), and ARP only for its own addresses.
+ * 0.0.0.0 excepted), and ARP only for its own addresses. NAT vifs also get, behind the admin's
+ * chain, a policy letting in only replies, other vifs' traffic and what an admin DNATed; the
+ * masquerade chain (postrouting) is added with the first NAT vif, since any nat chain turns
+ * connection tracking on for the whole namespace.
  */
 import { XenoError } from '../../common/errors.js';
 import { nft, nftApply, runRaw, type NetCtx } from './ip.js';
@@ -74,10 +77,6 @@ table inet ${t} {
   chain input {
     type filter hook input priority filter - 10; policy accept;
     iifname vmap @in_vif
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    iifname @nat_vifs oifname != @vifs masquerade
   }
 }
 table arp ${t} {
@@ -204,7 +203,17 @@ export class Firewall {
       `add rule arp ${t} ${arp} arp saddr ip != { ${[...ips, '0.0.0.0'].join(', ')} } drop`,
       `add element arp ${t} in_vif { ${q(v.ifname)} : jump ${arp} }`,
     );
-    if (v.mode === 'nat') lines.push(`add element inet ${t} nat_vifs { ${q(v.ifname)} }`);
+    if (v.mode === 'nat') {
+      lines.push(`add element inet ${t} nat_vifs { ${q(v.ifname)} }`);
+      // The masquerade chain only once NAT is used: a nat chain turns connection tracking on for
+      // the whole namespace, bridged traffic included (br_netfilter), a cost other modes need not pay.
+      if ((await runRaw(['nft', 'list', 'chain', 'inet', t, 'postrouting'], this.ctx)).code !== 0) {
+        lines.unshift(
+          `add chain inet ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+          `add rule inet ${t} postrouting iifname @nat_vifs oifname != @vifs masquerade`,
+        );
+      }
+    }
     await nftApply(this.ctx, lines.join('\n') + '\n');
   }
 

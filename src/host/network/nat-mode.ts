@@ -5,13 +5,24 @@
  * dnsmasq). Outbound traffic is masqueraded (the firewall's postrouting chain), inbound is limited
  * to replies (the vif's to_ chain).
  */
+import { createHash } from 'node:crypto';
 import { XenoError } from '../../common/errors.js';
 import { addrAdd, type NetCtx } from './ip.js';
 import { natSlot, parseCidr4, slotCount, slotForGuestIp, type Cidr, type NatSlot } from './ipv4.js';
 import { ensureTap } from './vif.js';
 
-/** Picks the vif's /30: the one its ip= falls in, else the first free one. */
-export function allocateNatSlot(poolCidr: string, ip: string | undefined, used: Map<number, string>, owner: string): NatSlot {
+/**
+ * The /30 a vif without ip= prefers: derived from (domain name, devid), so that a guest restored
+ * or migrated (and still configured with its old lease) finds the same subnet again.
+ */
+export function preferredNatSlot(poolCidr: string, name: string, devid: number): number {
+  const n = slotCount(parseCidr4(poolCidr));
+  const h = createHash('sha256').update(`xeno-nat\0${name}\0${devid}`).digest().readUInt32BE(0);
+  return 1 + (h % (n - 1));
+}
+
+/** Picks the vif's /30: the one its ip= falls in, else its preferred one, else the next free one. */
+export function allocateNatSlot(poolCidr: string, ip: string | undefined, used: Map<number, string>, owner: string, preferred = 1): NatSlot {
   const pool: Cidr = parseCidr4(poolCidr);
   if (ip) {
     const slot = slotForGuestIp(pool, ip);
@@ -21,7 +32,9 @@ export function allocateNatSlot(poolCidr: string, ip: string | undefined, used: 
     return slot;
   }
   const n = slotCount(pool);
-  for (let i = 1; i < n; i++) {
+  const start = preferred >= 1 && preferred < n ? preferred : 1;
+  for (let k = 0; k < n - 1; k++) {
+    const i = 1 + ((start - 1 + k) % (n - 1));
     const holder = used.get(i);
     if (!holder || holder === owner) return natSlot(pool, i);
   }

@@ -32,7 +32,7 @@ import { Firewall, sanitizeInstance, vifChainName, type VifMode } from './firewa
 import { linkDel, sysctlRead, sysctlWrite, type NetCtx } from './ip.js';
 import { natSlot, parseCidr4 } from './ipv4.js';
 import { vifMac } from './mac.js';
-import { allocateNatSlot, natGuestNet, plugNatVif } from './nat-mode.js';
+import { allocateNatSlot, natGuestNet, plugNatVif, preferredNatSlot } from './nat-mode.js';
 import { findUplink, plugRouteVif, routeGuestNet, unplugRouteVif } from './route-mode.js';
 import { NetStateFiles, type HostState, type VifState } from './state.js';
 import {
@@ -260,7 +260,6 @@ export class NetworkManager {
   }
 
   private async plugLocked(domid: number, name: string, vif: VifSpec, opts: { ethIndex?: number }): Promise<PlugResult> {
-    if (!this.started) await this.startHostLocked();
     const devid = vif.devid;
     const mode = vifModeOf(vif.script, this.config.vifScript);
     const ifname = vif.vifname ?? defaultVifName(domid, devid);
@@ -276,11 +275,15 @@ export class NetworkManager {
     const mac = vifMac(name, devid, vif.mac);
     const specIps = (vif.ip ?? '').split(/\s+/).filter((ip) => isIPv4(ip));
     if (vif.ip && specIps.length === 0) throw new XenoError('CONFIG_INVALID', `vif ${devid} of ${name}: xeno needs an IPv4 address in ip=`);
+    if (mode === 'route' && !specIps.length) throw new XenoError('CONFIG_INVALID', `vif ${devid} of ${name}: vif-route needs the guest's address (ip=)`);
+    if (mode === 'nat' && specIps.length > 1) throw new XenoError('CONFIG_INVALID', `vif ${devid} of ${name}: a vif-nat guest has one address`);
+    if (mode === 'nat' && specIps.length) allocateNatSlot(this.config.natSubnet, specIps[0], new Map(), '');
     const st: VifState = {
       domid, devid, name, ifname, mac, mode, model: vif.model, ips: specIps, dhcp: specIps.length === 0,
       rate: vif.rate, mtu: vif.mtu, ethIndex: opts.ethIndex ?? prev?.ethIndex ?? devid,
     };
     try {
+      if (!this.started) await this.startHostLocked();
       switch (mode) {
         case 'bridge': {
           const bridge = vif.bridge ?? this.bridgeName;
@@ -295,7 +298,6 @@ export class NetworkManager {
           break;
         }
         case 'nat': {
-          if (specIps.length > 1) throw new XenoError('CONFIG_INVALID', `vif ${devid} of ${name}: a vif-nat guest has one address`);
           await this.ensureForwarding(this.files.host()!);
           const owner = `${name} vif ${devid}`;
           const used = new Map<number, string>();
@@ -305,7 +307,7 @@ export class NetworkManager {
           const slot =
             !specIps.length && prev?.mode === 'nat' && prev.slot !== undefined && !used.has(prev.slot)
               ? natSlot(parseCidr4(this.config.natSubnet), prev.slot)
-              : allocateNatSlot(this.config.natSubnet, specIps[0], used, owner);
+              : allocateNatSlot(this.config.natSubnet, specIps[0], used, owner, preferredNatSlot(this.config.natSubnet, name, devid));
           st.slot = slot.index;
           st.hostAddr = `${slot.host}/${slot.prefix}`;
           st.ips = [slot.guest];
@@ -315,7 +317,6 @@ export class NetworkManager {
           break;
         }
         case 'route': {
-          if (!specIps.length) throw new XenoError('CONFIG_INVALID', `vif ${devid} of ${name}: vif-route needs the guest's address (ip=)`);
           await this.ensureForwarding(this.files.host()!);
           const uplink = await findUplink(this.ctx, this.mode === 'route' ? this.args.netdev : undefined);
           st.uplink = uplink.dev;
@@ -340,7 +341,10 @@ export class NetworkManager {
       if (mode === 'nat' || prev?.mode === 'nat') await this.syncDhcp();
     } catch (e) {
       // A fresh vif is undone; an existing one (re-adoption) is left for its domain's teardown.
-      if (fresh) await this.unplugOne(st).catch(() => undefined);
+      if (fresh) {
+        await this.unplugOne(st).catch(() => undefined);
+        await this.stopIfIdle().catch(() => undefined);
+      }
       throw e;
     }
     this.log?.info({ domid, devid, ifname, mode, mac, ips: st.ips }, 'vif plugged');

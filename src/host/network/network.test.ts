@@ -7,7 +7,7 @@ import { sanitizeInstance, tableName, vifChainName } from './firewall.js';
 import { nsArgv, routeWords, sysctlPath } from './ip.js';
 import { cidrString, intToIp, ipToInt, natSlot, netmask, parseCidr4, slotForGuestIp } from './ipv4.js';
 import { defaultMac, vifMac } from './mac.js';
-import { allocateNatSlot, natGuestNet } from './nat-mode.js';
+import { allocateNatSlot, natGuestNet, preferredNatSlot } from './nat-mode.js';
 import { nicModel, specOf, vifModeOf, withGuestArgs } from './network-manager.js';
 import { routeGuestNet } from './route-mode.js';
 import { ifbNameFor, ownerAlias, parseOwnerAlias, shapingFor } from './vif.js';
@@ -43,13 +43,20 @@ describe('ipv4', () => {
     assert.throws(() => slotForGuestIp(pool, '10.0.0.8'), /network or broadcast/);
     assert.throws(() => slotForGuestIp(pool, '10.0.0.2'), /reserved/);
   });
-  it('allocates the first free slot, or the one ip= names', () => {
+  it('allocates the preferred slot, the next free one, or the one ip= names', () => {
     const used = new Map([[1, 'a vif 0'], [2, 'b vif 0']]);
     assert.equal(allocateNatSlot('10.0.0.0/16', undefined, used, 'c vif 0').index, 3);
+    assert.equal(allocateNatSlot('10.0.0.0/16', undefined, used, 'c vif 0', 77).index, 77);
+    assert.equal(allocateNatSlot('10.0.0.0/16', undefined, used, 'c vif 0', 2).index, 3);
+    assert.equal(allocateNatSlot('10.0.0.0/29', undefined, new Map(), 'c vif 0', 1).index, 1);
     assert.equal(allocateNatSlot('10.0.0.0/16', undefined, used, 'a vif 0').index, 1, 'an owner keeps its slot');
     assert.throws(() => allocateNatSlot('10.0.0.0/16', '10.0.0.6', used, 'c vif 0'), /already used by a vif 0/);
     assert.throws(() => allocateNatSlot('10.0.0.0/16', '172.16.0.2', used, 'c vif 0'), /outside the NAT subnet/);
     assert.throws(() => allocateNatSlot('10.9.9.0/29', undefined, new Map([[1, 'x']]), 'y'), /no free/);
+    const p = preferredNatSlot('10.0.0.0/16', 'web1', 0);
+    assert.equal(preferredNatSlot('10.0.0.0/16', 'web1', 0), p, 'stable per (name, devid)');
+    assert.ok(p >= 1 && p < 16384);
+    assert.notEqual(preferredNatSlot('10.0.0.0/16', 'web2', 0), p);
   });
   it('gives the guest its command-line network', () => {
     const s = natSlot(parseCidr4('10.0.0.0/16'), 1);
@@ -145,5 +152,28 @@ describe('dnsmasq config', () => {
     assert.match(conf, /^dhcp-range=set:vif3\.0,10\.0\.0\.4,static,255\.255\.255\.252,12h$/m);
     assert.match(conf, /^dhcp-host=00:16:3e:00:00:01,10\.0\.0\.6,12h$/m);
     assert.doesNotMatch(conf, /except-interface|^interface=\*$/m);
+  });
+});
+
+describe('CLI output', () => {
+  it('prints network-list like xm, plus the backend', async () => {
+    const { formatNetworkList, formatRules } = await import('../../cli/commands/network.js');
+    const text = formatNetworkList([
+      {
+        domid: 3, name: 'web', vifs: [
+          { devid: 0, ifname: 'vif3.0', mac: '00:16:3e:01:02:03', mode: 'nat', ips: ['10.0.0.6'], dhcp: true, model: 'virtio-net', rate: '10Mb/s' },
+          { devid: 1, ifname: 'vif3.1', mac: '00:16:3e:01:02:04', mode: 'bridge', ips: [], dhcp: true, model: 'virtio-net' },
+        ],
+      },
+    ]);
+    const lines = text.trim().split('\n');
+    assert.match(lines[0]!, /^Idx\s+BE\s+Mac Addr\.\s+handle\s+state\s+vif\s+mode\s+IP\s+rate$/);
+    assert.match(lines[1]!, /^0\s+0\s+00:16:3e:01:02:03\s+0\s+4\s+vif3\.0\s+nat\s+10\.0\.0\.6 \(dhcp\)\s+10Mb\/s$/);
+    assert.match(lines[2]!, /^1\s+0\s+00:16:3e:01:02:04\s+1\s+4\s+vif3\.1\s+bridge\s+dhcp\s+-$/);
+    const rules = formatRules('web', [{ devid: 0, ifname: 'vif3.0', mode: 'nat', family: 'inet', table: 'xeno_main', chain: 'vif3.0', rules: ['tcp dport 22 drop'] }]);
+    assert.match(rules, /chain vif3\.0 in table inet xeno_main/);
+    assert.match(rules, /nft add rule inet xeno_main vif3\.0/);
+    assert.match(rules, /^  tcp dport 22 drop$/m);
+    assert.equal(formatRules('web', []), 'web has no vif\n');
   });
 });

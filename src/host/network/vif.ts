@@ -11,6 +11,12 @@ import { parseRate } from '../../config/vif-spec.js';
 import { ifbAdd, linkDel, linkGet, linkList, linkSet, tc, tuntapAdd, type NetCtx } from './ip.js';
 import { sanitizeInstance } from './firewall.js';
 
+/**
+ * The host side of every vif has the same MAC, as in Xen: a guest that is restored or migrated (a
+ * new tap) still has the right MAC for its gateway in its ARP cache.
+ */
+export const VIF_HOST_MAC = 'fe:ff:ff:ff:ff:ff';
+
 /** The alias that marks a device as owned by one instance: `xeno:<instance>:<kind>:<domid>:<devid>`. */
 export function ownerAlias(instance: string, kind: 'vif' | 'ifb', domid: number, devid: number): string {
   return `xeno:${sanitizeInstance(instance)}:${kind}:${domid}:${devid}`;
@@ -48,7 +54,7 @@ export async function ensureTap(ctx: NetCtx, ifname: string, alias: string, opts
     await tuntapAdd(ctx, ifname);
     created = true;
     try {
-      await linkSet(ctx, ifname, { alias });
+      await linkSet(ctx, ifname, { alias, address: VIF_HOST_MAC });
     } catch (e) {
       await linkDel(ctx, ifname);
       throw e;

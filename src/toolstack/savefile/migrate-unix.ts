@@ -85,6 +85,8 @@ async function waitMigration(
   opts: MigrateOptions,
   onPoll: (q: QueryMigrate) => void,
   abort: () => Error | undefined,
+  /** The source side: wait (briefly) for total-time, which QEMU may fill in after `completed`. */
+  wantStats = false,
 ): Promise<QueryMigrate> {
   const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
   const poll = opts.pollMs ?? 5;
@@ -94,7 +96,7 @@ async function waitMigration(
     const q = await vm.command<QueryMigrate>('query-migrate');
     onPoll(q);
     if (q.status === 'completed') {
-      for (let i = 0; i < 20 && q['total-time'] === undefined; i++) {
+      for (let i = 0; wantStats && i < 20 && q['total-time'] === undefined; i++) {
         await sleep(poll);
         Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
       }
@@ -180,6 +182,7 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
         report(writer.payloadBytes);
       },
       () => copyError,
+      true,
     );
     // QEMU closes its end once the stream is written; wait for the last bytes to reach the file.
     if (!copy) throw new XenoError('QEMU_ERROR', 'QEMU reported the migration complete without connecting to xenod');
@@ -190,7 +193,11 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
     ramDone = ramTotal;
     report(res.payloadBytes);
     return { ...res, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
-  } catch (e) {
+  } catch (e0) {
+    // When writing the file failed, QEMU only sees the socket close (and may say so first): let the
+    // copy settle, then report its cause rather than QEMU's broken pipe.
+    if (copy) await Promise.race([copy, sleep(2000)]);
+    const e = copyError ?? e0;
     conn?.destroy();
     await writer.abort();
     await settleAfterFailure(vm);

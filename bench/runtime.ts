@@ -1,0 +1,169 @@
+/**
+ * Runtime control cost, alternating rounds in one run:
+ * - `xeno mem-set` (CLI included) until the balloon reaches its target, versus QMP `balloon` sent
+ *   directly to an identical QEMU and polled with query-balloon (512 -> 256 MiB; target: xeno <= raw
+ *   + 50 ms);
+ * - `xeno pause` / `xeno unpause` end to end versus `node -e 0` (target: <= node + 20 ms).
+ * Both guests run in a cgroup of their own with the same weight, so a busy host treats them alike.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
+import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
+import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
+import type { DomainConfig } from '../src/model/domain-config.js';
+import { GUEST, REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
+import { arg, median, report } from './lib.js';
+
+const MiB = 1024 * 1024;
+const HIGH = 512;
+const LOW = 256;
+
+const config = (name: string): DomainConfig => ({
+  name, type: 'pv', memory: HIGH, maxmem: HIGH, vcpus: 1, maxvcpus: 1, kernel: GUEST.kernel, ramdisk: GUEST.ramdisk,
+  extra: 'quiet', disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
+});
+
+function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
+  const t0 = performance.now();
+  const r = spawnSync(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${String(r.stderr)}`);
+  return performance.now() - t0;
+}
+
+/** Resolve once `heartbeat N` shows on a serial socket. */
+function waitHeartbeat(serialPath: string, n: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const tryConnect = (k: number) => {
+      const s = net.createConnection(serialPath);
+      s.on('data', (d) => {
+        buf += String(d);
+        if (buf.includes(`heartbeat ${n}`)) {
+          s.destroy();
+          resolve();
+        }
+      });
+      s.on('error', () => (k > 3000 ? reject(new Error('no serial')) : setTimeout(() => tryConnect(k + 1), 5)));
+    };
+    tryConnect(0);
+  });
+}
+
+/** QMP balloon, then query-balloon until the guest is there. */
+async function rawBalloon(qmp: QmpClient, mb: number): Promise<number> {
+  const t0 = performance.now();
+  await qmp.execute('balloon', { value: mb * MiB });
+  for (;;) {
+    const b = await qmp.execute<{ actual: number }>('query-balloon');
+    if (Math.abs(b.actual / MiB - mb) < 1) return performance.now() - t0;
+    await sleep(5);
+  }
+}
+
+export async function run(): Promise<void> {
+  const rounds = arg('rounds', 7);
+  const d = new TestDaemon();
+  await d.start();
+  let raw: ChildProcess | undefined;
+  let qmp: QmpClient | undefined;
+  let rawCg: DomainCgroups | undefined;
+  try {
+    const env = { ...process.env, XENO_SOCKET: d.socket };
+    const xeno = (...args: string[]) => [process.execPath, path.join(REPO, 'bin/xeno.js'), ...args];
+    const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });
+
+    // the same guest twice: one under xenod, one as the bare QEMU command line xeno would use
+    const cfg = d.writeCfg('bal', `name="bal"\nkernel="${GUEST.kernel}"\nramdisk="${GUEST.ramdisk}"\nextra="quiet"\nmemory=${HIGH}\nvcpus=1\n`);
+    await d.ok(['create', cfg]);
+    const runDir = path.join(d.dir, 'raw');
+    mkdirSync(runDir, { recursive: true });
+    const argv = backend.argv({ domid: 999, uuid: '00000000-0000-4000-8000-000000000999', config: config('raw'), runDir, machineType: backend.caps.machineType, nics: [], logFile: '/dev/null' });
+    raw = spawn(backend.binary, argv, { stdio: 'ignore' });
+    // The same scheduling for both: xenod puts its guest in a cgroup of its own (weight 256), so the
+    // bare QEMU gets one too (on a busy host a group competes as one task, a bare process per thread).
+    try {
+      rawCg = new DomainCgroups(detectCgroups(), cgroupInstanceName(runDir));
+      rawCg.create('raw');
+      rawCg.setWeight('raw', 256);
+      rawCg.addPid('raw', raw.pid!);
+    } catch {
+      rawCg = undefined;
+    }
+    await Promise.all([waitHeartbeat(qemuPaths(runDir).serial, 2), d.waitConsole('bal', /heartbeat 2\b/)]);
+    qmp = await QmpClient.connect(qemuPaths(runDir).qmp);
+
+    const memX: number[] = [];
+    const memR: number[] = [];
+    const memRatio: number[] = [];
+    // one warm-up round each (page tables, first inflation)
+    timeRun(xeno('mem-set', 'bal', String(LOW)), env);
+    timeRun(xeno('mem-set', 'bal', String(HIGH)), env);
+    await rawBalloon(qmp, LOW);
+    await rawBalloon(qmp, HIGH);
+    const memApi: number[] = [];
+    // After a balloon change the guest keeps working for a while (free page reporting runs ~2 s
+    // later): each timed change starts from a settled guest, the same for both.
+    const settle = () => sleep(arg('settle', 3000));
+    const both = async (mb: number) => {
+      await rawBalloon(qmp!, mb);
+      await d.client.post('/v1/domains/bal/mem-set', { memory: mb });
+    };
+    for (let i = 0; i < rounds; i++) {
+      await settle();
+      const r = await rawBalloon(qmp, LOW);
+      await settle();
+      const x = timeRun(xeno('mem-set', 'bal', String(LOW)), env);
+      await both(HIGH);
+      await settle();
+      const t0 = performance.now();
+      await d.client.post('/v1/domains/bal/mem-set', { memory: LOW });
+      const api = performance.now() - t0;
+      await both(HIGH);
+      memR.push(r);
+      memX.push(x);
+      memApi.push(api);
+      memRatio.push(x - r);
+      process.stderr.write(`mem-set round ${i + 1}/${rounds}: raw ${r.toFixed(1)} ms, xeno ${x.toFixed(1)} ms, API ${api.toFixed(1)} ms\n`);
+    }
+    report(`mem-set ${HIGH} -> ${LOW} MiB until the balloon is there (${backend.caps.accel}, ${rounds} alternating rounds, medians)`, [
+      ['QMP balloon + query-balloon directly (ms)', median(memR)],
+      ['xeno mem-set, CLI included (ms)', median(memX)],
+      ['xenod API mem-set, no CLI (ms)', median(memApi)],
+      ['xeno - raw (median of per-round differences, ms)', median(memRatio)],
+      ['target', 'xeno <= raw + 50 ms'],
+    ]);
+
+    const pause: number[] = [];
+    const unpause: number[] = [];
+    const floor: number[] = [];
+    timeRun([process.execPath, '-e', '0'], env);
+    for (let i = 0; i < rounds * 3; i++) {
+      floor.push(timeRun([process.execPath, '-e', '0'], env));
+      pause.push(timeRun(xeno('pause', 'bal'), env));
+      unpause.push(timeRun(xeno('unpause', 'bal'), env));
+    }
+    report(`pause / unpause end to end (${rounds * 3} alternating rounds, medians)`, [
+      ['node -e 0 (ms)', median(floor)],
+      ['xeno pause (ms)', median(pause)],
+      ['xeno unpause (ms)', median(unpause)],
+      ['pause - node (ms)', median(pause) - median(floor)],
+      ['unpause - node (ms)', median(unpause) - median(floor)],
+      ['target', '<= node + 20 ms'],
+    ]);
+  } finally {
+    qmp?.close();
+    raw?.kill('SIGKILL');
+    if (raw) await new Promise((r) => (raw!.exitCode !== null || raw!.signalCode !== null ? r(null) : raw!.once('exit', r)));
+    await rawCg?.removeAll();
+    await d.cleanup();
+    // the killed daemon never removed its guests' cgroups
+    try {
+      await new DomainCgroups(detectCgroups(), cgroupInstanceName(d.stateDir)).removeAll();
+    } catch {
+      /* no cgroups here */
+    }
+  }
+}
