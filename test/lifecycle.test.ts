@@ -20,7 +20,7 @@ interface ListRow {
 }
 
 describe('domain lifecycle on a real xenod', () => {
-  const d = new TestDaemon();
+  const d = new TestDaemon({ isolated: true });
   before(() => d.start());
   after(() => d.cleanup());
 

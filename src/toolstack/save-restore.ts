@@ -23,7 +23,8 @@ import type { Vm } from '../hypervisor/backend.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { compareQemuVersions, type ProgressFn, type SaveFileInfo, type SaveHeader } from './savefile/format.js';
 import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
-import { openSaveFile, preparePayload } from './savefile/reader.js';
+import { RestoreSource } from './savefile/offload.js';
+import { openSaveFile } from './savefile/reader.js';
 import { partialPathFor, syncDir } from './savefile/writer.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
@@ -306,7 +307,7 @@ export class SaveRestore {
     const { info } = plan;
     const h = info.header;
     // Read and hash the file while QEMU starts.
-    const prepared = await preparePayload(info.path, info);
+    const prepared = await RestoreSource.prepare(info.path, info);
     let rec: DomainRecord;
     try {
       rec = await this.ts.create(plan.launchConfig, { incoming: true, state: 'starting', machineType: h.machineType });

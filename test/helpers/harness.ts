@@ -51,10 +51,17 @@ export class TestDaemon {
   private proc?: ChildProcess;
   private readonly qemuPids = new Set<number>();
   /** argv prefix to run xenod (e.g. ['ip', 'netns', 'exec', 'ns1']). */
-  private readonly wrap: string[];
+  private wrap: string[];
+  /** A network namespace of its own, made at start and removed at cleanup. */
+  private netns?: string;
   private readonly extraArgs: string[];
 
-  constructor(opts: { wrap?: string[]; args?: string[]; configText?: string } = {}) {
+  /**
+   * `isolated`: run xenod in a network namespace of its own, so that whatever its guests' vifs set
+   * up (bridge, taps, nftables) never touches the machine's own network.
+   */
+  constructor(opts: { wrap?: string[]; args?: string[]; configText?: string; isolated?: boolean } = {}) {
+    if (opts.isolated) this.netns = `xt-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.dir = mkdtempSync(path.join(tmpdir(), 'xeno-t-'));
     this.stateDir = path.join(this.dir, 'state');
     this.socket = path.join(this.dir, 'xenod.sock');
@@ -77,6 +84,11 @@ export class TestDaemon {
   }
 
   async start(): Promise<void> {
+    if (this.netns && !this.wrap.length) {
+      await execFileP('ip', ['netns', 'add', this.netns]);
+      await execFileP('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
+      this.wrap = ['ip', 'netns', 'exec', this.netns];
+    }
     const argv = [...this.wrap, process.execPath, XENOD, '--state-dir', this.stateDir, '--socket', this.socket, ...this.extraArgs];
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -209,6 +221,7 @@ export class TestDaemon {
     }
     await this.removeCgroups();
     rmSync(this.dir, { recursive: true, force: true });
+    if (this.netns) await execFileP('ip', ['netns', 'del', this.netns]).catch(() => undefined);
   }
 
   /** A daemon killed with its guests leaves their CPU cgroups: remove them (retrying while QEMUs exit). */

@@ -6,17 +6,17 @@
  *    SaveWriter (hashing, trailer, fsync, rename);
  *  - restore: QEMU, started with `-incoming defer`, listens after `migrate-incoming unix:PATH`;
  *    xenod connects and streams the payload in, verifying the file's checksum on the way.
+ * The bytes themselves move in a worker thread (offload.ts, io-worker.ts); this side is QMP.
  * Neither function pauses or resumes the guest: the caller decides (the guest is paused before a
  * save, and resumed after a restore only once the checksum has been verified).
  */
 import { rmSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
 import type { Vm } from '../../hypervisor/backend.js';
 import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
-import { streamPayload, type PreparedPayload } from './reader.js';
-import { SaveWriter, type SaveWriterResult } from './writer.js';
+import { RestoreSource, SaveSink } from './offload.js';
+import type { SaveWriterResult } from './writer.js';
 
 /** QEMU caps migration at 128 MiB/s by default; a save to a local file should not be throttled. */
 export const UNCAPPED_BANDWIDTH = 100 * 1024 * 1024 * 1024;
@@ -55,8 +55,8 @@ export interface SaveOptions extends MigrateOptions {
 }
 
 export interface LoadOptions extends MigrateOptions {
-  /** A read-ahead started (preparePayload) while QEMU was starting; closed in all cases. */
-  prepared?: PreparedPayload;
+  /** A read-ahead started (RestoreSource.prepare) while QEMU was starting; closed in all cases. */
+  prepared?: RestoreSource;
 }
 
 interface QueryMigrate {
@@ -141,34 +141,14 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
   const sockPath = socketPathFor(vm, 'save.sock', opts);
   let ramTotal = header.maxmemMb * 1048576;
   let ramDone = 0;
-  const report = (bytes: number) => onProgress?.({ bytes, done: ramDone, total: ramTotal });
-  const writer = await SaveWriter.open(file, header, { onBytes: report });
-  rmSync(sockPath, { force: true });
-  const server = net.createServer({ pauseOnConnect: true });
-  let conn: net.Socket | undefined;
-  let copyError: Error | undefined;
-  let copyDone = false;
-  let copy: Promise<void> | undefined;
+  let bytes = 0;
+  const report = () => onProgress?.({ bytes, done: ramDone, total: ramTotal });
+  // The bytes go through a worker thread (offload.ts): file, socket and hash off the event loop.
+  const sink = await SaveSink.open(file, header, sockPath, (n) => {
+    bytes = n;
+    report();
+  });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sockPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('connection', (s: net.Socket) => {
-      if (conn) {
-        s.destroy(); // only QEMU, once
-        return;
-      }
-      conn = s;
-      server.close();
-      copy = writer.consume(s).then(
-        () => void (copyDone = true),
-        (e: unknown) => void (copyError = e as Error),
-      );
-    });
     await liftBandwidthCap(vm);
     await opts.beforeMigrate?.();
     await vm.command('migrate', { uri: `unix:${sockPath}` });
@@ -179,32 +159,27 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
         if (m.ram?.total) ramTotal = m.ram.total;
         if (m.ram?.total !== undefined && m.ram.remaining !== undefined) ramDone = m.ram.total - m.ram.remaining;
         if (m.status === 'completed') ramDone = ramTotal;
-        report(writer.payloadBytes);
+        report();
       },
-      () => copyError,
+      () => sink.error,
       true,
     );
     // QEMU closes its end once the stream is written; wait for the last bytes to reach the file.
-    if (!copy) throw new XenoError('QEMU_ERROR', 'QEMU reported the migration complete without connecting to xenod');
-    await copy;
-    if (copyError) throw copyError;
-    if (!copyDone) throw new XenoError('INTERNAL', 'save stream did not finish');
-    const res = await writer.finish();
+    await sink.settled();
+    if (sink.error) throw sink.error;
+    const res = await sink.finish();
+    bytes = res.payloadBytes;
     ramDone = ramTotal;
-    report(res.payloadBytes);
+    report();
     return { ...res, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
   } catch (e0) {
     // When writing the file failed, QEMU only sees the socket close (and may say so first): let the
     // copy settle, then report its cause rather than QEMU's broken pipe.
-    if (copy) await Promise.race([copy, sleep(2000)]);
-    const e = copyError ?? e0;
-    conn?.destroy();
-    await writer.abort();
+    await sink.settled(2000);
+    const e = sink.error ?? e0;
+    await sink.abort();
     await settleAfterFailure(vm);
     throw isXenoError(e) ? e : new XenoError('HOST_ERROR', `save to ${file} failed: ${errorMessage(e)}`);
-  } finally {
-    server.close();
-    rmSync(sockPath, { force: true });
   }
 }
 
@@ -218,21 +193,13 @@ export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, o
   const t0 = performance.now();
   const sockPath = socketPathFor(vm, 'restore.sock', opts);
   rmSync(sockPath, { force: true });
-  let sock: net.Socket | undefined;
+  let source = opts.prepared;
   try {
+    source ??= await RestoreSource.prepare(file, info);
     await vm.command('migrate-incoming', { uri: `unix:${sockPath}` });
-    sock = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.createConnection(sockPath);
-      s.once('connect', () => {
-        s.off('error', reject);
-        resolve(s);
-      });
-      s.once('error', reject);
-    });
-    // QEMU never writes back on this socket; an error after the last byte is QEMU closing its end.
     let streamed: { bytes: number; sha256: string };
     try {
-      streamed = await streamPayload(file, info, sock, onProgress, { prepared: opts.prepared });
+      streamed = await source.stream(sockPath, onProgress);
     } catch (e) {
       if (isXenoError(e) && e.code === 'SAVE_FORMAT') throw e;
       const why = await qemuSide(vm);
@@ -247,8 +214,7 @@ export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, o
     }
     return { ...streamed, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
   } finally {
-    await opts.prepared?.close();
-    sock?.destroy();
+    await source?.close();
     rmSync(sockPath, { force: true });
   }
 }
