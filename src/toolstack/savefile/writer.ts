@@ -5,7 +5,7 @@
  * complete.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
@@ -116,12 +116,41 @@ export class SaveWriter {
     }
   }
 
+  /**
+   * Write one chunk synchronously (for a worker thread reading its socket into one reused buffer:
+   * the bytes must be on their way to the file before the buffer is refilled). Throws like writes do.
+   */
+  writeChunkSync(chunk: Buffer): void {
+    if (this.state !== 'open') throw new XenoError('INTERNAL', `save to ${this.file} is already ${this.state}`);
+    if (this.flushError) throw this.wrap(this.flushError);
+    let off = 0;
+    try {
+      while (off < chunk.length) {
+        const n = writeSync(this.fh.fd, chunk, off, chunk.length - off);
+        if (n <= 0) throw Object.assign(new Error('no space left on device (short write)'), { code: 'ENOSPC' });
+        off += n;
+      }
+    } catch (e) {
+      throw this.wrap(e);
+    }
+    this.hash.update(chunk);
+    this.payload += chunk.length;
+    this.opts.onBytes?.(this.payload);
+    this.maybeFlush();
+  }
+
   private async writePayload(bufs: Buffer[]): Promise<void> {
     if (this.state !== 'open') throw new XenoError('INTERNAL', `save to ${this.file} is already ${this.state}`);
     await this.writeAll(bufs);
     for (const b of bufs) this.hash.update(b);
     for (const b of bufs) this.payload += b.length;
     this.opts.onBytes?.(this.payload);
+    this.maybeFlush();
+    if (this.flushError) throw this.flushError;
+  }
+
+  /** Start writing back what is written so far, in the background, every flushEvery bytes. */
+  private maybeFlush(): void {
     const every = this.opts.flushEvery ?? 16 * 1024 * 1024;
     if (every > 0 && !this.flushing && this.payload - this.flushedAt >= every) {
       this.flushedAt = this.payload;
@@ -133,7 +162,11 @@ export class SaveWriter {
         },
       );
     }
-    if (this.flushError) throw this.flushError;
+  }
+
+  /** The payload has ended (a caller that used writeChunkSync): the next step is finish(). */
+  get isOpen(): boolean {
+    return this.state === 'open';
   }
 
   private async writeAll(bufs: Buffer[]): Promise<void> {
