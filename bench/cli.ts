@@ -27,7 +27,7 @@ export async function run(): Promise<void> {
   await d.start();
   try {
     const env = { ...process.env, XENO_SOCKET: d.socket };
-    const xeno = [process.execPath, path.join(REPO, 'bin/xeno.js'), 'list'];
+    const xeno = [process.execPath, path.join(REPO, 'bin/xeno.cjs'), 'list'];
     const floor = [process.execPath, '-e', '0'];
     timeRun(xeno, env);
     timeRun(floor, env);

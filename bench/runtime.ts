@@ -72,7 +72,7 @@ export async function run(): Promise<void> {
   let rawCg: DomainCgroups | undefined;
   try {
     const env = { ...process.env, XENO_SOCKET: d.socket };
-    const xeno = (...args: string[]) => [process.execPath, path.join(REPO, 'bin/xeno.js'), ...args];
+    const xeno = (...args: string[]) => [process.execPath, path.join(REPO, 'bin/xeno.cjs'), ...args];
     const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });
 
     // the same guest twice: one under xenod, one as the bare QEMU command line xeno would use

@@ -1,20 +1,15 @@
-// Bundles the CLI into one ES module (dist/xeno-cli.mjs): one file to load instead of dozens,
-// so `xeno list` costs little more than Node's own start-up.
+// Bundles the CLI into one CommonJS file (dist/cli-bundle/xeno.cjs): one file to load instead of
+// dozens, and no ES-module loader to start, so `xeno list` costs little more than Node's start-up.
 import { build } from 'esbuild';
 
-const result = await build({
+await build({
   entryPoints: ['src/cli/main.ts'],
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
-  outfile: 'dist/xeno-cli.mjs',
+  outfile: 'dist/cli-bundle/xeno.cjs',
   logLevel: 'warning',
-  metafile: process.argv.includes('--analyze'),
-  // commander is CommonJS: give its require() calls a real require.
-  banner: { js: "import { createRequire as __xenoRequire } from 'node:module'; const require = __xenoRequire(import.meta.url);" },
+  // Only save/restore draws progress bars: cli-progress stays outside, loaded when shown.
+  external: ['cli-progress'],
 });
-if (result.metafile) {
-  const inputs = Object.entries(result.metafile.inputs).sort((a, b) => b[1].bytes - a[1].bytes).slice(0, 15);
-  for (const [file, info] of inputs) console.log(String(info.bytes).padStart(8), file);
-}

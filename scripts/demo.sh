@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-xeno() { node bin/xeno.js "$@"; }
+xeno() { node bin/xeno.cjs "$@"; }
 if ! xeno list >/dev/null 2>&1; then
   mkdir -p /var/lib/xeno
   echo "demo: starting xenod (log: /var/lib/xeno/xenod.log)"
@@ -25,4 +25,4 @@ echo "--- console of demo (xeno console demo --history; Ctrl-] detaches) ---"
 tail -n 12 /var/lib/xeno/console/demo.log
 echo
 echo "demo: the guest keeps running. Try: xeno console demo | xeno shutdown -w demo | xeno destroy demo"
-echo "      (bin/xeno.js is the CLI; npm link, or alias xeno='node $PWD/bin/xeno.js')"
+echo "      (bin/xeno.cjs is the CLI; npm link, or alias xeno='node $PWD/bin/xeno.cjs')"

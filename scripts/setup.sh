@@ -19,8 +19,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-echo "setup: building"
-npm run --silent build
+# Build only when a source is newer than the last build (tests may be reading dist/ right now).
+stamp=dist/.build-stamp
+if [ ! -f "$stamp" ] || [ -n "$(find src test bench scripts package.json tsconfig.json -newer "$stamp" -print -quit)" ]; then
+  echo "setup: building"
+  npm run --silent build
+fi
 echo "setup: test guest"
 bash guest/build.sh >/dev/null
 echo "setup: done"

@@ -173,7 +173,7 @@ describe('save and restore on real xenods', () => {
 
     // restore -p of a running guest's save, with the progress bar on a terminal (script(1) gives a pty).
     const running = path.join(files, 'sr1-run.save');
-    const tty = execFileSync('script', ['-qec', `${process.execPath} ${path.join(REPO, 'bin/xeno.js')} save sr1 ${running}`, '/dev/null'], {
+    const tty = execFileSync('script', ['-qec', `${process.execPath} ${path.join(REPO, 'bin/xeno.cjs')} save sr1 ${running}`, '/dev/null'], {
       env: { ...process.env, XENO_SOCKET: d.socket },
       encoding: 'utf8',
     });

@@ -3,7 +3,7 @@
  * and cleanup of everything (daemon, QEMUs, temp dirs) even when a test fails.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,7 +21,7 @@ export const GUEST = {
   disk: path.join(REPO, 'guest/out/disk.ext4'),
 };
 const XENOD = path.join(REPO, 'bin/xenod.js');
-const XENO = path.join(REPO, 'bin/xeno.js');
+const XENO = path.join(REPO, 'bin/xeno.cjs');
 
 export interface CliResult {
   code: number;
@@ -236,18 +236,19 @@ export class TestDaemon {
     }
   }
 
+  /** Every process whose command line names this daemon's state dir: its QEMUs, whatever the daemon knew. */
   private qemuPidsFromRunDir(): number[] {
-    const runDir = path.join(this.stateDir, 'run');
-    if (!existsSync(runDir)) return [];
     const pids: number[] = [];
-    for (const entry of readdirSync(runDir)) {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
       try {
-        pids.push(Number(readFileSync(path.join(runDir, entry, 'qemu.pid'), 'utf8').trim()));
+        const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+        if (argv.startsWith('qemu-system') && argv.includes(this.stateDir + '/')) pids.push(Number(entry));
       } catch {
-        /* no pidfile */
+        /* gone */
       }
     }
-    return pids.filter((p) => p > 0);
+    return pids;
   }
 }
 

@@ -39,13 +39,13 @@ interface VifRules {
  * 4 = connected), then xeno's own: the backend interface, its mode, the guest address and rate.
  */
 export function formatNetworkList(lists: NetworkList[]): string {
-  const head = `${'Idx'.padEnd(4)}${'BE'.padEnd(4)}${'Mac Addr.'.padEnd(19)}${'handle'.padEnd(7)}${'state'.padEnd(6)}${'vif'.padEnd(16)}${'mode'.padEnd(7)}${'IP'.padEnd(17)}rate`;
+  const head = `${'Idx'.padEnd(4)}${'BE'.padEnd(4)}${'Mac Addr.'.padEnd(19)}${'handle'.padEnd(7)}${'state'.padEnd(6)}${'vif'.padEnd(16)}${'mode'.padEnd(7)}${'IP'.padEnd(22)}rate`;
   const lines = [head];
   for (const l of lists) {
     for (const v of l.vifs) {
       const ip = v.ips.length ? v.ips.join(' ') + (v.dhcp && v.mode === 'nat' ? ' (dhcp)' : '') : v.dhcp ? 'dhcp' : '-';
       lines.push(
-        `${String(v.devid).padEnd(4)}${'0'.padEnd(4)}${v.mac.padEnd(19)}${String(v.devid).padEnd(7)}${'4'.padEnd(6)}${v.ifname.padEnd(16)}${v.mode.padEnd(7)}${ip.padEnd(17)}${v.rate ?? '-'}`,
+        `${String(v.devid).padEnd(4)}${'0'.padEnd(4)}${v.mac.padEnd(19)}${String(v.devid).padEnd(7)}${'4'.padEnd(6)}${v.ifname.padEnd(16)}${v.mode.padEnd(7)}${ip.padEnd(21)} ${v.rate ?? '-'}`,
       );
     }
   }

@@ -20,7 +20,7 @@ test('the argv pins a versioned machine type, sandboxes QEMU and sizes RAM at ma
   assert.deepEqual(opt(argv, '-machine'), ['pc-i440fx-7.2']);
   assert.deepEqual(opt(argv, '-accel'), ['tcg,tb-size=64']);
   assert.deepEqual(opt(argv, '-m'), ['size=256M']);
-  assert.deepEqual(opt(argv, '-smp'), ['1,maxcpus=2']);
+  assert.deepEqual(opt(argv, '-smp'), ['1,sockets=1,cores=2,threads=1,maxcpus=2']);
   assert.match(opt(argv, '-sandbox')[0]!, /^on,/);
   assert.deepEqual(opt(argv, '-action'), ['reboot=shutdown,shutdown=pause,panic=pause']);
   assert.ok(opt(argv, '-device').some((d) => d.startsWith('virtio-balloon-pci')));
@@ -29,6 +29,15 @@ test('the argv pins a versioned machine type, sandboxes QEMU and sizes RAM at ma
   assert.deepEqual(opt(argv, '-drive'), ['if=none,id=disk0,file=/srv/a,,b.img,format=qcow2,cache=writeback,readonly=on']);
   assert.ok(opt(argv, '-device').some((d) => d.startsWith('virtio-blk-pci,drive=disk0')));
   assert.ok(!argv.includes('-S'));
+});
+
+test('vcpus beyond the first are cpu devices with the ids and topology hot-plug uses', () => {
+  const argv = buildQemuArgv({ domid: 3, config: { ...base, vcpus: 3, maxvcpus: 4 }, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
+  assert.deepEqual(opt(argv, '-smp'), ['1,sockets=1,cores=4,threads=1,maxcpus=4']);
+  assert.deepEqual(
+    opt(argv, '-device').filter((d) => d.includes('-x86_64-cpu')),
+    ['qemu64-x86_64-cpu,id=vcpu1,socket-id=0,core-id=1,thread-id=0', 'qemu64-x86_64-cpu,id=vcpu2,socket-id=0,core-id=2,thread-id=0'],
+  );
 });
 
 test('kvm gets the host cpu; incoming and paused starts stop the vcpus', () => {

@@ -53,6 +53,21 @@ function diskArgs(c: DomainConfig): string[] {
   return out;
 }
 
+function cpuModel(accel: Accel): string {
+  return accel === 'kvm' ? 'host' : 'qemu64';
+}
+
+/**
+ * Vcpus 1..N-1 as cpu devices with the ids and topology vcpu-set's hot-plug gives them (one core
+ * each), so a QEMU started from a config has exactly the devices of one whose vcpus were
+ * hot-plugged: a save file or a migration stream from either loads into the other.
+ */
+export function vcpuDeviceArgs(c: DomainConfig, accel: Accel): string[] {
+  const out: string[] = [];
+  for (let k = 1; k < c.vcpus; k++) out.push('-device', `${cpuModel(accel)}-x86_64-cpu,id=vcpu${k},socket-id=0,core-id=${k},thread-id=0`);
+  return out;
+}
+
 /** QEMU's option syntax doubles commas inside values. */
 export function escapeOpt(v: string): string {
   return v.replace(/,/g, ',,');
@@ -65,9 +80,9 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     '-uuid', input.uuid,
     '-machine', input.machineType,
     '-accel', input.accel === 'tcg' && input.tbSizeMb ? `tcg,tb-size=${input.tbSizeMb}` : input.accel,
-    '-cpu', input.accel === 'kvm' ? 'host' : 'qemu64',
+    '-cpu', cpuModel(input.accel),
     '-m', `size=${c.maxmem}M`,
-    '-smp', `${c.vcpus},maxcpus=${c.maxvcpus}`,
+    '-smp', `1,sockets=1,cores=${c.maxvcpus},threads=1,maxcpus=${c.maxvcpus}`,
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-qmp', `unix:${escapeOpt(paths.qmp)},server=on,wait=off`,
@@ -85,6 +100,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     if (c.ramdisk) argv.push('-initrd', c.ramdisk);
     argv.push('-append', guestCmdline(c));
   }
+  argv.push(...vcpuDeviceArgs(c, input.accel));
   argv.push(...diskArgs(c));
   for (const nic of input.nics) {
     argv.push('-netdev', `tap,id=net${nic.devid},ifname=${nic.ifname},script=no,downscript=no`);

@@ -1,0 +1,58 @@
+/**
+ * The lab in docs/tutorial.md, run as written: every ```sh block, in order, in one bash, inside a
+ * private network world (a "host" namespace whose uplink is a veth to an "outside" namespace), so
+ * the lab's NAT set-up never touches this machine's own network.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
+import { REPO } from './helpers/harness.js';
+import { NetWorld } from './net/world.js';
+
+/** The ```sh blocks of a markdown file, in order. */
+export function shellBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+}
+
+test('docs/tutorial.md: every step of the lab works as written', { timeout: 600_000 }, async () => {
+  const blocks = shellBlocks(readFileSync(path.join(REPO, 'docs/tutorial.md'), 'utf8'));
+  assert.ok(blocks.length >= 8, 'the lab has its steps');
+  const world = await NetWorld.create('lab');
+  // The lab's own mktemp lands here, so whatever it leaves is ours to remove.
+  const tmp = mkdtempSync(path.join(tmpdir(), 'xeno-lab-t-'));
+  try {
+    // Each block is announced, so a failure says which step broke.
+    const script = ['set -euo pipefail', ...blocks.map((b, i) => `echo "### step ${i + 1}"\n${b}`)].join('\n');
+    const child = spawn('ip', ['netns', 'exec', world.host, 'bash', '-c', script], {
+      cwd: REPO,
+      env: { ...process.env, TMPDIR: tmp, XENO_SOCKET: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += String(d)));
+    child.stderr.on('data', (d) => (output += String(d)));
+    const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
+    assert.equal(code, 0, `the lab failed:\n${output.slice(-4000)}`);
+
+    // What the steps showed, checked where it says something.
+    assert.match(output, /accel\s+: (kvm|tcg)/);
+    assert.match(output, /^web\s+\d+\s+256\s+1\s+[rb-]{6}/m, 'web listed with 256 MiB, 1 vcpu');
+    assert.match(output, /vif\d+\.0/, 'a vifDOMID.0 backend exists on the host');
+    assert.match(output, /inet 10\.\d+\.\d+\.\d+\/30/, 'the guest got its NAT address');
+    assert.match(output, /^web\s+\d+\s+160\s/m, 'mem-set shows in the list');
+    assert.match(output, /MemTotal:\s+\d+ kB/);
+    assert.match(output, /^web\s+\d+\s+\d+\s+\d+\s+--p---/m, 'paused shows p');
+    assert.match(output, /^2\r?$/m, 'nproc in the guest says 2 after vcpu-set');
+    assert.match(output, /vcpus\s*=\s*2/, 'the stored config keeps the new vcpu count');
+  } finally {
+    await world.destroy();
+    for (const lab of readdirSync(tmp)) {
+      await new DomainCgroups(detectCgroups(), cgroupInstanceName(path.join(tmp, lab, 'state'))).removeAll().catch(() => undefined);
+    }
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
