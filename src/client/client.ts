@@ -2,8 +2,8 @@
  * The typed API client used by the CLI (and tests): HTTP+JSON over xenod's Unix socket.
  * Kept free of daemon-side imports so the CLI starts fast.
  */
-import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { WireError, exchange, upgrade } from './wire.js';
 
 export const DEFAULT_SOCKET = '/run/xeno/xenod.sock';
 
@@ -24,48 +24,49 @@ export function socketPath(explicit?: string): string {
 export class XenoClient {
   constructor(readonly socket: string = socketPath()) {}
 
-  request<T>(method: string, path: string, body?: unknown, timeoutMs = 0): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      const req = http.request(
-        {
-          socketPath: this.socket,
-          method,
-          path,
-          headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            const status = res.statusCode ?? 0;
-            let parsed: unknown = text;
-            if ((res.headers['content-type'] ?? '').includes('json')) {
-              try {
-                parsed = JSON.parse(text);
-              } catch {
-                /* leave as text */
-              }
-            }
-            if (status >= 400) {
-              const err = (parsed as { error?: { code?: string; message?: string } })?.error;
-              reject(new ApiError(status, err?.code ?? 'HTTP_' + status, err?.message ?? text));
-            } else resolve(parsed as T);
-          });
-        },
-      );
-      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from xenod within ${timeoutMs} ms`)));
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-          reject(
-            new ApiError(0, 'NO_DAEMON', `cannot reach xenod at ${this.socket} (${e.code}): is it running? Start it with \`xenod\` (or \`npx xenod\` from a checkout), or point XENO_SOCKET at its socket`),
-          );
-        } else reject(e);
-      });
-      if (payload) req.write(payload);
-      req.end();
+  async request<T>(method: string, path: string, body?: unknown, timeoutMs = 0): Promise<T> {
+    const res = await exchange(this.socket, { method, path, body: body === undefined ? undefined : JSON.stringify(body) }, timeoutMs).catch((e: unknown) => {
+      throw e instanceof WireError ? new ApiError(0, e.code, e.message) : e;
     });
+    const text = res.body.toString('utf8');
+    let parsed: unknown = text;
+    if ((res.headers['content-type'] ?? '').includes('json')) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* leave as text */
+      }
+    }
+    if (res.status >= 400) {
+      const err = (parsed as { error?: { code?: string; message?: string } })?.error;
+      throw new ApiError(res.status, err?.code ?? 'HTTP_' + res.status, err?.message ?? text);
+    }
+    return parsed as T;
+  }
+
+  /** A request whose answer is a stream of lines (NDJSON progress): each line as it arrives. */
+  async requestLines(method: string, path: string, body: unknown, onLine: (line: string) => void): Promise<{ status: number; contentType: string; text: string }> {
+    let pending = '';
+    let streaming = false;
+    const res = await exchange(this.socket, {
+      method,
+      path,
+      body: JSON.stringify(body),
+      onBody: (chunk, head) => {
+        streaming = head.status === 200 && (head.headers['content-type'] ?? '').includes('ndjson');
+        if (!streaming) return;
+        pending += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          onLine(pending.slice(0, nl));
+          pending = pending.slice(nl + 1);
+        }
+      },
+    }).catch((e: unknown) => {
+      throw e instanceof WireError ? new ApiError(0, e.code, e.message) : e;
+    });
+    if (streaming && pending) onLine(pending);
+    return { status: res.status, contentType: res.headers['content-type'] ?? '', text: streaming ? '' : res.body.toString('utf8') };
   }
 
   get<T>(path: string): Promise<T> {
@@ -77,34 +78,21 @@ export class XenoClient {
   }
 
   /** Open a raw two-way stream on an upgraded endpoint (consoles). */
-  upgrade(path: string, protocol: string): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: this.socket, path, headers: { Connection: 'Upgrade', Upgrade: protocol } });
-      req.on('upgrade', (_res, socket, head) => {
-        if (head.length) socket.unshift(head);
-        resolve(socket);
-      });
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let msg = Buffer.concat(chunks).toString();
-          let code = 'HTTP_' + res.statusCode;
-          try {
-            const e = (JSON.parse(msg) as { error: { code: string; message: string } }).error;
-            msg = e.message;
-            code = e.code;
-          } catch {
-            /* plain text */
-          }
-          reject(new ApiError(res.statusCode ?? 0, code, msg));
-        });
-      });
-      req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? new ApiError(0, 'NO_DAEMON', `cannot reach xenod at ${this.socket}: is it running?`) : e),
-      );
-      req.end();
+  async upgrade(path: string, protocol: string): Promise<Duplex> {
+    const r = await upgrade(this.socket, path, protocol).catch((e: unknown) => {
+      throw e instanceof WireError ? new ApiError(0, e.code, e.message) : e;
     });
+    if (r.socket) return r.socket;
+    let msg = r.body.toString('utf8');
+    let code = 'HTTP_' + r.status;
+    try {
+      const e = (JSON.parse(msg) as { error: { code: string; message: string } }).error;
+      msg = e.message;
+      code = e.code;
+    } catch {
+      /* plain text */
+    }
+    throw new ApiError(r.status, code, msg);
   }
 }
 

@@ -3,19 +3,22 @@
  * mapped to HTTP in one place (the catalogue in common/errors.ts).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import swagger from '@fastify/swagger';
 import { ERROR_CATALOGUE, XenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { DaemonContext } from './context.js';
 import { registerRoutes } from './routes/index.js';
 
-export async function buildApp(ctx: DaemonContext): Promise<FastifyInstance> {
+/** `openapi`: collect the route schemas into an OpenAPI document (docs generation only: it costs memory). */
+export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, ajv: { customOptions: { allowUnionTypes: true } } });
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'xenod API', version: XENO_VERSION, description: 'The xeno daemon (the xend of xeno), on a Unix socket.' },
-    },
-  });
+  if (opts.openapi) {
+    const { default: swagger } = await import('@fastify/swagger');
+    await app.register(swagger, {
+      openapi: {
+        info: { title: 'xenod API', version: XENO_VERSION, description: 'The xeno daemon (the xend of xeno), on a Unix socket.' },
+      },
+    });
+  }
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof XenoError) {
       void reply.status(err.status).send({ error: { code: err.code, message: err.message, details: err.details } });

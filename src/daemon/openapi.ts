@@ -13,7 +13,7 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
     log: inert() as Logger,
     logFile: '',
     services: inert() as Record<string, unknown>,
-  });
+  }, { openapi: true });
   await app.ready();
   const doc = app.swagger() as Record<string, unknown>;
   await app.close();

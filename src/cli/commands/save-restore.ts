@@ -3,7 +3,6 @@
  * operation (bytes done / total, rate, ETA) from xenod's NDJSON progress stream; with --json or
  * when stderr is not a terminal the output stays plain: one summary line, or the result as JSON.
  */
-import http from 'node:http';
 import path from 'node:path';
 import type { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
@@ -22,66 +21,32 @@ type StreamEvent<T> = ({ event: 'progress' } & Progress) | { event: 'result'; re
 const MiB = 1024 * 1024;
 
 /** POST with `progress: true` and follow the NDJSON answer; resolves with the result line. */
-export function postWithProgress<T>(urlPath: string, body: Record<string, unknown>, onProgress: (p: Progress) => void): Promise<T> {
-  const socket = api().socket;
-  return new Promise<T>((resolve, reject) => {
-    const payload = JSON.stringify({ ...body, progress: true });
-    const req = http.request(
-      { socketPath: socket, method: 'POST', path: urlPath, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
-      (res) => {
-        res.setEncoding('utf8');
-        let buf = '';
-        let settled = false;
-        const status = res.statusCode ?? 0;
-        if (status !== 200 || !String(res.headers['content-type'] ?? '').includes('ndjson')) {
-          res.on('data', (c: string) => (buf += c));
-          res.on('end', () => {
-            try {
-              const e = (JSON.parse(buf) as { error: { code: string; message: string } }).error;
-              reject(new ApiError(status, e.code, e.message));
-            } catch {
-              reject(new ApiError(status, `HTTP_${status}`, buf || `xenod answered ${status}`));
-            }
-          });
-          return;
-        }
-        const onLine = (line: string) => {
-          if (!line.trim()) return;
-          let ev: StreamEvent<T>;
-          try {
-            ev = JSON.parse(line) as StreamEvent<T>;
-          } catch {
-            return;
-          }
-          if (ev.event === 'progress') onProgress(ev);
-          else if (ev.event === 'result') {
-            settled = true;
-            resolve(ev.result);
-          } else if (ev.event === 'error') {
-            settled = true;
-            reject(new ApiError(500, ev.error.code, ev.error.message));
-          }
-        };
-        res.on('data', (c: string) => {
-          buf += c;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            onLine(buf.slice(0, nl));
-            buf = buf.slice(nl + 1);
-          }
-        });
-        res.on('end', () => {
-          if (buf) onLine(buf);
-          if (!settled) reject(new Error('xenod closed the connection before the operation finished (see `xeno list` and its log)'));
-        });
-      },
-    );
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new ApiError(0, 'NO_DAEMON', `cannot reach xenod at ${socket}: is it running?`));
-      else reject(e);
-    });
-    req.end(payload);
+export async function postWithProgress<T>(urlPath: string, body: Record<string, unknown>, onProgress: (p: Progress) => void): Promise<T> {
+  let outcome: { ok: true; result: T } | { ok: false; error: ApiError } | undefined;
+  const res = await api().requestLines('POST', urlPath, { ...body, progress: true }, (line) => {
+    if (!line.trim() || outcome) return;
+    let ev: StreamEvent<T>;
+    try {
+      ev = JSON.parse(line) as StreamEvent<T>;
+    } catch {
+      return;
+    }
+    if (ev.event === 'progress') onProgress(ev);
+    else if (ev.event === 'result') outcome = { ok: true, result: ev.result };
+    else if (ev.event === 'error') outcome = { ok: false, error: new ApiError(500, ev.error.code, ev.error.message) };
   });
+  if (res.status !== 200 || !res.contentType.includes('ndjson')) {
+    try {
+      const e = (JSON.parse(res.text) as { error: { code: string; message: string } }).error;
+      throw new ApiError(res.status, e.code, e.message);
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw new ApiError(res.status, `HTTP_${res.status}`, res.text || `xenod answered ${res.status}`);
+    }
+  }
+  if (!outcome) throw new Error('xenod closed the connection before the operation finished (see `xeno list` and its log)');
+  if (!outcome.ok) throw outcome.error;
+  return outcome.result;
 }
 
 /** A terminal progress bar in MiB with rate and ETA (cli-progress, loaded only when shown). */

@@ -14,7 +14,6 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
 import { SaveRestore, type RestorePlan } from '../../toolstack/save-restore.js';
 import type { SaveProgress } from '../../toolstack/savefile/format.js';
-import { prewarmIoWorker } from '../../toolstack/savefile/offload.js';
 import { openSaveFile } from '../../toolstack/savefile/reader.js';
 import type { DaemonContext } from '../context.js';
 import { domParam } from './schemas.js';
@@ -86,7 +85,6 @@ export function registerSaveRestoreRoutes(app: FastifyInstance, ctx: DaemonConte
   // Start-up: finish saves a dead xenod left half-done, then bring back the managed saves, all
   // before the socket accepts requests.
   app.addHook('onReady', async () => {
-    prewarmIoWorker();
     try {
       await sr.recover();
       const restored = await sr.restoreAll();
