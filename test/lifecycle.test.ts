@@ -6,18 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { processGone } from '../src/host/proc.js';
+import type { DomainInfo } from '../src/model/api.js';
 import { GUEST, TestDaemon, guestCfg, sleep } from './helpers/harness.js';
 
-interface ListRow {
-  id: number;
-  name: string;
-  state: string;
-  stateFlags: string;
-  memory: number;
-  vcpus: number;
-  cpuTime: number;
-  pid?: number;
-}
+type ListRow = DomainInfo & { pid: number };
 
 describe('domain lifecycle on a real xenod', () => {
   const d = new TestDaemon({ isolated: true });

@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import path from 'node:path';
+import type { VifListEntry } from '../src/model/api.js';
 import { REPO, TestDaemon, sleep } from './helpers/harness.js';
 import { HOST_IP, NetWorld, OUTSIDE_IP, sh } from './net/world.js';
 
@@ -19,14 +20,7 @@ const RATE = '2Mb/s';
 const RATE_LIMIT = 250_000; // bytes/s
 const RATE_BYTES = 512 * 1024;
 
-interface VifRow {
-  devid: number;
-  ifname: string;
-  mac: string;
-  mode: string;
-  ips: string[];
-  dhcp: boolean;
-}
+type VifRow = VifListEntry;
 
 interface ModeCase {
   mode: 'bridge' | 'nat' | 'route';

@@ -19,19 +19,10 @@ import type { DomainConfig } from '../src/model/domain-config.js';
 import { RuntimeHooks, VCPU_PINS_KEY, pinFor, vcpuPinsOf } from '../src/toolstack/runtime-hooks.js';
 import { isUnplugOf, parseCount, parseSizeArg, type VcpuListRow } from '../src/toolstack/runtime.js';
 import type { DomainRecord } from '../src/toolstack/store.js';
+import type { DomainInfo } from '../src/model/api.js';
 import { TestDaemon, guestCfg, sleep } from './helpers/harness.js';
 
-interface ListRow {
-  id: number;
-  name: string;
-  state: string;
-  stateFlags: string;
-  memory: number;
-  maxmem: number;
-  vcpus: number;
-  cpuTime: number;
-  pid: number;
-}
+type ListRow = DomainInfo & { pid: number };
 
 describe('runtime formatting', () => {
   it('prints sched-credit like xm', () => {

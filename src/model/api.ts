@@ -74,3 +74,37 @@ export interface CreateResponse {
 export interface ApiError {
   error: { code: string; message: string; details?: Record<string, unknown> };
 }
+
+/** One guest interface and its host backend (`xeno network-list`). */
+export interface VifListEntry {
+  devid: number;
+  ifname: string;
+  mac: string;
+  mode: string;
+  /** Guest addresses (nat: the /30's guest address, leased by DHCP unless ip= was given). */
+  ips: string[];
+  dhcp: boolean;
+  bridge?: string;
+  hostAddr?: string;
+  rate?: string;
+  model: string;
+  /** What the guest should configure on its side (`ADDR/PREFIX:GATEWAY` or `dhcp`). */
+  guestNet?: string;
+}
+
+export interface NetworkListResult {
+  domid: number;
+  name: string;
+  vifs: VifListEntry[];
+}
+
+/** The nftables chain of one vif, which an admin may add rules to (`xeno network-rules`). */
+export interface VifRules {
+  devid: number;
+  ifname: string;
+  mode: 'bridge' | 'nat' | 'route';
+  family: 'inet' | 'bridge';
+  table: string;
+  chain: string;
+  rules: string[];
+}

@@ -13,6 +13,7 @@ import { DEFAULT_WEIGHT, MAX_WEIGHT } from '../host/cgroups.js';
 import { setThreadAffinity } from '../host/cpus.js';
 import { ensureFits } from '../host/memory.js';
 import { vcpuRows, type VcpuRow } from '../host/vcpus.js';
+import { waitVmEvent, type EventWait } from '../hypervisor/vm-events.js';
 import type { Vm } from '../hypervisor/backend.js';
 import type { QmpEvent } from '../hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../model/domain-config.js';
@@ -344,25 +345,8 @@ export class Runtime {
   }
 
   /** Waits for QEMU's DEVICE_DELETED of one vcpu (the guest let it go). */
-  private waitDeleted(vm: Vm, qomPath: string, timeoutMs: number): { done: Promise<boolean>; cancel: () => void } {
-    let cancel!: () => void;
-    const done = new Promise<boolean>((resolve) => {
-      const onEvent = (e: QmpEvent) => {
-        if (isUnplugOf(e, qomPath)) finish(true);
-      };
-      const onExit = () => finish(false);
-      const timer = setTimeout(() => finish(false), timeoutMs);
-      const finish = (ok: boolean) => {
-        clearTimeout(timer);
-        vm.off('qmp-event', onEvent);
-        vm.off('exit', onExit);
-        resolve(ok);
-      };
-      cancel = () => finish(false);
-      vm.on('qmp-event', onEvent);
-      vm.once('exit', onExit);
-    });
-    return { done, cancel };
+  private waitDeleted(vm: Vm, qomPath: string, timeoutMs: number): EventWait {
+    return waitVmEvent(vm, (e) => isUnplugOf(e, qomPath), timeoutMs);
   }
 
   /**

@@ -1,38 +1,10 @@
 /** Network commands: network-list, network-attach, network-detach, network-rules. */
 import type { Command } from 'commander';
 import { domPath } from '../../client/client.js';
+import type { NetworkListResult, VifListEntry as VifRow, VifRules } from '../../model/api.js';
 import { api, json, out } from '../context.js';
 
-/** What the daemon returns for one vif (kept local: the CLI imports nothing daemon-side). */
-export interface VifRow {
-  devid: number;
-  ifname: string;
-  mac: string;
-  mode: string;
-  ips: string[];
-  dhcp: boolean;
-  bridge?: string;
-  hostAddr?: string;
-  rate?: string;
-  model: string;
-  guestNet?: string;
-}
-
-interface NetworkList {
-  domid: number;
-  name: string;
-  vifs: VifRow[];
-}
-
-interface VifRules {
-  devid: number;
-  ifname: string;
-  mode: string;
-  family: string;
-  table: string;
-  chain: string;
-  rules: string[];
-}
+type NetworkList = NetworkListResult;
 
 /**
  * xm network-list's columns where they mean something here (Idx, BE, MAC Addr., handle, state:

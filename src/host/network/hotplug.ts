@@ -6,35 +6,16 @@
  */
 import { XenoError } from '../../common/errors.js';
 import { parseVifSpec } from '../../config/vif-spec.js';
+import { waitVmEvent, type EventWait } from '../../hypervisor/vm-events.js';
 import type { Vm } from '../../hypervisor/backend.js';
-import type { QmpEvent } from '../../hypervisor/qemu/qmp.js';
 import type { VifSpec } from '../../model/domain-config.js';
 import type { DomainRecord } from '../../toolstack/store.js';
 import type { Toolstack } from '../../toolstack/toolstack.js';
+import type { NetworkListResult, VifListEntry } from '../../model/api.js';
 import type { NetworkManager, VifRules } from './network-manager.js';
 import type { VifState } from './state.js';
 
-export interface VifListEntry {
-  devid: number;
-  ifname: string;
-  mac: string;
-  mode: string;
-  /** Guest addresses (nat: the /30's guest address, leased by DHCP unless ip= was given). */
-  ips: string[];
-  dhcp: boolean;
-  bridge?: string;
-  hostAddr?: string;
-  rate?: string;
-  model: string;
-  /** What the guest should configure on its side (`ADDR/PREFIX:GATEWAY` or `dhcp`). */
-  guestNet?: string;
-}
-
-export interface NetworkListResult {
-  domid: number;
-  name: string;
-  vifs: VifListEntry[];
-}
+export type { VifListEntry, NetworkListResult };
 
 function entryOf(st: VifState): VifListEntry {
   return {
@@ -85,25 +66,8 @@ export async function networkAttach(ts: Toolstack, nm: NetworkManager, dom: stri
   });
 }
 
-function waitDeviceDeleted(vm: Vm, id: string, timeoutMs: number): { done: Promise<boolean>; cancel: () => void } {
-  let cancel!: () => void;
-  const done = new Promise<boolean>((resolve) => {
-    const onEvent = (e: QmpEvent) => {
-      if (e.event === 'DEVICE_DELETED' && e.data.device === id) finish(true);
-    };
-    const onExit = () => finish(false);
-    const timer = setTimeout(() => finish(false), timeoutMs);
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      vm.off('qmp-event', onEvent);
-      vm.off('exit', onExit);
-      resolve(ok);
-    };
-    cancel = () => finish(false);
-    vm.on('qmp-event', onEvent);
-    vm.once('exit', onExit);
-  });
-  return { done, cancel };
+function waitDeviceDeleted(vm: Vm, id: string, timeoutMs: number): EventWait {
+  return waitVmEvent(vm, (e) => e.event === 'DEVICE_DELETED' && e.data.device === id, timeoutMs);
 }
 
 /** Unplugs a vif (by devid or MAC): the guest releases the NIC, then its backend is removed. */

@@ -14,6 +14,7 @@
  * explicit stop. The hooks plug every vif before QEMU starts (extending the guest's command line
  * with `xeno.net=` arguments) and unplug them when it is gone.
  */
+import type { VifRules } from '../../model/api.js';
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
@@ -56,15 +57,7 @@ export interface PlugResult {
   guestArg?: string;
 }
 
-export interface VifRules {
-  devid: number;
-  ifname: string;
-  mode: VifMode;
-  family: 'inet' | 'bridge';
-  table: string;
-  chain: string;
-  rules: string[];
-}
+export type { VifRules };
 
 /** vif-bridge | vif-nat | vif-route (possibly with a path) -> the mode. */
 export function vifModeOf(script: string | undefined, defaultScript: string): VifMode {

@@ -50,7 +50,7 @@ export class QmpClient extends EventEmitter {
         return client;
       } catch (e) {
         lastError = e;
-        await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 3)); // QEMU creates the socket within ms of starting
       }
     }
     throw new XenoError('TIMEOUT', `QMP socket ${path} did not answer: ${String(lastError)}`);
