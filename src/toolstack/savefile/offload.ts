@@ -6,6 +6,8 @@
  *    streamed into QEMU's socket and checked against the trailer.
  * One idle worker is kept ready, so a save or restore does not wait for a thread to start.
  */
+import { rmSync } from 'node:fs';
+import { partialPathFor } from './writer.js';
 import { Worker } from 'node:worker_threads';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../../common/errors.js';
 import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
@@ -112,6 +114,7 @@ export class SaveSink {
 
   private constructor(
     private readonly io: IoWorker,
+    private readonly file: string,
     onBytes?: (bytes: number) => void,
   ) {
     this.off = io.listen((m) => {
@@ -132,7 +135,7 @@ export class SaveSink {
   /** FILE.partial created and written with the header, the socket listening (or a clear error). */
   static async open(file: string, header: SaveHeader, sockPath: string, onBytes?: (bytes: number) => void): Promise<SaveSink> {
     const io = take();
-    const sink = new SaveSink(io, onBytes);
+    const sink = new SaveSink(io, file, onBytes);
     try {
       await io.request({ op: 'save-open', file, header, sockPath }, 'listening');
     } catch (e) {
@@ -179,13 +182,16 @@ export class SaveSink {
 
   /** Remove FILE.partial and stop listening. */
   async abort(): Promise<void> {
-    if (this.done) return;
-    try {
-      await this.io.request({ op: 'save-abort' }, 'aborted');
-      this.release(true);
-    } catch {
-      this.release(false);
+    if (!this.done) {
+      try {
+        await this.io.request({ op: 'save-abort' }, 'aborted');
+        this.release(true);
+      } catch {
+        this.release(false);
+      }
     }
+    // Whatever happened in the worker (it may have been stopped mid-job), no partial file survives.
+    rmSync(partialPathFor(this.file), { force: true });
   }
 
   private release(clean: boolean): void {
