@@ -48,10 +48,17 @@ test('docs/tutorial.md: every step of the lab works as written', { timeout: 600_
     assert.match(output, /^web\s+\d+\s+\d+\s+\d+\s+--p---/m, 'paused shows p');
     assert.match(output, /^2\r?$/m, 'nproc in the guest says 2 after vcpu-set');
     assert.match(output, /vcpus\s*=\s*2/, 'the stored config keeps the new vcpu count');
+    assert.match(output, /Migrated domain web to 127\.0\.0\.1:8002 \(live/);
+    assert.match(output, /Migrated domain web to 127\.0\.0\.1:8001 \(offline/);
+    const backHome = output.slice(output.lastIndexOf('Migrated domain web'), output.lastIndexOf('### step'));
+    assert.match(backHome, /^web\s+\d+\s+256\s+2\s/m, 'web is listed on the first host again');
+    assert.match(backHome, /heartbeat \d+/, 'the guest runs on after its migrations');
   } finally {
     await world.destroy();
     for (const lab of readdirSync(tmp)) {
-      await new DomainCgroups(detectCgroups(), cgroupInstanceName(path.join(tmp, lab, 'state'))).removeAll().catch(() => undefined);
+      for (const host of ['state', 'host2']) {
+        await new DomainCgroups(detectCgroups(), cgroupInstanceName(path.join(tmp, lab, host))).removeAll().catch(() => undefined);
+      }
     }
     rmSync(tmp, { recursive: true, force: true });
   }

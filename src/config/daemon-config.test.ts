@@ -221,6 +221,12 @@ describe('toDaemonConfig', () => {
     assert.equal(c.accel, 'tcg');
   });
 
+  it('reads the relocation key file (absolute path only; absent by default)', () => {
+    assert.equal(defaultDaemonConfig().relocationKeyFile, undefined);
+    assert.equal(parseDaemonConfig("(xeno-relocation-key-file '/etc/xeno/relocation.psk')").relocationKeyFile, '/etc/xeno/relocation.psk');
+    err(() => parseDaemonConfig('(xeno-relocation-key-file relocation.psk)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:27: key "xeno-relocation-key-file" expects an absolute path/);
+  });
+
   it('warns about unknown keys and vif-script arguments', () => {
     const w: string[] = [];
     const c = parseDaemonConfig("(frobnicate yes)\n  (vif-script 'vif-bridge bridge=xenbr1')", 'x.sxp', (m) => w.push(m));

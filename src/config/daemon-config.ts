@@ -246,6 +246,9 @@ class DaemonNormaliser {
       case 'xeno-save-on-stop':
         cfg.saveOnStop = this.bool(p, key, v);
         break;
+      case 'xeno-relocation-key-file':
+        cfg.relocationKeyFile = this.absPath(p, key, v);
+        break;
     }
   }
 }
@@ -254,7 +257,7 @@ const HANDLED = new Set([
   'logfile', 'loglevel', 'xend-unix-path', 'xend-relocation-server', 'xend-relocation-port',
   'xend-relocation-address', 'xend-relocation-hosts-allow', 'network-script', 'vif-script',
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
-  'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop',
+  'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

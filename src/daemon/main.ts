@@ -19,6 +19,7 @@ import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
 import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
+import { RelocationServer } from '../migration/server.js';
 import { buildApp } from './app.js';
 import type { DaemonContext } from './context.js';
 
@@ -128,6 +129,7 @@ export async function main(argv: string[]): Promise<void> {
   await clearStaleSocket(config.unixPath);
   await app.listen({ path: config.unixPath });
   chmodSync(config.unixPath, 0o600);
+  const relocation = await RelocationServer.start(toolstack, config, log);
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
 
   let stopping = false;
@@ -135,6 +137,7 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info(`${signal}: stopping xenod; guests keep running`);
+    await relocation?.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     toolstack.detachAll();
     network.close();

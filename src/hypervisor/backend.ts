@@ -27,6 +27,8 @@ export interface LaunchRequest {
   nics: NicBackend[];
   startPaused?: boolean;
   incoming?: boolean;
+  /** With incoming: a directory holding keys.psk for a TLS-PSK migration stream. */
+  tlsPskDir?: string;
   /** Where QEMU's stderr goes. */
   logFile: string;
 }

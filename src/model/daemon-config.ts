@@ -18,6 +18,11 @@ export interface DaemonConfig {
   relocationAddress: string;
   /** Regular expressions; empty = all hosts. */
   relocationHostsAllow: string[];
+  /**
+   * xeno-relocation-key-file: the pre-shared key (hex) that authenticates migrations both ways and
+   * keys QEMU's TLS-PSK stream. No key: no relocation server, and no outgoing migration.
+   */
+  relocationKeyFile?: string;
   /** The network-script line as written, e.g. `network-bridge netdev=eth0 bridge=xenbr0`. */
   networkScript: string;
   /** Default vif script: vif-bridge | vif-nat | vif-route. */

@@ -10,7 +10,10 @@ export async function attachConsole(dom: string, history: boolean): Promise<void
   const stdin = process.stdin;
   const tty = stdin.isTTY;
   await new Promise<void>((resolve) => {
+    let finished = false;
     const done = () => {
+      if (finished) return;
+      finished = true;
       if (tty) stdin.setRawMode(false);
       stdin.pause();
       stream.destroy();
@@ -29,9 +32,10 @@ export async function attachConsole(dom: string, history: boolean): Promise<void
       }
       stream.write(d);
     });
-    // Without a TTY, stdin's end does not detach: keep streaming until interrupted.
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
+    // Without a TTY, stdin's end does not detach: keep streaming until interrupted. `on`, not
+    // `once`: timeout(1) signals the child and its process group, so a second SIGTERM may follow.
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
   });
 }
 
@@ -43,5 +47,6 @@ export function registerConsoleCommands(program: Command): void {
     .option('--history', 'print the kept console log first')
     .action(async (dom: string, opts: { history?: boolean }) => {
       await attachConsole(dom, opts.history ?? false);
+      process.exit(0); // detached: nothing of the session may keep the process alive
     });
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerHostCommands } from './host.js';
+import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerConsoleCommands(program);
   registerRuntimeCommands(program);
   registerSaveRestoreCommands(program);
+  registerMigrationCommands(program);
 }

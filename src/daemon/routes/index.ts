@@ -4,6 +4,7 @@ import type { DaemonContext } from '../context.js';
 import { registerConsoleRoutes } from './console.js';
 import { registerDomainRoutes } from './domains.js';
 import { registerHostRoutes } from './host.js';
+import { registerMigrationRoutes } from './migration.js';
 import { registerNetworkRoutes } from './network.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
@@ -15,4 +16,5 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   registerConsoleRoutes(app, ctx);
   registerRuntimeRoutes(app, ctx);
   registerSaveRestoreRoutes(app, ctx);
+  registerMigrationRoutes(app, ctx);
 }

@@ -48,6 +48,13 @@ test('kvm gets the host cpu; incoming and paused starts stop the vcpus', () => {
   assert.deepEqual(opt(argv, '-incoming'), ['defer']);
 });
 
+test('an incoming QEMU can get TLS-PSK credentials for the migration stream', () => {
+  const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], incoming: true, tlsPskDir: '/run/x/t,ls' });
+  assert.deepEqual(opt(argv, '-object'), ['tls-creds-psk,id=xenomig0,endpoint=server,dir=/run/x/t,,ls']);
+  assert.deepEqual(opt(buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], tlsPskDir: '/d' }), '-object'), [], 'only for an incoming QEMU');
+  assert.deepEqual(opt(buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], incoming: true }), '-object'), []);
+});
+
 test('nics become tap netdevs named after the vif, with virtio-net frontends', () => {
   const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [{ devid: 0, ifname: 'vif3.0', mac: '00:16:3e:00:00:01' }] });
   assert.deepEqual(opt(argv, '-netdev'), ['tap,id=net0,ifname=vif3.0,script=no,downscript=no']);

@@ -33,6 +33,8 @@ export interface QemuArgvInput {
   incoming?: boolean;
   /** TCG translation-buffer size in MiB; bounds QEMU's own overhead under emulation. */
   tbSizeMb?: number;
+  /** With incoming: TLS-PSK credentials for the migration stream (DIR/keys.psk), QOM id xenomig0. */
+  tlsPskDir?: string;
 }
 
 /** virtio-blk for disks (xenblk's counterpart); an IDE cdrom for devtype=cdrom. */
@@ -107,6 +109,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     argv.push('-device', `${nic.model ?? 'virtio-net-pci'},netdev=net${nic.devid},mac=${nic.mac},id=nic${nic.devid}`);
   }
   if (input.startPaused || input.incoming) argv.push('-S');
+  if (input.incoming && input.tlsPskDir) argv.push('-object', `tls-creds-psk,id=xenomig0,endpoint=server,dir=${escapeOpt(input.tlsPskDir)}`);
   if (input.incoming) argv.push('-incoming', 'defer');
   return argv;
 }

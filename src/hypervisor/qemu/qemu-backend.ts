@@ -84,6 +84,7 @@ export class QemuBackend implements HypervisorBackend {
       nics: req.nics,
       startPaused: req.startPaused,
       incoming: req.incoming,
+      tlsPskDir: req.tlsPskDir,
       tbSizeMb: this.tbSizeMb,
     });
   }

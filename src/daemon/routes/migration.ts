@@ -1,0 +1,32 @@
+/**
+ * POST /v1/domains/:dom/migrate (xm migrate): move a running or paused domain to another host's
+ * xenod (its relocation server), live or offline; answers once the guest runs there, with QEMU's
+ * figures (total time, downtime, bytes sent). Protocol and failure rules: src/migration/protocol.ts.
+ */
+import type { FastifyInstance } from 'fastify';
+import { Migrator, type MigrateRequest } from '../../migration/client.js';
+import type { DaemonContext } from '../context.js';
+import { domParam } from './schemas.js';
+
+export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  const migrator = new Migrator(ctx.toolstack, ctx.config);
+  app.post<{ Params: { dom: string }; Body: MigrateRequest }>(
+    '/v1/domains/:dom/migrate',
+    {
+      schema: {
+        summary: "Migrate a domain to another host's xenod (xm migrate); live keeps it running during the copy",
+        params: domParam,
+        body: {
+          type: 'object',
+          required: ['host'],
+          properties: {
+            host: { type: 'string', minLength: 1, description: "the target host (its xenod's relocation server)" },
+            port: { type: 'integer', minimum: 1, maximum: 65535, default: 8002, description: 'its xend-relocation-port' },
+            live: { type: 'boolean', default: false, description: 'live migration (xm migrate -l); otherwise the guest is paused during the copy' },
+          },
+        },
+      },
+    },
+    async (req) => migrator.migrate(req.params.dom, req.body),
+  );
+}

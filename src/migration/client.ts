@@ -1,0 +1,190 @@
+/**
+ * The source side of `xm migrate DOM HOST [-l] [-p PORT]`: authenticates to the target's relocation
+ * server, has it prepare an incoming domain, sends the guest's state with QEMU's precopy migration
+ * over TLS-PSK, and lets the target run it before freeing the local copy (protocol.ts). Without
+ * `live` the guest is paused first and copied frozen; with `live` it runs during the copy and is
+ * only stopped for QEMU's final pass (bounded by QEMU's max downtime, 300 ms by default).
+ */
+import net from 'node:net';
+import path from 'node:path';
+import { XenoError, errorMessage, isXenoError } from '../common/errors.js';
+import { XENO_VERSION } from '../common/version.js';
+import type { DaemonConfig } from '../model/daemon-config.js';
+import type { Toolstack } from '../toolstack/toolstack.js';
+import { Channel, DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, writePskDir } from './protocol.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
+import { rmSync } from 'node:fs';
+
+export interface MigrateRequest {
+  host: string;
+  port?: number;
+  live?: boolean;
+}
+
+export interface MigrateResult {
+  name: string;
+  /** Its domain id here (gone). */
+  fromId: number;
+  /** Its new domain id on the target. */
+  id: number;
+  host: string;
+  port: number;
+  live: boolean;
+  /** The guest's state on the target (a paused guest stays paused). */
+  state: 'running' | 'paused';
+  /** ms from the request to the guest running (or paused) on the target. */
+  elapsedMs: number;
+  /** QEMU's own figures: whole migration, and the final stop-and-copy, ms. */
+  totalTimeMs?: number;
+  downtimeMs?: number;
+  /** ms from QEMU's completion here to the target having resumed the guest (commit round trip). */
+  resumeMs: number;
+  /** ms the guest did not run: offline, from the pause to the resume on the target; live, downtime + resumeMs. */
+  guestDowntimeMs?: number;
+  /** Bytes of RAM QEMU sent. */
+  bytes?: number;
+}
+
+function connect(host: string, port: number, timeoutMs = 10_000): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new XenoError('TIMEOUT', `no answer from ${host}:${port} within ${timeoutMs / 1000} s (is xenod's relocation server reachable there?)`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      resolve(sock);
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why =
+        e.code === 'ECONNREFUSED'
+          ? `connection refused: the relocation server is not running on ${host}:${port} (the target's xenod needs (xend-relocation-server yes) and a xeno-relocation-key-file)`
+          : e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN'
+            ? `unknown host ${host}`
+            : `cannot connect to ${host}:${port}: ${e.message}`;
+      reject(new XenoError('HOST_ERROR', why));
+    });
+  });
+}
+
+export class Migrator {
+  constructor(
+    private readonly ts: Toolstack,
+    private readonly config: DaemonConfig,
+  ) {}
+
+  async migrate(dom: string, req: MigrateRequest): Promise<MigrateResult> {
+    const t0 = performance.now();
+    const port = req.port ?? DEFAULT_RELOCATION_PORT;
+    const live = req.live === true;
+    const where = `${req.host}:${port}`;
+    const key = loadRelocationKey(this.config.relocationKeyFile);
+    return this.ts.withDomain(dom, 'migrate', async (rec) => {
+      const vm = this.ts.liveOf(rec).vm;
+      const wasRunning = rec.state === 'running';
+      const what = `migration of ${rec.name} to ${where}`;
+      const untouched = (e: unknown) => new XenoError(isXenoError(e) ? e.code : 'HOST_ERROR', `${what} failed: ${errorMessage(e)}; the guest was not touched and keeps ${wasRunning ? 'running' : 'paused'} here`);
+
+      // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
+      let ch: Channel;
+      let tlsKey: string;
+      let prepared: { domid: number; port: number };
+      try {
+        ch = new Channel(await connect(req.host, port), `the target ${where}`);
+      } catch (e) {
+        throw untouched(e);
+      }
+      try {
+        const nonce = newNonce();
+        ch.send({ t: 'hello', proto: PROTOCOL_VERSION, xeno: XENO_VERSION, nonce });
+        const hello = await ch.recv('hello', 10_000);
+        if (hello.proto !== PROTOCOL_VERSION) throw new XenoError('BAD_REQUEST', `the target speaks relocation protocol ${hello.proto}, this host ${PROTOCOL_VERSION}`);
+        if (!proofMatches(targetProof(key, nonce, hello.nonce), hello.proof)) {
+          throw new XenoError('BAD_REQUEST', 'authentication failed: the target does not hold the same relocation key (xeno-relocation-key-file)');
+        }
+        ch.send({ t: 'auth', proof: sourceProof(key, hello.nonce, nonce) });
+        await ch.recv('welcome', 10_000);
+        tlsKey = sessionTlsKey(key, nonce, hello.nonce);
+        const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
+        ch.send({
+          t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
+          qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
+        });
+        prepared = await ch.recv('prepared', 120_000);
+      } catch (e) {
+        // Tell the target why (a wrong key shows in its log too), then close.
+        ch.refuse(isXenoError(e) ? e.code : 'HOST_ERROR', `the source gave up: ${errorMessage(e)}`);
+        throw untouched(e);
+      }
+
+      // From here the guest is involved: any failure before commit puts it back as it was.
+      this.ts.deps.store.update(rec.id, { state: 'migrating' });
+      const dir = path.join(rec.runDir, 'mig-tls');
+      let pausedAt: number | undefined;
+      let committed = false;
+      let completedAt = 0;
+      try {
+        writePskDir(dir, tlsKey);
+        await useTlsPsk(vm, 'client', dir);
+        if (!live && wasRunning) {
+          await vm.pause();
+          pausedAt = performance.now();
+        }
+        const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
+        await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
+        const q = await waitMigration(vm, { wantStats: true, abort: () => (ch.closed ? new XenoError('HOST_ERROR', `the target ${where} closed the connection`) : undefined) });
+        completedAt = performance.now();
+        ch.send({ t: 'done', paused: !wasRunning });
+        await ch.recv('loaded', 5 * 60_000);
+        ch.send({ t: 'commit' });
+        committed = true;
+        const ok = await ch.recv('ok', 60_000);
+        const resumedAt = performance.now();
+        ch.close();
+        rmSync(dir, { recursive: true, force: true });
+        await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
+        const resumeMs = resumedAt - completedAt;
+        return {
+          name: rec.name, fromId: rec.id, id: ok.domid, host: req.host, port, live, state: ok.state,
+          elapsedMs: resumedAt - t0, totalTimeMs: q['total-time'], downtimeMs: q.downtime, resumeMs,
+          guestDowntimeMs: !wasRunning ? undefined : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined,
+          bytes: q.ram?.transferred,
+        };
+      } catch (e) {
+        rmSync(dir, { recursive: true, force: true });
+        if (committed) {
+          // The target may be running it: keep this copy paused, never run it twice.
+          ch.close();
+          this.ts.deps.store.update(rec.id, { state: 'paused' });
+          const msg = `${what}: the outcome is unknown (${errorMessage(e)}): the guest was handed over but the target did not confirm; it is kept PAUSED here, check ${req.host} before unpausing either copy`;
+          this.ts.event(rec, 'migrate-failed', msg);
+          throw new XenoError('HOST_ERROR', msg);
+        }
+        if (!ch.closed) {
+          try {
+            ch.send({ t: 'abort', reason: errorMessage(e) });
+          } catch {
+            /* gone */
+          }
+          ch.close();
+        }
+        let left: string;
+        try {
+          await cancelMigration(vm);
+          await dropTlsPsk(vm);
+          await backToOwnState(vm, wasRunning);
+          this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
+          left = `the guest keeps ${wasRunning ? 'running' : 'paused'} here`;
+        } catch (e2) {
+          this.ts.deps.store.update(rec.id, { state: 'paused' });
+          left = vm.exited ? 'its QEMU here exited' : `the guest could not be resumed here (${errorMessage(e2)}) and is paused`;
+        }
+        const msg = `${what} failed: ${errorMessage(e)}; ${left}`;
+        this.ts.event(rec, 'migrate-failed', msg);
+        throw new XenoError(isXenoError(e) ? e.code : 'HOST_ERROR', msg);
+      }
+    });
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The QMP steps of a migration, shared by both ends: TLS-PSK credentials (added at run time with
+ * object-add, as libvirt does, so a running source and an `-incoming defer` target both get them),
+ * the bandwidth cap lifted, query-migrate polled to a terminal state, and the way back to the
+ * guest's own state after a failure.
+ */
+import { XenoError } from '../common/errors.js';
+import type { Vm } from '../hypervisor/backend.js';
+import { UNCAPPED_BANDWIDTH } from '../toolstack/savefile/migrate-unix.js';
+import { PSK_IDENTITY, TLS_OBJECT_ID } from './protocol.js';
+
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface QueryMigrate {
+  status?: string;
+  'total-time'?: number;
+  'setup-time'?: number;
+  downtime?: number;
+  'error-desc'?: string;
+  ram?: { total?: number; remaining?: number; transferred?: number; mbps?: number };
+  'socket-address'?: Array<{ type: string; host?: string; port?: string | number }>;
+}
+
+const ACTIVE = ['setup', 'active', 'device', 'pre-switchover', 'cancelling', 'wait-unplug'];
+
+/** TLS-PSK credentials reading DIR/keys.psk, and QEMU's migration told to use them. */
+export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string): Promise<void> {
+  await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined); // left by an earlier attempt
+  await vm.command('object-add', {
+    'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir,
+    ...(endpoint === 'client' ? { username: PSK_IDENTITY } : {}),
+  });
+  await vm.command('migrate-set-parameters', {
+    'tls-creds': TLS_OBJECT_ID,
+    ...(endpoint === 'client' ? { 'max-bandwidth': UNCAPPED_BANDWIDTH } : {}),
+  });
+}
+
+/** Undo useTlsPsk on a QEMU that stays (a failed migration's source). */
+export async function dropTlsPsk(vm: Vm): Promise<void> {
+  if (vm.exited) return;
+  await vm.command('migrate-set-parameters', { 'tls-creds': '' }).catch(() => undefined);
+  await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined);
+}
+
+/**
+ * Poll query-migrate until completed (resolves) or failed/cancelled (throws); `abort()` may end
+ * the wait early. QEMU 7.2 may answer `completed` before total-time/downtime are filled in: the
+ * source side (`wantStats`) queries again, briefly, until they are.
+ */
+export async function waitMigration(vm: Vm, opts: { pollMs?: number; timeoutMs?: number; wantStats?: boolean; abort?: () => Error | undefined } = {}): Promise<QueryMigrate> {
+  const poll = opts.pollMs ?? 10;
+  const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
+  for (;;) {
+    const failure = opts.abort?.();
+    if (failure) throw failure;
+    if (vm.exited) throw new XenoError('QEMU_ERROR', 'QEMU exited during the migration');
+    const q = await vm.command<QueryMigrate>('query-migrate');
+    if (q.status === 'completed') {
+      for (let i = 0; opts.wantStats && i < 50 && (q['total-time'] === undefined || q.downtime === undefined); i++) {
+        await sleep(poll);
+        Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
+      }
+      return q;
+    }
+    if (q.status === 'failed' || q.status === 'cancelled') {
+      throw new XenoError('QEMU_ERROR', `QEMU migration ${q.status}${q['error-desc'] ? `: ${q['error-desc']}` : ''}`);
+    }
+    if (Date.now() > deadline) throw new XenoError('TIMEOUT', `migration still ${q.status ?? 'not started'} after ${(opts.timeoutMs ?? 1_800_000) / 1000} s`);
+    await sleep(poll);
+  }
+}
+
+/** Cancel an outgoing migration and wait (bounded) until QEMU is no longer migrating. */
+export async function cancelMigration(vm: Vm): Promise<void> {
+  if (vm.exited) return;
+  await vm.command('migrate_cancel', undefined, 5000).catch(() => undefined);
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && !vm.exited) {
+    try {
+      const q = await vm.command<QueryMigrate>('query-migrate', undefined, 2000);
+      if (!q.status || !ACTIVE.includes(q.status)) return;
+    } catch {
+      return;
+    }
+    await sleep(10);
+  }
+}
+
+/**
+ * Back to the guest's own state after a failed outgoing migration. From `postmigrate` (the stream
+ * completed, disks inactivated) `cont` is the only way out; for a guest that was paused, `stop` is
+ * pipelined right behind it.
+ */
+export async function backToOwnState(vm: Vm, wasRunning: boolean): Promise<void> {
+  const st = await vm.runState();
+  if (wasRunning) {
+    if (st !== 'running') await vm.resume();
+    return;
+  }
+  if (st === 'postmigrate') await Promise.all([vm.command('cont'), vm.command('stop')]);
+  else if (st === 'running') await vm.pause();
+}
+
+/** MiB of RAM the QEMU was started with: the RAM size its migration stream has. */
+export async function bootMemoryMb(vm: Vm): Promise<number | null> {
+  try {
+    const s = await vm.command<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary');
+    return Math.round((s['base-memory'] + (s['plugged-memory'] ?? 0)) / MiB);
+  } catch {
+    return null;
+  }
+}
+
+/** The TCP port an `-incoming` QEMU listens on after `migrate-incoming tcp:ADDR:0`. */
+export async function incomingPort(vm: Vm): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const q = await vm.command<QueryMigrate>('query-migrate');
+    const port = Number(q['socket-address']?.find((s) => s.type === 'inet')?.port);
+    if (port > 0) return port;
+    await sleep(10);
+  }
+  throw new XenoError('QEMU_ERROR', 'QEMU did not report the port it listens on for the incoming migration');
+}
