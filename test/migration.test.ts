@@ -16,20 +16,8 @@ import { after, before, describe, it } from 'node:test';
 import { processGone } from '../src/host/proc.js';
 import { GUEST, TestDaemon, guestCfg, type CliResult } from './helpers/harness.js';
 
-interface Row {
-  id: number;
-  name: string;
-  state: string;
-  pid?: number;
-}
-
-async function rows(d: TestDaemon): Promise<Row[]> {
-  return JSON.parse(await d.ok(['list', '--json'])) as Row[];
-}
-
-async function row(d: TestDaemon, name: string): Promise<Row | undefined> {
-  return (await rows(d)).find((r) => r.name === name);
-}
+const rows = (d: TestDaemon) => d.rows();
+const row = (d: TestDaemon, name: string) => d.row(name);
 
 function runDirs(d: TestDaemon): string[] {
   try {

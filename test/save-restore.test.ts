@@ -15,20 +15,8 @@ import { encodeHeader, type SaveHeader } from '../src/toolstack/savefile/format.
 import { openSaveFile } from '../src/toolstack/savefile/reader.js';
 import { GUEST, REPO, TestDaemon, sleep, type CliResult } from './helpers/harness.js';
 
-interface Row {
-  id: number;
-  name: string;
-  state: string;
-  pid?: number;
-}
-
-async function rows(d: TestDaemon): Promise<Row[]> {
-  return JSON.parse(await d.ok(['list', '--json'])) as Row[];
-}
-
-async function row(d: TestDaemon, name: string): Promise<Row | undefined> {
-  return (await rows(d)).find((r) => r.name === name);
-}
+const rows = (d: TestDaemon) => d.rows();
+const row = (d: TestDaemon, name: string) => d.row(name);
 
 async function freeMemory(d: TestDaemon): Promise<number> {
   return (await d.client.get<{ free_memory: number }>('/v1/host')).free_memory;

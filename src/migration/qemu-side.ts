@@ -6,21 +6,12 @@
  */
 import { XenoError } from '../common/errors.js';
 import type { Vm } from '../hypervisor/backend.js';
-import { UNCAPPED_BANDWIDTH } from '../toolstack/savefile/migrate-unix.js';
+import { UNCAPPED_BANDWIDTH, waitMigration, type QueryMigrate } from '../hypervisor/qemu/migration-status.js';
 import { PSK_IDENTITY, TLS_OBJECT_ID } from './protocol.js';
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export interface QueryMigrate {
-  status?: string;
-  'total-time'?: number;
-  'setup-time'?: number;
-  downtime?: number;
-  'error-desc'?: string;
-  ram?: { total?: number; remaining?: number; transferred?: number; mbps?: number };
-  'socket-address'?: Array<{ type: string; host?: string; port?: string | number }>;
-}
 
 const ACTIVE = ['setup', 'active', 'device', 'pre-switchover', 'cancelling', 'wait-unplug'];
 
@@ -44,33 +35,7 @@ export async function dropTlsPsk(vm: Vm): Promise<void> {
   await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined);
 }
 
-/**
- * Poll query-migrate until completed (resolves) or failed/cancelled (throws); `abort()` may end
- * the wait early. QEMU 7.2 may answer `completed` before total-time/downtime are filled in: the
- * source side (`wantStats`) queries again, briefly, until they are.
- */
-export async function waitMigration(vm: Vm, opts: { pollMs?: number; timeoutMs?: number; wantStats?: boolean; abort?: () => Error | undefined } = {}): Promise<QueryMigrate> {
-  const poll = opts.pollMs ?? 10;
-  const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
-  for (;;) {
-    const failure = opts.abort?.();
-    if (failure) throw failure;
-    if (vm.exited) throw new XenoError('QEMU_ERROR', 'QEMU exited during the migration');
-    const q = await vm.command<QueryMigrate>('query-migrate');
-    if (q.status === 'completed') {
-      for (let i = 0; opts.wantStats && i < 50 && (q['total-time'] === undefined || q.downtime === undefined); i++) {
-        await sleep(poll);
-        Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
-      }
-      return q;
-    }
-    if (q.status === 'failed' || q.status === 'cancelled') {
-      throw new XenoError('QEMU_ERROR', `QEMU migration ${q.status}${q['error-desc'] ? `: ${q['error-desc']}` : ''}`);
-    }
-    if (Date.now() > deadline) throw new XenoError('TIMEOUT', `migration still ${q.status ?? 'not started'} after ${(opts.timeoutMs ?? 1_800_000) / 1000} s`);
-    await sleep(poll);
-  }
-}
+export { waitMigration, type QueryMigrate };
 
 /** Cancel an outgoing migration and wait (bounded) until QEMU is no longer migrating. */
 export async function cancelMigration(vm: Vm): Promise<void> {

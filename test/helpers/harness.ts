@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { XenoClient } from '../../src/client/client.js';
+import type { DomainInfo } from '../../src/model/api.js';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../../src/host/cgroups.js';
 
 const execFileP = promisify(execFile);
@@ -150,6 +151,15 @@ export class TestDaemon {
     const r = await this.xeno(args, opts);
     if (r.code !== 0) throw new Error(`xeno ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
+  }
+
+  /** `xeno list --json`, through the real CLI. */
+  async rows(): Promise<DomainInfo[]> {
+    return JSON.parse(await this.ok(['list', '--json'])) as DomainInfo[];
+  }
+
+  async row(name: string): Promise<DomainInfo | undefined> {
+    return (await this.rows()).find((r) => r.name === name);
   }
 
   writeCfg(name: string, text: string): string {

@@ -14,12 +14,11 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
 import type { Vm } from '../../hypervisor/backend.js';
+import { liftBandwidthCap, waitMigration, type QueryMigrate } from '../../hypervisor/qemu/migration-status.js';
 import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
 import { RestoreSource, SaveSink } from './offload.js';
 import type { SaveWriterResult } from './writer.js';
 
-/** QEMU caps migration at 128 MiB/s by default; a save to a local file should not be throttled. */
-export const UNCAPPED_BANDWIDTH = 100 * 1024 * 1024 * 1024;
 const SUN_PATH_MAX = 107;
 
 export interface MigrateStats {
@@ -59,13 +58,6 @@ export interface LoadOptions extends MigrateOptions {
   prepared?: RestoreSource;
 }
 
-interface QueryMigrate {
-  status?: string;
-  'total-time'?: number;
-  downtime?: number;
-  'error-desc'?: string;
-  ram?: { total?: number; remaining?: number; transferred?: number };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -75,40 +67,7 @@ function socketPathFor(vm: Vm, name: string, opts: MigrateOptions): string {
   return p;
 }
 
-async function liftBandwidthCap(vm: Vm): Promise<void> {
-  await vm.command('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
-}
 
-/** Poll query-migrate until a terminal state; QEMU 7.2 may say completed before filling total-time in. */
-async function waitMigration(
-  vm: Vm,
-  opts: MigrateOptions,
-  onPoll: (q: QueryMigrate) => void,
-  abort: () => Error | undefined,
-  /** The source side: wait (briefly) for total-time, which QEMU may fill in after `completed`. */
-  wantStats = false,
-): Promise<QueryMigrate> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
-  const poll = opts.pollMs ?? 5;
-  for (;;) {
-    const failure = abort();
-    if (failure) throw failure;
-    const q = await vm.command<QueryMigrate>('query-migrate');
-    onPoll(q);
-    if (q.status === 'completed') {
-      for (let i = 0; wantStats && i < 20 && q['total-time'] === undefined; i++) {
-        await sleep(poll);
-        Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
-      }
-      return q;
-    }
-    if (q.status === 'failed' || q.status === 'cancelled') {
-      throw new XenoError('QEMU_ERROR', `QEMU migration ${q.status}${q['error-desc'] ? `: ${q['error-desc']}` : ''}`);
-    }
-    if (Date.now() > deadline) throw new XenoError('TIMEOUT', `migration still ${q.status ?? 'not started'} after ${(opts.timeoutMs ?? 1_800_000) / 1000} s`);
-    await sleep(poll);
-  }
-}
 
 /** After a failure: cancel, and wait (bounded) until QEMU's migration is no longer running. */
 async function settleAfterFailure(vm: Vm): Promise<void> {
@@ -152,18 +111,18 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
     await liftBandwidthCap(vm);
     await opts.beforeMigrate?.();
     await vm.command('migrate', { uri: `unix:${sockPath}` });
-    const q = await waitMigration(
-      vm,
-      opts,
-      (m) => {
+    const q = await waitMigration(vm, {
+      pollMs: opts.pollMs ?? 5,
+      timeoutMs: opts.timeoutMs,
+      wantStats: true,
+      abort: () => sink.error,
+      onPoll: (m) => {
         if (m.ram?.total) ramTotal = m.ram.total;
         if (m.ram?.total !== undefined && m.ram.remaining !== undefined) ramDone = m.ram.total - m.ram.remaining;
         if (m.status === 'completed') ramDone = ramTotal;
         report();
       },
-      () => sink.error,
-      true,
-    );
+    });
     // QEMU closes its end once the stream is written; wait for the last bytes to reach the file.
     await sink.settled();
     if (sink.error) throw sink.error;
@@ -207,7 +166,7 @@ export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, o
     }
     let q: QueryMigrate;
     try {
-      q = await waitMigration(vm, opts, () => undefined, () => undefined);
+      q = await waitMigration(vm, { pollMs: opts.pollMs ?? 5, timeoutMs: opts.timeoutMs });
     } catch (e) {
       const why = await qemuSide(vm);
       throw new XenoError('QEMU_ERROR', `QEMU could not load the saved state from ${file}: ${why ?? errorMessage(e)}`);
