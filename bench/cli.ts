@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { GUEST, REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
-import { arg, median, report } from './lib.js';
+import { REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
+import { arg, guestConfig, median, report } from './lib.js';
 
 function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
   const t0 = performance.now();
@@ -50,12 +50,7 @@ export async function run(): Promise<void> {
     const pid = Number(readFileSync(path.join(d.stateDir, 'xenod.pid'), 'utf8'));
     const idle = rssMb(pid);
     for (let i = 0; i < guests; i++) {
-      await d.client.post('/v1/domains', {
-        config: {
-          name: `m${i}`, type: 'pv', memory: 64, maxmem: 64, vcpus: 1, maxvcpus: 1, kernel: GUEST.kernel, ramdisk: GUEST.ramdisk,
-          extra: 'quiet', disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
-        },
-      });
+      await d.client.post('/v1/domains', { config: guestConfig(`m${i}`, 64) });
     }
     await sleep(15_000); // let their consoles talk
     for (let i = 0; i < 5; i++) await d.ok(['list']);

@@ -11,12 +11,9 @@ import { QemuBackend } from '../src/hypervisor/qemu/qemu-backend.js';
 import type { CreateResponse } from '../src/model/api.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, TestDaemon } from '../test/helpers/harness.js';
-import { arg, median, report } from './lib.js';
+import { arg, guestConfig, median, report } from './lib.js';
 
-const config = (name: string): DomainConfig => ({
-  name, type: 'pv', memory: 128, maxmem: 128, vcpus: 1, maxvcpus: 1, kernel: GUEST.kernel, ramdisk: GUEST.ramdisk,
-  extra: 'quiet', disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
-});
+const config = (name: string): DomainConfig => guestConfig(name);
 
 /** Resolve when `heartbeat 1` shows on a serial socket; returns performance.now() then. */
 function firstHeartbeat(serialPath: string): Promise<number> {

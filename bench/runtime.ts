@@ -15,16 +15,13 @@ import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
-import { arg, median, report } from './lib.js';
+import { arg, guestConfig, median, report } from './lib.js';
 
 const MiB = 1024 * 1024;
 const HIGH = 512;
 const LOW = 256;
 
-const config = (name: string): DomainConfig => ({
-  name, type: 'pv', memory: HIGH, maxmem: HIGH, vcpus: 1, maxvcpus: 1, kernel: GUEST.kernel, ramdisk: GUEST.ramdisk,
-  extra: 'quiet', disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
-});
+const config = (name: string): DomainConfig => guestConfig(name, HIGH);
 
 function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
   const t0 = performance.now();

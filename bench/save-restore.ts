@@ -16,16 +16,14 @@ import { QemuBackend } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
-import { GUEST, TestDaemon, sleep } from '../test/helpers/harness.js';
-import { arg, median, report } from './lib.js';
+import { TestDaemon, sleep } from '../test/helpers/harness.js';
+import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
+import { arg, guestConfig, median, report } from './lib.js';
 
 const MEM = arg('mem', 512);
-const UNCAPPED = 100 * 1024 * 1024 * 1024;
+const UNCAPPED = UNCAPPED_BANDWIDTH;
 
-const config = (name: string): DomainConfig => ({
-  name, type: 'pv', memory: MEM, maxmem: MEM, vcpus: 1, maxvcpus: 1, kernel: GUEST.kernel, ramdisk: GUEST.ramdisk,
-  extra: 'quiet', disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
-});
+const config = (name: string): DomainConfig => guestConfig(name, MEM);
 
 interface Raw {
   child: ChildProcess;
