@@ -12,18 +12,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { QemuBackend } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { MigrateResult } from '../src/migration/client.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
-import { TestDaemon, sleep } from '../test/helpers/harness.js';
+import { TestDaemon, freePort, sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
 import { arg, guestConfig, median, report } from './lib.js';
 
 const MEM = arg('mem', 256);
-const UNCAPPED = UNCAPPED_BANDWIDTH;
 
 const config = (name: string): DomainConfig => guestConfig(name, MEM);
 
@@ -76,7 +74,7 @@ class RawQemu {
     if (incoming) await qmp.execute('migrate-set-parameters', { 'tls-creds': 'xenomig0' });
     else {
       await qmp.execute('object-add', { 'qom-type': 'tls-creds-psk', id: 'xenomig0', endpoint: 'client', dir: this.pskDir, username: 'xeno' });
-      await qmp.execute('migrate-set-parameters', { 'tls-creds': 'xenomig0', 'max-bandwidth': UNCAPPED });
+      await qmp.execute('migrate-set-parameters', { 'tls-creds': 'xenomig0', 'max-bandwidth': UNCAPPED_BANDWIDTH });
     }
     return { child, qmp, runDir };
   }
@@ -105,22 +103,11 @@ class RawQemu {
     await this.stop(src);
     await dst.qmp.execute('object-del', { id: 'xenomig0' }).catch(() => undefined);
     await dst.qmp.execute('object-add', { 'qom-type': 'tls-creds-psk', id: 'xenomig0', endpoint: 'client', dir: this.pskDir, username: 'xeno' });
-    await dst.qmp.execute('migrate-set-parameters', { 'tls-creds': 'xenomig0', 'max-bandwidth': UNCAPPED });
+    await dst.qmp.execute('migrate-set-parameters', { 'tls-creds': 'xenomig0', 'max-bandwidth': UNCAPPED_BANDWIDTH });
     return [t, q, dst];
   }
 }
 
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (ok) return port;
-  }
-}
 
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 5);

@@ -21,7 +21,6 @@ import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
 import { arg, guestConfig, median, report } from './lib.js';
 
 const MEM = arg('mem', 512);
-const UNCAPPED = UNCAPPED_BANDWIDTH;
 
 const config = (name: string): DomainConfig => guestConfig(name, MEM);
 
@@ -90,7 +89,7 @@ class RawQemu {
     rmSync(file, { force: true });
     const t0 = performance.now();
     await r.qmp.execute('stop');
-    await r.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNCAPPED });
+    await r.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
     await r.qmp.execute('migrate', { uri: `exec:cat > ${file}` });
     await waitMigrated(r.qmp);
     fsyncPath(file);

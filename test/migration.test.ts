@@ -9,12 +9,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { processGone } from '../src/host/proc.js';
-import { GUEST, TestDaemon, guestCfg, type CliResult } from './helpers/harness.js';
+import { GUEST, TestDaemon, freePort, guestCfg, type CliResult } from './helpers/harness.js';
 
 const rows = (d: TestDaemon) => d.rows();
 const row = (d: TestDaemon, name: string) => d.row(name);
@@ -54,19 +53,6 @@ function failed(r: CliResult, re: RegExp): void {
   assert.match(r.stderr, re);
 }
 
-/** A free TCP port on 127.0.0.1 between 20000 and 40000 (random, retried). */
-async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (ok) return port;
-  }
-  throw new Error('no free port');
-}
 
 describe('migration between two real xenods', () => {
   const keys = mkdtempSync(path.join(tmpdir(), 'xeno-mig-keys-'));
