@@ -19,6 +19,7 @@ import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
 import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
+import { recoverMigrations } from '../migration/recovery.js';
 import { RelocationServer } from '../migration/server.js';
 import { buildApp } from './app.js';
 import type { DaemonContext } from './context.js';
@@ -122,6 +123,7 @@ export async function main(argv: string[]): Promise<void> {
   const hooks = composeHooks(runtimeHooks, network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
+  await recoverMigrations(toolstack);
 
   const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks } };
   const app = await buildApp(ctx);

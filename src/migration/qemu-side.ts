@@ -38,10 +38,10 @@ export async function dropTlsPsk(vm: Vm): Promise<void> {
 export { waitMigration, type QueryMigrate };
 
 /** Cancel an outgoing migration and wait (bounded) until QEMU is no longer migrating. */
-export async function cancelMigration(vm: Vm): Promise<void> {
+export async function cancelMigration(vm: Vm, waitMs = 10_000): Promise<void> {
   if (vm.exited) return;
-  await vm.command('migrate_cancel', undefined, 5000).catch(() => undefined);
-  const deadline = Date.now() + 10_000;
+  await vm.command('migrate_cancel', undefined, Math.min(5000, waitMs)).catch(() => undefined);
+  const deadline = Date.now() + waitMs;
   while (Date.now() < deadline && !vm.exited) {
     try {
       const q = await vm.command<QueryMigrate>('query-migrate', undefined, 2000);

@@ -36,7 +36,7 @@ const LEGAL: Record<DomainState, readonly DomainOp[]> = {
   crashed: ['destroy', 'console', 'reboot'],
   dying: [],
   saving: ['console'],
-  migrating: ['console'],
+  migrating: ['console', 'destroy'], // destroy preempts the migration (it is cancelled first)
 };
 
 export function isLegal(state: DomainState, op: DomainOp): boolean {

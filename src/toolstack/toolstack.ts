@@ -44,6 +44,8 @@ export class Toolstack {
   private readonly live = new Map<number, Live>();
   private readonly locks = new KeyedLock();
   readonly hooks: DomainHooks;
+  /** Outgoing migrations by domain id (src/migration/client.ts): destroy aborts one first. */
+  readonly migrationAborts = new Map<number, AbortController>();
 
   constructor(readonly deps: ToolstackDeps) {
     this.hooks = deps.hooks ?? NO_HOOKS;
@@ -385,6 +387,8 @@ export class Toolstack {
   }
 
   destroy(dom: string): Promise<void> {
+    // A migration holds the domain's lock: preempt it, so the destroy does not wait for it.
+    this.migrationAborts.get(this.resolve(dom).id)?.abort();
     return this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
   }
 
