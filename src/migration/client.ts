@@ -157,7 +157,7 @@ export class Migrator {
       let completedAt = 0;
       try {
         writePskDir(dir, tlsKey);
-        await useTlsPsk(vm, 'client', dir);
+        this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await useTlsPsk(vm, 'client', dir)}`);
         if (!live && wasRunning) {
           await vm.pause();
           pausedAt = performance.now();

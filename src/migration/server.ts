@@ -222,7 +222,7 @@ export class RelocationServer {
     const dir = writePskDir(path.join(rec.runDir, 'tls'), tlsKey);
     let done: Extract<Msg, { t: 'done' }>;
     try {
-      await useTlsPsk(vm, 'server', dir);
+      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} in: QEMU ${await useTlsPsk(vm, 'server', dir)}`);
       const host = net.isIPv6(localAddr) ? `[${localAddr}]` : localAddr;
       await vm.command('migrate-incoming', { uri: `tcp:${host}:0` });
       const port = await incomingPort(vm);
