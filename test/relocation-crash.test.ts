@@ -72,7 +72,8 @@ describe('migration survives a killed xenod or a cut link', () => {
     await b.start();
     await runsOnlyOn(a, b, pid);
     assert.ok(processGone(incoming), "the target's incoming QEMU is gone");
-    assert.match(b.log, /interrupted by a restart of xenod before it was committed: the half-made domain \d+ was destroyed/);
+    // Its QEMU either outlived it (destroyed at the restart) or quit when the source cancelled.
+    assert.match(b.log, /interrupted by a restart of xenod before it was committed: the half-made domain \d+ was destroyed|domain rc1 \(\d+\): QEMU pid \d+ is gone; removed/);
   });
 
   it('kill -9 of the source xenod after the handover: exactly one copy runs, on the target', async () => {

@@ -94,7 +94,8 @@ export class RelocationLab {
     const stream = `tcp dport != ${PORT} tcp sport != ${PORT} limit rate over 2 mbytes/second drop`;
     const out = rules === 'slow' ? `ip daddr ${B} ${stream}` : `ip daddr ${B} drop`;
     const inp = rules === 'slow' ? `ip saddr ${B} ${stream}` : `ip saddr ${B} drop`;
-    const script = `table inet xr {\n chain out { type filter hook output priority 0; ${out} }\n chain in { type filter hook input priority 0; ${inp} }\n}\n`;
+    const chain = (name: string, hook: string, rule: string) => ` chain ${name} {\n  type filter hook ${hook} priority 0;\n  ${rule}\n }\n`;
+    const script = `table inet xr {\n${chain('out', 'output', out)}${chain('in', 'input', inp)}}\n`;
     const f = path.join(this.dir, 'xr.nft');
     writeFileSync(f, script);
     await execFileP('ip', ['netns', 'exec', this.nsA, 'nft', '-f', f]);
