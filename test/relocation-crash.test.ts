@@ -90,9 +90,10 @@ describe('migration survives a killed xenod or a cut link', () => {
 
   it('a link cut for 90 s during an offline migration: the source guest runs again, the target is empty', async () => {
     await lab.link('slow');
-    const pid = (await b.row('rc1'))!.pid!;
-    const m = b.xeno(['migrate', 'rc1', A], { timeoutMs: 300_000 });
-    await until('the source is migrating', async () => (await state(b)) === 'migrating', 60_000, 100);
+    const [src, dst, to] = (await b.row('rc1')) ? [b, a, A] : [a, b, B];
+    const pid = (await src.row('rc1'))!.pid!;
+    const m = src.xeno(['migrate', 'rc1', to], { timeoutMs: 300_000 });
+    await until('the source is migrating', async () => (await state(src)) === 'migrating', 60_000, 100);
     await lab.link('cut');
     const t0 = Date.now();
     const r = await m;
@@ -100,6 +101,6 @@ describe('migration survives a killed xenod or a cut link', () => {
     assert.match(r.stderr, /no word from the target .* for 60 s.*keeps running here/);
     await sleep(Math.max(0, 90_000 - (Date.now() - t0)));
     await lab.link('whole');
-    await runsOnlyOn(b, a, pid);
+    await runsOnlyOn(src, dst, pid);
   });
 });

@@ -32,8 +32,12 @@ describe('relocation hardening between two real xenods', () => {
   let baseRss: number;
 
   before(async () => {
-    await lab.setup();
-    [a, b] = await Promise.all([lab.daemon(lab.nsA), lab.daemon(lab.nsB, [`(xend-relocation-hosts-allow '${A} ${B}')`])]);
+    // A admits B by address and peer20.xeno.test by (forward-confirmed) name; B only addresses.
+    await lab.setup(`127.0.0.1 localhost\n10.199.0.20 peer20.xeno.test\n`);
+    [a, b] = await Promise.all([
+      lab.daemon(lab.nsA, [`(xend-relocation-hosts-allow '${B} peer20\\.xeno\\.test')`]),
+      lab.daemon(lab.nsB, [`(xend-relocation-hosts-allow '${A} ${B}')`]),
+    ]);
     await a.createGuest('rh1');
     await a.waitConsole('rh1', /heartbeat 2\r?\n/, 120_000);
     bPid = await xenodPid(b);
@@ -70,6 +74,22 @@ describe('relocation hardening between two real xenods', () => {
     assert.match(b.log, /did not authenticate within 10 s/);
     assert.match(b.log, /over-long control line/);
     await fdsBack();
+  });
+
+  it('at most 32 connections wait in the handshake: more are destroyed on accept', async () => {
+    const r = await lab.peer<{ opened: number; closedByPeer: number }>(lab.nsA, 'flood', { host: B, port: PORT, local: A, n: 40, ms: 4000, silent: true });
+    assert.equal(r.opened, 40);
+    assert.equal(r.closedByPeer, 8, 'the 8 beyond 32 were destroyed (the 32 others are still within their 10 s)');
+    assert.match(b.log, /more than 32 unauthenticated connections at once/);
+    await fdsBack();
+  });
+
+  it('hosts-allow by name: a forward-confirmed name is admitted, a near-miss address is not', async () => {
+    const key = readFileSync(lab.key, 'utf8').trim();
+    const byName = await lab.peer<{ got: string }>(lab.nsA, 'handshake', { host: A, port: PORT, local: '10.199.0.20', key });
+    assert.match(byName.got, /^[0-9a-f]{64} \{"t":"welcome"/, 'peer20.xeno.test got past hosts-allow and authenticated (a MAC-framed welcome)');
+    const near = await lab.peer<{ first: { t: string; message: string } }>(lab.nsA, 'handshake', { host: A, port: PORT, local: '10.199.0.10', key });
+    assert.match(near.first.message, /refuses connections from 10\.199\.0\.10/);
   });
 
   it('the target itself refuses a wrong key, a bogus proof and another protocol version', async () => {
@@ -131,24 +151,26 @@ describe('relocation hardening between two real xenods', () => {
   it('destroy during a migration preempts it: it returns quickly and leaves nothing on either host', async () => {
     await lab.link('slow');
     try {
-      const pidB = (await b.row('rh1'))!.pid!;
-      const migrating = b.xeno(['migrate', 'rh1', A, '-l']);
-      await until('the source is migrating', async () => (await b.row('rh1'))?.state === 'migrating', 60_000, 100);
-      await until('the target has its incoming domain', async () => (await a.row('rh1')) !== undefined, 30_000, 100);
-      const pidA = (await a.row('rh1'))!.pid!;
+      // From wherever the guest is now (B after the TLS test).
+      const [src, dst, to] = (await b.row('rh1')) ? [b, a, A] : [a, b, B];
+      const srcPid = (await src.row('rh1'))!.pid!;
+      const migrating = src.xeno(['migrate', 'rh1', to, '-l']);
+      await until('the source is migrating', async () => (await src.row('rh1'))?.state === 'migrating', 60_000, 100);
+      await until('the target has its incoming domain', async () => (await dst.row('rh1')) !== undefined, 30_000, 100);
+      const dstPid = (await dst.row('rh1'))!.pid!;
       const t0 = Date.now();
-      await b.ok(['destroy', 'rh1']);
+      await src.ok(['destroy', 'rh1']);
       const took = Date.now() - t0;
       // The product bound is 10 s; the assertion is generous on a loaded machine.
       assert.ok(took < 30_000, `destroy took ${took} ms`);
       const m = await migrating;
       assert.notEqual(m.code, 0);
       assert.match(m.stderr, /cancelled/);
-      assert.equal(await b.row('rh1'), undefined);
-      assert.ok(processGone(pidB));
-      await until('the target session ends and leaves nothing', async () => (await a.row('rh1')) === undefined && processGone(pidA), 30_000);
-      assert.deepEqual(runDirs(a), []);
-      assert.deepEqual(await pgrep(`${a.stateDir}/run`), []);
+      assert.equal(await src.row('rh1'), undefined);
+      assert.ok(processGone(srcPid));
+      await until('the target session ends and leaves nothing', async () => (await dst.row('rh1')) === undefined && processGone(dstPid), 30_000);
+      assert.deepEqual(runDirs(dst), []);
+      assert.deepEqual(await pgrep(`${dst.stateDir}/run`), []);
     } finally {
       await lab.link('whole');
     }

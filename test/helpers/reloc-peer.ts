@@ -44,7 +44,7 @@ async function flood(): Promise<void> {
     }
   }
   const t = setInterval(() => {
-    for (const s of socks) if (!s.destroyed) s.write('{"t":"hello","proto":2,"nonce":"' + 'a'.repeat(64) + '"}\n');
+    if (!a.silent) for (const s of socks) if (!s.destroyed) s.write('{"t":"hello","proto":2,"nonce":"' + 'a'.repeat(64) + '"}\n');
   }, 200);
   await sleep(a.ms);
   clearInterval(t);
@@ -77,7 +77,7 @@ async function handshake(): Promise<void> {
     s.write(JSON.stringify({ t: 'auth', proof }) + '\n');
   }
   const t0 = Date.now();
-  while (!w.closedAt && Date.now() - t0 < 15_000) await sleep(20);
+  while (!w.closedAt && !w.text.includes('"t":"welcome"') && Date.now() - t0 < 15_000) await sleep(20);
   out({ first: hello, got: w.text, closed: w.closedAt > 0 });
   s.destroy();
 }

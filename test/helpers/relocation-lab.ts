@@ -7,7 +7,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -34,7 +34,15 @@ export class RelocationLab {
     writeFileSync(this.key, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
   }
 
-  async setup(): Promise<void> {
+  /**
+   * `hostsA`: /etc/hosts as programs in ns A see it (ip netns exec bind-mounts /etc/netns/NS/hosts),
+   * so name patterns meet a real resolver without touching the host's own.
+   */
+  async setup(hostsA?: string): Promise<void> {
+    if (hostsA) {
+      mkdirSync(`/etc/netns/${this.nsA}`, { recursive: true });
+      writeFileSync(`/etc/netns/${this.nsA}/hosts`, hostsA);
+    }
     for (const ns of [this.nsA, this.nsB]) {
       await execFileP('ip', ['netns', 'add', ns]);
       await execFileP('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -50,6 +58,7 @@ export class RelocationLab {
     for (const c of this.children) c.kill('SIGKILL');
     await Promise.all(this.daemons.map((d) => d.cleanup()));
     for (const ns of [this.nsA, this.nsB]) await execFileP('ip', ['netns', 'del', ns]).catch(() => undefined);
+    rmSync(`/etc/netns/${this.nsA}`, { recursive: true, force: true });
   }
 
   /** A xenod in `ns` with its relocation server on *:8002 (the namespace is its whole world). */
