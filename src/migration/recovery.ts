@@ -69,7 +69,9 @@ export async function recoverMigrations(ts: Toolstack): Promise<void> {
         ts.event(rec, 'migrate-failed', `migration of ${rec.name} to ${out?.to ?? 'another host'} was interrupted by a restart of xenod before it was committed: cancelled, the guest keeps ${wasRunning ? 'running' : 'paused'} here`);
       }
     } catch (e) {
-      ts.event(rec, 'error', `resolving the interrupted migration of ${rec.name} failed: ${errorMessage(e)}`);
+      // Never left in `migrating`: paused, for the admin to look at (destroy is legal there anyway).
+      if (ts.deps.store.get(rec.id)?.state === 'migrating') ts.deps.store.update(rec.id, { state: 'paused' });
+      ts.event(rec, 'error', `resolving the interrupted migration of ${rec.name} failed: ${errorMessage(e)}; it is kept paused`);
     }
   }
 }
