@@ -76,6 +76,26 @@ describe('migration survives a killed xenod or a cut link', () => {
     assert.match(b.log, /interrupted by a restart of xenod before it was committed: the half-made domain \d+ was destroyed|domain rc1 \(\d+\): QEMU pid \d+ is gone; removed/);
   });
 
+  it("kill -9 of the target xenod while its incoming QEMU still waits (link cut): its restart destroys the half-made domain", async () => {
+    await lab.link('slow');
+    const [src, dst, to] = (await b.row('rc1')) ? [b, a, A] : [a, b, B];
+    const pid = (await src.row('rc1'))!.pid!;
+    const m = src.xeno(['migrate', 'rc1', to, '-l'], { timeoutMs: 300_000 });
+    await until('the source is migrating', async () => (await state(src)) === 'migrating', 60_000, 100);
+    // The cut keeps the source's cancel from reaching the incoming QEMU: it outlives its xenod.
+    await lab.link('cut');
+    const incoming = (await dst.row('rc1'))!.pid!;
+    await dst.stop('SIGKILL');
+    await dst.start();
+    assert.match(dst.log, /interrupted by a restart of xenod before it was committed: the half-made domain \d+ was destroyed/);
+    assert.equal(await dst.row('rc1'), undefined);
+    assert.ok(processGone(incoming));
+    const r = await m;
+    assert.match(r.stderr, /keeps running here/);
+    await lab.link('whole');
+    await runsOnlyOn(src, dst, pid);
+  });
+
   it('kill -9 of the source xenod after the handover: exactly one copy runs, on the target', async () => {
     await lab.link('whole');
     const pid = (await a.row('rc1'))!.pid!;
