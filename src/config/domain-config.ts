@@ -21,6 +21,7 @@ import { normaliseCpuList } from './cpu-list.js';
 import { parseDiskSpec } from './disk-spec.js';
 import { parseMemSize } from './sizes.js';
 import { readConfigFile } from './read-file.js';
+import { MAX_VCPUS } from './validate-fields.js';
 import { parseVifSpec } from './vif-spec.js';
 import { parseXlCfg, type XlCfgAst, type XlEntry, type XlPos, type XlValue } from './xlcfg-parser.js';
 
@@ -34,7 +35,7 @@ export interface DomainConfigOptions {
   baseDir?: string;
 }
 
-export const MAX_VCPUS = 512;
+export { MAX_VCPUS } from './validate-fields.js';
 export const DEFAULT_MEMORY_MIB = 128;
 
 /** Keys this module understands. */
