@@ -7,10 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { linkSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiError } from '../src/client/client.js';
+import { exchange } from '../src/client/wire.js';
 import type { DomainInfo } from '../src/model/api.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { encodeHeader, encodeTrailer, type SaveHeader } from '../src/toolstack/savefile/format.js';
@@ -69,6 +70,14 @@ describe('one validator for every door (real xenod)', () => {
     assert.deepEqual(await snapshot(), s0, `${what}: nothing started, recorded or changed`);
   }
 
+  /** POST a body given as JSON text, with the client's error mapping. */
+  async function rawPost(p: string, body: string): Promise<unknown> {
+    const res = await exchange(d.socket, { method: 'POST', path: p, body });
+    const parsed = JSON.parse(res.body.toString('utf8')) as { error?: { code: string; message: string } };
+    if (res.status >= 400) throw new ApiError(res.status, parsed.error?.code ?? '', parsed.error?.message ?? '');
+    return parsed;
+  }
+
   const create = (config: unknown) => () => d.client.post('/v1/domains', { config });
   const createText = (cfgText: string) => () => d.client.post('/v1/domains', { cfgText, cfgFile: 'bad.cfg' });
 
@@ -102,6 +111,13 @@ describe('one validator for every door (real xenod)', () => {
     await refused('disk target with a comma', bad({ disks: disk({ target: `${GUEST.disk},readonly=off` }) }), /disks\[0\]\.target/);
     await refused('disk = xenod database', bad({ disks: disk({ target: path.join(d.stateDir, 'xeno.db') }) }), /disks\[0\]\.target.*state/);
     await refused('disk = xenod log', bad({ disks: disk({ target: path.join(d.stateDir, 'xenod.log') }) }), /disks\[0\]\.target.*state/);
+    const link = path.join(d.dir, 'innocent.img');
+    symlinkSync(path.join(d.stateDir, 'xeno.db'), link);
+    await refused('disk = a symlink to xenod database', bad({ disks: disk({ target: link, access: 'rw' }) }), /disks\[0\]\.target.*innocent\.img is xenod's own state/);
+    const hard = path.join(d.dir, 'hard.img');
+    linkSync(path.join(d.stateDir, 'xenod.log'), hard);
+    await refused('disk = a hard link to xenod log', bad({ disks: disk({ target: hard }) }), /disks\[0\]\.target.*hard\.img is xenod's own state/);
+    await refused('kernel = xenod database', bad({ kernel: path.join(d.stateDir, 'xeno.db') }), /kernel.*state/);
     await refused('unknown disk format', bad({ disks: disk({ format: 'raw,file.locking=off' }) }), /disks\[0\]\.format/);
     await refused('extra with a newline', bad({ extra: 'quiet\ninit=/bin/sh' }), /extra.*control/);
     await refused('kernel path with a newline', bad({ kernel: `${GUEST.kernel}\n` }), /kernel/);
@@ -118,6 +134,9 @@ describe('one validator for every door (real xenod)', () => {
     await refused('cpus', bad({ cpus: '0;reboot' }), /cpus/);
     await refused('uuid', bad({ uuid: 'not-a-uuid' }), /uuid/);
     await refused('not an object', create([1, 2]), /config/);
+    // JSON.stringify would overflow on this side: the body is written by hand.
+    const deepBody = `{"config":${JSON.stringify({ ...base, name: 'x1' }).replace('"extra":"quiet"', `"extra":${'['.repeat(100_000)}"x"${']'.repeat(100_000)}`)}}`;
+    await refused('a 100,000-deep value', () => rawPost('/v1/domains', deepBody), /extra: expected a string/);
     await refused('lifecycle action', bad({ onCrash: 'reboot-the-host' }), /onCrash/);
     // The dry run goes through the same validator.
     await refused('dry run', () => d.client.post('/v1/domains', { config: { ...base, name: '7' }, dryRun: true }), /digits/);
