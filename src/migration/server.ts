@@ -173,10 +173,10 @@ export class RelocationServer {
 
   private async session(ch: Channel, addr: string, sock: net.Socket, nonces: { source: string; target: string }): Promise<void> {
     const prep = await ch.recv('prepare', 60_000);
-    const rec = await this.prepare(prep, addr);
+    const { rec, config } = await this.prepare(prep, addr);
     const done = { rec, committed: false };
     try {
-      await this.receive(ch, prep, rec, sessionTlsKey(this.key, nonces.source, nonces.target), plainAddress(sock.localAddress), done);
+      await this.receive(ch, prep, rec, config, sessionTlsKey(this.key, nonces.source, nonces.target), plainAddress(sock.localAddress), done);
     } catch (e) {
       if (done.committed) throw e;
       const left = await this.ts.destroy(String(rec.id)).then(
@@ -189,7 +189,7 @@ export class RelocationServer {
   }
 
   /** Every check that can refuse, then the domain created, QEMU waiting for the stream. */
-  private async prepare(p: Extract<Msg, { t: 'prepare' }>, from: string): Promise<DomainRecord> {
+  private async prepare(p: Extract<Msg, { t: 'prepare' }>, from: string): Promise<{ rec: DomainRecord; config: DomainConfig }> {
     const caps = this.ts.deps.backend.caps;
     if (typeof p.name !== 'string' || !p.config || typeof p.memoryMb !== 'number') throw new XenoError('BAD_REQUEST', 'malformed prepare');
     if (compareQemuVersions(caps.qemuVersion, p.qemuVersion) < 0) {
@@ -198,22 +198,24 @@ export class RelocationServer {
     if (p.machineType !== caps.machineType && !(await this.supportedMachineTypes()).has(p.machineType)) {
       throw new XenoError('QEMU_ERROR', `the target's QEMU ${caps.qemuVersion} does not offer machine type ${p.machineType}`);
     }
-    const config: DomainConfig = { ...p.config, name: p.name, uuid: p.uuid };
+    // The config kept after commit is the one validated here, exactly as a create would.
+    const config = refusing(() => this.ts.validateConfig({ ...p.config, name: p.name, uuid: p.uuid }));
     // QEMU is started with the RAM size the stream has (the source's boot size).
     const launch: DomainConfig = { ...config, maxmem: p.memoryMb, memory: Math.min(config.memory, p.memoryMb) };
     // create() checks name, files and memory under the host-memory lock, and undoes itself on failure.
     const rec = await this.ts.create(launch, { incoming: true, state: 'starting', machineType: p.machineType }).catch((e: unknown) => {
-      throw isXenoError(e) ? new XenoError(e.code, `the target refuses: ${e.message}`) : e;
+      throw asRefusal(e);
     });
     // Never committed until `commit`: a xenod restarted before that destroys it (recovery.ts).
     markIncoming(this.ts, rec, from);
-    return rec;
+    return { rec, config };
   }
 
   private async receive(
     ch: Channel,
     p: Extract<Msg, { t: 'prepare' }>,
     rec: DomainRecord,
+    config: DomainConfig,
     tlsKey: string,
     localAddr: string,
     state: { committed: boolean },
@@ -246,7 +248,7 @@ export class RelocationServer {
     state.committed = true;
     const paused = done.paused === true || p.state === 'paused';
     if (!paused) await vm.resume();
-    this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config: { ...p.config, name: p.name, uuid: p.uuid }, extra: withoutIncoming(rec) });
+    this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config, extra: withoutIncoming(rec) });
     ch.send({ t: 'ok', domid: rec.id, state: paused ? 'paused' : 'running' });
     this.ts.event(rec, 'migrate-in', `${rec.name} migrated in as domain ${rec.id} (${paused ? 'paused' : 'running'})`);
     ch.close();
@@ -258,5 +260,18 @@ export class RelocationServer {
       () => new Set<string>(),
     );
     return this.machineTypes;
+  }
+}
+
+/** A refusal of the target's checks, said as such to the source. */
+function asRefusal(e: unknown): unknown {
+  return isXenoError(e) ? new XenoError(e.code, `the target refuses: ${e.message}`) : e;
+}
+
+function refusing<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw asRefusal(e);
   }
 }
