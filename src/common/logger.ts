@@ -46,8 +46,11 @@ export class RotatingLogFile {
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
       this.size += buf.length;
       if (this.failing) {
+        // Said in the file too, once it can be: a reader of xenod.log sees where the gap is.
         this.failing = false;
-        this.complain(`xenod: writing ${this.file} again (${this.lost} log lines lost so far)\n`);
+        const note = `xenod: ${this.lost} log lines were lost (${this.file} could not be written); writing again`;
+        this.complain(`${note}\n`);
+        this.write(`${JSON.stringify({ level: 40, time: new Date().toISOString(), msg: note })}\n`);
       }
     } catch (e) {
       this.lost++;
