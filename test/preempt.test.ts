@@ -112,6 +112,7 @@ describe('destroy during vcpu-set, mem-set and network-detach waits; lock order'
   });
 
   it('destroy cancels a network-detach waiting for a guest that does not answer', async () => {
+    if (!(await d.row('net1'))) await d.createGuest('net1', { vif: "['ip=192.168.100.10']" }); // when run alone
     await d.waitConsole('net1', /xeno-guest: up/);
     const pid = (await d.row('net1'))!.pid!;
     // A paused guest cannot answer the PCI unplug request.
