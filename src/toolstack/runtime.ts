@@ -477,6 +477,7 @@ export class Runtime {
             // destroy preempts the wait: the vcpu goes with the domain.
             wait.cancel();
             pend.delete(s.index);
+            if (!pend.size) this.pending.delete(rec.id);
             throw signal.reason;
           }
           if (await this.vcpuGone(vm, path, signalled ? 5000 : 0)) {
