@@ -123,9 +123,20 @@ describe('save file format', () => {
   it('overwrites an existing FILE only once the new one is complete', async () => {
     const file = path.join(dir, 'over.save');
     await writeSave(file, [Buffer.from('first')]);
-    await writeSave(file, [Buffer.from('second one')]);
+    const w = await SaveWriter.open(file, header);
+    await w.consume(Readable.from([Buffer.from('second one')]));
+    // while the new save is written (and after a failed one), FILE still holds the old complete save
+    const during = await openSaveFile(file);
+    assert.equal(during.payloadLength, 5);
+    const sink = new Collect();
+    await streamPayload(file, during, sink);
+    assert.equal(sink.data.toString(), 'first');
+    await w.finish();
     const info = await openSaveFile(file);
     assert.equal(info.payloadLength, 10);
+    const failed = await SaveWriter.open(file, header);
+    await failed.abort();
+    assert.equal((await openSaveFile(file)).payloadLength, 10, 'an aborted save leaves the previous FILE alone');
   });
 
   it('detects flipped payload bytes with the checksum, at the end of the stream', async () => {
