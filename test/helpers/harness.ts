@@ -3,7 +3,7 @@
  * and cleanup of everything (daemon, QEMUs, temp dirs) even when a test fails.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { XenoClient } from '../../src/client/client.js';
 import type { DomainInfo } from '../../src/model/api.js';
-import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../../src/host/cgroups.js';
+import type { TestContext } from 'node:test';
+import { DomainCgroups, cgroupInstanceName, detectCgroups, type CgroupLayout } from '../../src/host/cgroups.js';
+import { sanitizeInstance, tableName } from '../../src/host/network/firewall.js';
+import { instanceIdFor } from '../../src/host/network/network-manager.js';
 
 const execFileP = promisify(execFile);
 
@@ -217,33 +220,95 @@ export class TestDaemon {
     }
   }
 
-  /** Kill everything this daemon and its guests hold, then remove the temp dir. */
+  /**
+   * Kill everything this daemon and its guests hold, remove the temp dir, then prove nothing of this
+   * daemon is left (its processes, netns, cgroups, nft tables, tagged links). Throws, listing every
+   * failure, so that an `after(() => d.cleanup())` fails the test file when something leaks.
+   */
   async cleanup(): Promise<void> {
+    const problems: string[] = [];
     await this.recordQemuPids();
     for (const pid of this.qemuPidsFromRunDir()) this.qemuPids.add(pid);
-    await this.stop('SIGKILL').catch(() => undefined);
+    await this.stop('SIGKILL').catch((e: unknown) => problems.push(`stopping xenod: ${String(e)}`));
     for (const pid of this.qemuPids) {
       try {
         process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`killing QEMU ${pid}: ${String(e)}`);
       }
     }
-    await this.removeCgroups();
+    // dnsmasq and any other helper started for this daemon names a path under its temp dir
+    for (const pid of processesNaming(this.dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    const cg = await this.removeCgroups();
+    if (cg) problems.push(cg);
     rmSync(this.dir, { recursive: true, force: true });
-    if (this.netns) await execFileP('ip', ['netns', 'del', this.netns]).catch(() => undefined);
+    if (this.netns) {
+      const r = await execFileP('ip', ['netns', 'del', this.netns]).then(() => '', (e: unknown) => String(e));
+      if (r && !/No such file/.test(r)) problems.push(`removing netns ${this.netns}: ${r}`);
+    }
+    problems.push(...(await this.leftovers()));
+    if (problems.length) throw new Error(`cleanup of the test daemon in ${this.dir}:\n  ${problems.join('\n  ')}`);
+  }
+
+  /**
+   * What this daemon left behind, scoped to it: processes naming its temp dir (QEMU, dnsmasq), its
+   * netns, its cgroup group, and, in the namespace it ran in, nft tables and links of its instance.
+   */
+  async leftovers(): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      // a SIGKILLed process is reaped by PID 1 a moment later
+      if (!processesNaming(this.dir).length) break;
+      await sleep(100);
+    }
+    for (const pid of processesNaming(this.dir)) out.push(`process ${pid} left: ${cmdlineOf(pid)}`);
+    if (this.netns && (await listNetns()).includes(this.netns)) out.push(`netns ${this.netns} left`);
+    const layout = cgroupLayout();
+    if (layout) {
+      const base = new DomainCgroups(layout, cgroupInstanceName(this.stateDir)).base;
+      if (existsSync(base)) out.push(`cgroup ${base} left`);
+    }
+    // a daemon sharing a namespace (the host's, or a wrap's): its instance's tables and links
+    if (!this.netns || this.wrap[3] !== this.netns) {
+      const inst = instanceIdFor(this.stateDir);
+      const nsArgv = this.wrap.length && this.wrap[0] === 'ip' ? this.wrap : [];
+      if (nsArgv.length === 0 || (await listNetns()).includes(nsArgv[3] ?? '')) {
+        for (const family of ['inet', 'arp', 'bridge']) {
+          const r = await run([...nsArgv, 'nft', 'list', 'table', family, tableName(inst)]);
+          if (r.code === 0) out.push(`nft table ${family} ${tableName(inst)} left`);
+        }
+        const links = await run([...nsArgv, 'ip', '-j', '-d', 'link', 'show']);
+        if (links.code === 0) {
+          for (const l of JSON.parse(links.stdout || '[]') as Array<{ ifname: string; ifalias?: string }>) {
+            if (l.ifalias && l.ifalias.includes(sanitizeInstance(inst))) out.push(`link ${l.ifname} (${l.ifalias}) left`);
+          }
+        }
+      }
+    }
+    return out;
   }
 
   /** A daemon killed with its guests leaves their CPU cgroups: remove them (retrying while QEMUs exit). */
-  private async removeCgroups(): Promise<void> {
-    for (let i = 0; i < 20; i++) {
+  private async removeCgroups(): Promise<string | undefined> {
+    const layout = cgroupLayout();
+    if (!layout) return undefined;
+    let last: unknown;
+    for (let i = 0; i < 30; i++) {
       try {
-        await new DomainCgroups(detectCgroups(), cgroupInstanceName(this.stateDir)).removeAll();
-        return;
-      } catch {
+        await new DomainCgroups(layout, cgroupInstanceName(this.stateDir)).removeAll();
+        return undefined;
+      } catch (e) {
+        last = e;
         await sleep(100);
       }
     }
+    return `removing cgroups: ${String(last)}`;
   }
 
   /** Every process whose command line names this daemon's state dir: its QEMUs, whatever the daemon knew. */
@@ -291,12 +356,86 @@ function canConnect(sock: string): Promise<boolean> {
   });
 }
 
-/** Processes whose command line contains `needle` (to check nothing is left behind). */
+/** Processes whose command line contains `needle` (to check nothing is left behind), this one excluded. */
 export async function pgrep(needle: string): Promise<number[]> {
-  try {
-    const { stdout } = await execFileP('pgrep', ['-f', needle]);
-    return stdout.split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
+  return processesNaming(needle);
+}
+
+/** Pids (not this process) whose command line contains `needle`. */
+export function processesNaming(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    if (cmdlineOf(Number(entry)).includes(needle)) pids.push(Number(entry));
   }
+  return pids;
+}
+
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+async function listNetns(): Promise<string[]> {
+  const r = await run(['ip', 'netns', 'list']);
+  return r.stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+}
+
+function cgroupLayout(): CgroupLayout | null {
+  try {
+    return detectCgroups();
+  } catch {
+    return null;
+  }
+}
+
+async function run(argv: string[]): Promise<CliResult> {
+  return execFileP(argv[0]!, argv.slice(1), { encoding: 'utf8' }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+  );
+}
+
+/**
+ * The README's "Documented skips": the reasons for which a machine may skip a test even under CI.
+ * Any other skip fails under CI=true, so that CI never turns green by skipping.
+ */
+export function documentedSkips(): string[] {
+  const text = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const section = /^### Documented skips\n([\s\S]*?)(?=^#|(?![\s\S]))/m.exec(text)?.[1] ?? '';
+  return [...section.matchAll(/^- `([^`]+)`/gm)].map((m) => m[1]!);
+}
+
+function skipAllowed(reason: string): boolean {
+  return process.env.CI !== 'true' || documentedSkips().some((d) => reason.includes(d));
+}
+
+/** Skip this test for `reason`; under CI=true fail it instead, unless the README documents the reason. */
+export function skipOrFail(t: TestContext, reason: string): void {
+  if (!skipAllowed(reason)) throw new Error(`skipped under CI, which is a failure: ${reason} (not a documented skip in README.md)`);
+  t.skip(reason);
+}
+
+/**
+ * For a describe/it `skip` option: `false` when `cond` is false, else `reason`; under CI=true an
+ * undocumented reason throws at load time, failing the file.
+ */
+export function skipIf(cond: boolean, reason: string): false | string {
+  if (!cond) return false;
+  if (!skipAllowed(reason)) throw new Error(`skipped under CI, which is a failure: ${reason} (not a documented skip in README.md)`);
+  return reason;
+}
+
+/**
+ * An offset inside a guest RAM page of a save/migration stream: the middle of the kernel's banner
+ * ("Linux version"), whose bytes only page contents hold. Flipping it changes guest memory, not the
+ * stream's structure, so QEMU accepts the stream and only a checksum can tell.
+ */
+export function ramByteOffset(file: Buffer, payloadOffset: number, payloadLength: number): number {
+  const at = file.subarray(payloadOffset, payloadOffset + payloadLength).indexOf('Linux version 6.');
+  if (at < 0) throw new Error('no kernel banner in the save payload');
+  return payloadOffset + at + 6;
 }
