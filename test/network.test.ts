@@ -180,7 +180,8 @@ for (const c of CASES.filter((k) => !only || only.includes(k.mode))) {
       it('a guest sending from a MAC that is not its own is dropped', async () => {
         await w.installIcmpCounter(w.outside).catch(() => undefined);
         const n0 = await w.icmpCount(w.outside);
-        const mac = (await guestOk('g2', 'cat /sys/class/net/eth0/address')).trim().split('\n').pop()!.trim();
+        const mac = (JSON.parse(await d.ok(['network-list', '--json', 'g2'])) as { vifs: VifRow[] }).vifs[0]!.mac;
+        assert.match(await guestOk('g2', 'cat /sys/class/net/eth0/address'), new RegExp(`^${mac}$`, 'm'));
         await guestOk('g2', 'ip link set eth0 address 00:16:3e:aa:bb:cc');
         const [, rc] = await inGuest('g2', `ping -c 2 -W 1 ${OUTSIDE_IP}`);
         assert.notEqual(rc, 0, 'a forged MAC gets nothing through');
