@@ -20,6 +20,7 @@ import type { DaemonConfig } from '../model/daemon-config.js';
 import { DOMAIN_NAME_RE, type DomainConfig, type LifecycleAction } from '../model/domain-config.js';
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
 import { ConsoleHub } from './console-hub.js';
+import { dumpGuestMemory } from './coredump.js';
 import { KeyedLock } from './locks.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
@@ -306,6 +307,13 @@ export class Toolstack {
       if (rec.extra.rebootRequested) this.store.update(id, { extra: { ...rec.extra, rebootRequested: false } });
       const action = this.actionFor(rec.config, reason);
       this.event(rec, reason, `guest ${reason === 'poweroff' ? 'powered off' : reason === 'reboot' ? 'rebooted' : 'crashed'}: on_${reason === 'crash' ? 'crash' : reason === 'reboot' ? 'reboot' : 'poweroff'}=${action}`);
+      if (action === 'coredump-destroy' || action === 'coredump-restart') {
+        // the dump is best effort: a failed one is reported, and the action still happens
+        await dumpGuestMemory(live.vm, this.deps.config.stateDir, rec).then(
+          (file) => this.event(rec, 'coredump', `${rec.name}: memory dumped to ${file}`),
+          (e: unknown) => this.event(rec, 'error', `${rec.name}: core dump failed: ${e instanceof Error ? e.message : String(e)}`),
+        );
+      }
       switch (action) {
         case 'destroy':
         case 'coredump-destroy':
