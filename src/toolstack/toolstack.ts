@@ -21,6 +21,7 @@ import { DOMAIN_NAME_RE, type DomainConfig, type LifecycleAction } from '../mode
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
 import { ConsoleHub } from './console-hub.js';
 import { dumpGuestMemory } from './coredump.js';
+import { incarnationName } from './incarnation.js';
 import { KeyedLock } from './locks.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
@@ -320,9 +321,11 @@ export class Toolstack {
           await this.destroyLocked(rec);
           return;
         case 'restart':
-        case 'rename-restart':
         case 'coredump-restart':
           await this.restartLocked(rec);
+          return;
+        case 'rename-restart':
+          await this.renameRestartLocked(rec, reason);
           return;
         case 'preserve':
           this.store.update(id, { state: reason === 'crash' ? 'crashed' : 'shutdown' });
@@ -373,6 +376,19 @@ export class Toolstack {
       throw e;
     }
     this.event(rec, 'restart', `${rec.name} restarted (QEMU pid ${this.store.get(rec.id)?.pid})`);
+  }
+
+  /** Keep the stopped domain, frozen, as NAME--incarnation-ID and start a new NAME (a new id). */
+  private async renameRestartLocked(rec: DomainRecord, reason: GuestStopReason): Promise<void> {
+    const keptAs = incarnationName(rec.name, rec.id);
+    this.store.update(rec.id, { name: keptAs, config: { ...rec.config, name: keptAs }, state: reason === 'crash' ? 'crashed' : 'shutdown' });
+    this.event({ id: rec.id, name: keptAs }, 'rename', `${rec.name} (${rec.id}) kept as ${keptAs}`);
+    try {
+      const fresh = await this.create(rec.config);
+      this.event(fresh, 'restart', `${rec.name} restarted as domain ${fresh.id}; the old one is ${keptAs}`);
+    } catch (e) {
+      this.event(rec, 'error', `rename-restart: a new ${rec.name} could not start: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   /**

@@ -97,7 +97,8 @@ export class TestDaemon {
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     this.proc.stderr!.on('data', (d) => (stderr += String(d)));
-    const deadline = Date.now() + 20_000;
+    // a start restores the managed saves before it listens: slow on a loaded TCG host
+    const deadline = Date.now() + 180_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`xenod exited: ${stderr}`);
       if (await canConnect(this.socket)) return;

@@ -1,16 +1,17 @@
 /**
- * on_crash / on_poweroff = coredump-restart / coredump-destroy, as in xl: before the action, the
- * guest's memory is dumped (an ELF core) under the state dir's dump/ directory. One guest: crashed
- * (sysrq c: kernel panic, pvpanic) it is dumped and restarted with its id; powered off, dumped and
- * destroyed.
+ * The lifecycle actions xl has beyond destroy/restart/preserve, on real crashes and poweroffs:
+ * coredump-restart / coredump-destroy dump the guest's memory (an ELF core) under the state dir's
+ * dump/ directory first; rename-restart keeps the stopped domain, frozen, as NAME--incarnation-ID
+ * and starts a new NAME.
  */
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readdirSync, readSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { processGone } from '../src/host/proc.js';
 import { TestDaemon, sleep } from './helpers/harness.js';
 
-describe('coredump-* lifecycle actions', () => {
+describe('coredump-* and rename-restart lifecycle actions', () => {
   const d = new TestDaemon();
   before(() => d.start());
   after(() => d.cleanup());
@@ -61,5 +62,31 @@ describe('coredump-* lifecycle actions', () => {
     assertCore(path.join(d.stateDir, 'dump', files[1]!));
     assert.equal(await d.row('cd1'), undefined, 'destroyed after the dump');
     assert.match(await d.ok(['dmesg']), /cd1\(\d+\) poweroff: guest powered off: on_poweroff=coredump-destroy/);
+  });
+  it('on_crash=rename-restart keeps the crashed domain, frozen, as NAME--incarnation-ID and starts a new NAME', async () => {
+    const oldId = await d.createGuest('rr', { on_crash: 'rename-restart' });
+    await d.waitConsole('rr', /xeno# /, 120_000);
+    const oldPid = (await d.row('rr'))!.pid!;
+    const from = d.consoleLog('rr').length;
+    const s = await d.client.upgrade('/v1/domains/rr/console', 'xeno-console');
+    s.write('echo c > /proc/sysrq-trigger\n');
+    s.destroy();
+    await d.waitConsole('rr', /xeno-guest: up/, 180_000, from);
+    const kept = await d.row(`rr--incarnation-${oldId}`);
+    assert.ok(kept, `the old domain is kept: ${(await d.rows()).map((r) => r.name).join(',')}`);
+    assert.equal(kept.id, oldId);
+    assert.equal(kept.state, 'crashed');
+    assert.equal(kept.pid, oldPid, 'the same QEMU, frozen: its memory is there for a post-mortem');
+    assert.equal(processGone(oldPid), false);
+    assert.match(await d.ok(['list', `rr--incarnation-${oldId}`]), /----c-/);
+    const fresh = (await d.row('rr'))!;
+    assert.ok(fresh.id > oldId, `a new domain: ${fresh.id}`);
+    assert.notEqual(fresh.pid, oldPid);
+    assert.equal(fresh.state, 'running');
+    assert.match(await d.ok(['dmesg']), new RegExp(`rr--incarnation-${oldId}\\(${oldId}\\) rename: rr \\(${oldId}\\) kept as rr--incarnation-${oldId}`));
+    await d.ok(['destroy', `rr--incarnation-${oldId}`]);
+    assert.equal(processGone(oldPid), true);
+    assert.equal((await d.row('rr'))!.state, 'running', 'the new one runs on');
+    await d.ok(['destroy', 'rr']);
   });
 });
