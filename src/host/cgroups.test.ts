@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { XenoError } from '../common/errors.js';
-import { skipIf } from '../../test/helpers/harness.js';
+import { skipIf } from '../../test/helpers/skips.js';
 import {
   DomainCgroups,
   capToCpuMax,

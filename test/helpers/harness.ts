@@ -11,10 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { XenoClient } from '../../src/client/client.js';
 import type { DomainInfo } from '../../src/model/api.js';
-import type { TestContext } from 'node:test';
-import { DomainCgroups, cgroupInstanceName, detectCgroups, type CgroupLayout } from '../../src/host/cgroups.js';
+import { DomainCgroups, cgroupInstanceName } from '../../src/host/cgroups.js';
 import { sanitizeInstance, tableName } from '../../src/host/network/firewall.js';
 import { instanceIdFor } from '../../src/host/network/network-manager.js';
+import { cgroupLayout, cmdlineOf, listNetns, processesNaming, run } from './host-probes.js';
 
 const execFileP = promisify(execFile);
 
@@ -357,86 +357,6 @@ function canConnect(sock: string): Promise<boolean> {
   });
 }
 
-/** Processes whose command line contains `needle` (to check nothing is left behind), this one excluded. */
-export async function pgrep(needle: string): Promise<number[]> {
-  return processesNaming(needle);
-}
-
-/** Pids (not this process) whose command line contains `needle`. */
-export function processesNaming(needle: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    if (cmdlineOf(Number(entry)).includes(needle)) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-function cmdlineOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
-  } catch {
-    return '';
-  }
-}
-
-async function listNetns(): Promise<string[]> {
-  const r = await run(['ip', 'netns', 'list']);
-  return r.stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
-}
-
-function cgroupLayout(): CgroupLayout | null {
-  try {
-    return detectCgroups();
-  } catch {
-    return null;
-  }
-}
-
-async function run(argv: string[]): Promise<CliResult> {
-  return execFileP(argv[0]!, argv.slice(1), { encoding: 'utf8' }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
-  );
-}
-
-/**
- * The README's "Documented skips": the reasons for which a machine may skip a test even under CI.
- * Any other skip fails under CI=true, so that CI never turns green by skipping.
- */
-export function documentedSkips(): string[] {
-  const text = readFileSync(path.join(REPO, 'README.md'), 'utf8');
-  const section = /^### Documented skips\n([\s\S]*?)(?=^#|(?![\s\S]))/m.exec(text)?.[1] ?? '';
-  return [...section.matchAll(/^- `([^`]+)`/gm)].map((m) => m[1]!);
-}
-
-function skipAllowed(reason: string): boolean {
-  return process.env.CI !== 'true' || documentedSkips().some((d) => reason.includes(d));
-}
-
-/** Skip this test for `reason`; under CI=true fail it instead, unless the README documents the reason. */
-export function skipOrFail(t: TestContext, reason: string): void {
-  if (!skipAllowed(reason)) throw new Error(`skipped under CI, which is a failure: ${reason} (not a documented skip in README.md)`);
-  t.skip(reason);
-}
-
-/**
- * For a describe/it `skip` option: `false` when `cond` is false, else `reason`; under CI=true an
- * undocumented reason throws at load time, failing the file.
- */
-export function skipIf(cond: boolean, reason: string): false | string {
-  if (!cond) return false;
-  if (!skipAllowed(reason)) throw new Error(`skipped under CI, which is a failure: ${reason} (not a documented skip in README.md)`);
-  return reason;
-}
-
-/**
- * An offset inside a guest RAM page of a save/migration stream: the middle of the kernel's banner
- * ("Linux version"), whose bytes only page contents hold. Flipping it changes guest memory, not the
- * stream's structure, so QEMU accepts the stream and only a checksum can tell.
- */
-export function ramByteOffset(file: Buffer, payloadOffset: number, payloadLength: number): number {
-  const at = file.subarray(payloadOffset, payloadOffset + payloadLength).indexOf('Linux version 6.');
-  if (at < 0) throw new Error('no kernel banner in the save payload');
-  return payloadOffset + at + 6;
-}
+export { skipIf, skipOrFail, documentedSkips } from './skips.js';
+export { pgrep, processesNaming } from './host-probes.js';
+export { ramByteOffset } from './savefile-bytes.js';

@@ -19,7 +19,7 @@ import {
 } from './format.js';
 import { openSaveFile, streamPayload } from './reader.js';
 import { SaveWriter, partialPathFor } from './writer.js';
-import { skipOrFail } from '../../../test/helpers/harness.js';
+import { skipOrFail } from '../../../test/helpers/skips.js';
 
 const config: DomainConfig = {
   name: 'web1', type: 'pvh', memory: 256, maxmem: 256, vcpus: 1, maxvcpus: 1, kernel: '/boot/vmlinuz',
