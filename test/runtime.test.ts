@@ -238,7 +238,7 @@ describe('runtime control on real guests', { skip: skipIf(!IS_ROOT, 'needs root 
     await fails(['mem-set', 'rt1', '32'], /below the 64 MiB floor/);
     await fails(['mem-set', 'rt1', '300'], /above its maxmem of 256 MiB/);
     await fails(['mem-set', 'rt1', 'lots'], /invalid memory size/);
-    await fails(['mem-set', 'rt1', '-5'], /memory size "-5" must not be negative|unknown option '-5'/);
+    await fails(['mem-set', 'rt1', '-5'], /memory size "-5" must not be negative/);
     await fails(['mem-set', 'nosuchdomain', '128'], /does not exist/);
     await fails(['mem-max', 'rt1', '100'], /below its current memory of 256 MiB/);
     await fails(['mem-max', 'rt1', '1t'], /not enough free host memory/);
