@@ -22,6 +22,8 @@ import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
 import { validateForDaemon } from './config-guard.js';
 import { ConsoleHub } from './console-hub.js';
+import { dumpGuestMemory } from './coredump.js';
+import { incarnationName } from './incarnation.js';
 import { KeyedLock } from './locks.js';
 import { LongOperations } from './long-ops.js';
 import type { DomainRecord, StateStore } from './store.js';
@@ -333,15 +335,24 @@ export class Toolstack {
       if (rec.extra.rebootRequested) this.store.update(id, { extra: { ...rec.extra, rebootRequested: false } });
       const action = this.actionFor(rec.config, reason);
       this.event(rec, reason, `guest ${reason === 'poweroff' ? 'powered off' : reason === 'reboot' ? 'rebooted' : 'crashed'}: on_${reason === 'crash' ? 'crash' : reason === 'reboot' ? 'reboot' : 'poweroff'}=${action}`);
+      if (action === 'coredump-destroy' || action === 'coredump-restart') {
+        // the dump is best effort: a failed one is reported, and the action still happens
+        await dumpGuestMemory(live.vm, this.deps.config.stateDir, rec).then(
+          (file) => this.event(rec, 'coredump', `${rec.name}: memory dumped to ${file}`),
+          (e: unknown) => this.event(rec, 'error', `${rec.name}: core dump failed: ${e instanceof Error ? e.message : String(e)}`),
+        );
+      }
       switch (action) {
         case 'destroy':
         case 'coredump-destroy':
           await this.destroyLocked(rec);
           return;
         case 'restart':
-        case 'rename-restart':
         case 'coredump-restart':
           await this.restartLocked(rec);
+          return;
+        case 'rename-restart':
+          await this.renameRestartLocked(rec, reason);
           return;
         case 'preserve':
           this.store.update(id, { state: reason === 'crash' ? 'crashed' : 'shutdown' });
@@ -392,6 +403,19 @@ export class Toolstack {
       throw e;
     }
     this.event(rec, 'restart', `${rec.name} restarted (QEMU pid ${this.store.get(rec.id)?.pid})`);
+  }
+
+  /** Keep the stopped domain, frozen, as NAME--incarnation-ID and start a new NAME (a new id). */
+  private async renameRestartLocked(rec: DomainRecord, reason: GuestStopReason): Promise<void> {
+    const keptAs = incarnationName(rec.name, rec.id);
+    this.store.update(rec.id, { name: keptAs, config: { ...rec.config, name: keptAs }, state: reason === 'crash' ? 'crashed' : 'shutdown' });
+    this.event({ id: rec.id, name: keptAs }, 'rename', `${rec.name} (${rec.id}) kept as ${keptAs}`);
+    try {
+      const fresh = await this.create(rec.config);
+      this.event(fresh, 'restart', `${rec.name} restarted as domain ${fresh.id}; the old one is ${keptAs}`);
+    } catch (e) {
+      this.event(rec, 'error', `rename-restart: a new ${rec.name} could not start: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   /**
