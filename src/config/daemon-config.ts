@@ -249,6 +249,11 @@ class DaemonNormaliser {
       case 'xeno-relocation-key-file':
         cfg.relocationKeyFile = this.absPath(p, key, v);
         break;
+      case 'xeno-qemu-user':
+        if (!/^[a-z_][a-z0-9_-]{0,30}$/.test(v)) throw this.error(p, `invalid xeno-qemu-user "${v}" (a system user name: [a-z_][a-z0-9_-]*, at most 31 characters)`);
+        if (v === 'root') throw this.error(p, 'xeno-qemu-user cannot be root: QEMU runs unprivileged');
+        cfg.qemuUser = v;
+        break;
     }
   }
 }
@@ -258,6 +263,7 @@ const HANDLED = new Set([
   'xend-relocation-address', 'xend-relocation-hosts-allow', 'network-script', 'vif-script',
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
+  'xeno-qemu-user',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

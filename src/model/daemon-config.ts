@@ -41,6 +41,8 @@ export interface DaemonConfig {
   /** NAT mode: the pool the per-guest subnets are cut from. */
   natSubnet: string;
   saveOnStop: boolean;
+  /** xeno-qemu-user: the unprivileged system user every QEMU runs as (created if missing). */
+  qemuUser: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';
@@ -65,5 +67,6 @@ export function defaultDaemonConfig(): DaemonConfig {
     minGuestMem: 64,
     natSubnet: '10.0.0.0/16',
     saveOnStop: false,
+    qemuUser: 'xeno-qemu',
   };
 }
