@@ -94,7 +94,8 @@ export class TestDaemon {
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     this.proc.stderr!.on('data', (d) => (stderr += String(d)));
-    const deadline = Date.now() + 20_000;
+    // Generous: on a shared, loaded machine six daemons starting at once take a while.
+    const deadline = Date.now() + 90_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`xenod exited: ${stderr}`);
       if (await canConnect(this.socket)) return;

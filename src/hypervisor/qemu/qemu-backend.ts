@@ -3,7 +3,7 @@
  * daemon's death (even kill -9) never takes the guests with it, and re-adopts them by pid + QMP.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { XenoError } from '../../common/errors.js';
@@ -26,7 +26,9 @@ const SUN_PATH_MAX = 107;
  * cannot plant a symlink where xenod writes as root. What QEMU creates goes in RUNDIR/qemu, its own.
  */
 export function qemuPaths(runDir: string): QemuPaths {
-  const dir = path.join(runDir, 'qemu');
+  // A QEMU an older xenod started (as root) has its sockets in the run dir itself: still adoptable.
+  const legacy = existsSync(path.join(runDir, 'qmp.sock')) && !existsSync(path.join(runDir, 'qemu'));
+  const dir = legacy ? runDir : path.join(runDir, 'qemu');
   return {
     dir,
     qmp: path.join(dir, 'qmp.sock'),
