@@ -8,7 +8,7 @@
  * already reach through their `other` bits get nothing. The run dirs themselves are prepared by
  * the QEMU backend (group-owned by the user's group); this module only opens the way to them.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError, errorMessage } from '../common/errors.js';
@@ -57,7 +57,7 @@ export function ensureQemuUser(name: string): QemuRunAs {
   for (let attempt = 0; !u && attempt < 20; attempt++) {
     spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'xeno QEMU processes', name]);
     u = lookup(name);
-    if (!u) execFileSync('sleep', ['0.1']);
+    if (!u) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100); // another xenod's useradd holds the lock
   }
   if (!u) throw new XenoError('HOST_ERROR', `cannot create the QEMU user ${name} (useradd failed)`);
   if (u.uid === 0 || u.gid === 0) throw new XenoError('CONFIG_INVALID', `xeno-qemu-user ${name} has uid or gid 0: QEMU must run unprivileged`);
@@ -163,15 +163,15 @@ export class QemuAccess {
 
   /** Synchronous on purpose: one domain's read-modify-write of an ACL never interleaves another's. */
   grant(runDir: string, c: DomainConfig): void {
-    const want = new Map<string, Perm>();
-    for (const f of filesOf(c)) {
-      const st = statSync(f.path);
-      if (st.uid !== this.who.uid && !otherMay(st.mode, f.perm)) want.set(f.path, union(want.get(f.path) ?? f.perm, f.perm));
-      for (const dir of closedAncestors(f.path, this.who)) if (!want.has(dir)) want.set(dir, 'x');
-    }
-    const others = this.othersHolding(runDir);
     const grants: Grant[] = [];
     try {
+      const want = new Map<string, Perm>();
+      for (const f of filesOf(c)) {
+        const st = statSync(f.path);
+        if (st.uid !== this.who.uid && !otherMay(st.mode, f.perm)) want.set(f.path, union(want.get(f.path) ?? f.perm, f.perm));
+        for (const dir of closedAncestors(f.path, this.who)) if (!want.has(dir)) want.set(dir, 'x');
+      }
+      const others = this.othersHolding(runDir);
       for (const [file, perm] of want) {
         const held = others.get(file);
         const before = held?.before ?? getfacl(file);
