@@ -294,7 +294,7 @@ for (const c of CASES.filter((k) => !only || only.includes(k.mode))) {
       assert.doesNotMatch(dump, /vif\d|ifb\d/, 'no tap, ifb, chain or map element');
       assert.doesNotMatch(dump, /192\.168\.100\.(1[01]|5\d)\b|10\.0\.0\.\d+\/30/, 'no route, proxy entry or vif address');
       const procs = await w.processes(w.host);
-      assert.deepEqual(procs.filter((p) => /qemu|dnsmasq/.test(p)), [], 'no QEMU, no dnsmasq');
+      assert.deepEqual(procs.filter((p) => /qemu-system|dnsmasq/.test(p)), [], 'no QEMU, no dnsmasq');
       if (c.mode === 'bridge') {
         assert.match(dump, /xenbr0\s+UP\s+192\.168\.100\.1\/24/, 'the bridge holding the host address stays');
       } else {

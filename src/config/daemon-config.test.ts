@@ -191,6 +191,7 @@ describe('toDaemonConfig', () => {
       logSizeBytes: 512 * 1024,
       logCount: 3,
       eventLimit: 500,
+      qemuUser: 'xeno-qemu',
     });
     assert.ok(c.relocationHostsAllow.some((re) => new RegExp(re).test('localhost.localdomain')));
     assert.ok(!c.relocationHostsAllow.some((re) => new RegExp(re).test('localhostXlocaldomain')));
@@ -231,6 +232,13 @@ describe('toDaemonConfig', () => {
     assert.equal(defaultDaemonConfig().relocationKeyFile, undefined);
     assert.equal(parseDaemonConfig("(xeno-relocation-key-file '/etc/xeno/relocation.psk')").relocationKeyFile, '/etc/xeno/relocation.psk');
     err(() => parseDaemonConfig('(xeno-relocation-key-file relocation.psk)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:27: key "xeno-relocation-key-file" expects an absolute path/);
+  });
+
+  it('reads the QEMU user (xeno-qemu by default; never root, a valid user name)', () => {
+    assert.equal(defaultDaemonConfig().qemuUser, 'xeno-qemu');
+    assert.equal(parseDaemonConfig('(xeno-qemu-user qemu_guests)').qemuUser, 'qemu_guests');
+    err(() => parseDaemonConfig('(xeno-qemu-user root)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:17: xeno-qemu-user cannot be root/);
+    err(() => parseDaemonConfig("(xeno-qemu-user 'a;b')", 'x.sxp'), 'CONFIG_INVALID', /invalid xeno-qemu-user "a;b"/);
   });
 
   it('warns about unknown keys and vif-script arguments', () => {

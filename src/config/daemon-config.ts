@@ -267,6 +267,11 @@ class DaemonNormaliser {
       case 'xeno-event-limit':
         cfg.eventLimit = this.int(p, key, v, 1, 100_000_000);
         break;
+      case 'xeno-qemu-user':
+        if (!/^[a-z_][a-z0-9_-]{0,30}$/.test(v)) throw this.error(p, `invalid xeno-qemu-user "${v}" (a system user name: [a-z_][a-z0-9_-]*, at most 31 characters)`);
+        if (v === 'root') throw this.error(p, 'xeno-qemu-user cannot be root: QEMU runs unprivileged');
+        cfg.qemuUser = v;
+        break;
     }
   }
 }
@@ -277,6 +282,7 @@ const HANDLED = new Set([
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
+  'xeno-qemu-user',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

@@ -47,6 +47,8 @@ export interface DaemonConfig {
   logCount: number;
   /** xeno-event-limit: events kept in the state database (the oldest go first). */
   eventLimit: number;
+  /** xeno-qemu-user: the unprivileged system user every QEMU runs as (created if missing). */
+  qemuUser: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';
@@ -74,5 +76,6 @@ export function defaultDaemonConfig(): DaemonConfig {
     logSizeBytes: 10 * 1024 * 1024,
     logCount: 5,
     eventLimit: 10_000,
+    qemuUser: 'xeno-qemu',
   };
 }

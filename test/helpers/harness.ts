@@ -57,7 +57,7 @@ export class TestDaemon {
   /** argv prefix to run xenod (e.g. ['ip', 'netns', 'exec', 'ns1']). */
   private wrap: string[];
   /** A network namespace of its own, made at start and removed at cleanup. */
-  private netns?: string;
+  readonly netns?: string;
   private readonly extraArgs: string[];
 
   /**

@@ -10,10 +10,11 @@
  * Neither function pauses or resumes the guest: the caller decides (the guest is paused before a
  * save, and resumed after a restore only once the checksum has been verified).
  */
-import { rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
 import type { Vm } from '../../hypervisor/backend.js';
+import { qemuPaths } from '../../hypervisor/qemu/qemu-backend.js';
 import { liftBandwidthCap, waitMigration, type QueryMigrate } from '../../hypervisor/qemu/migration-status.js';
 import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
 import { RestoreSource, SaveSink } from './offload.js';
@@ -66,8 +67,9 @@ export interface LoadOptions extends MigrateOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function socketPathFor(vm: Vm, name: string, opts: MigrateOptions): string {
-  const p = opts.socketPath ?? path.join(vm.runDir, name);
+/** save.sock is xenod's, in the run dir; restore.sock is QEMU's, in its own dir (qemuPaths). */
+function socketPathFor(vm: Vm, name: 'save.sock' | 'restore.sock', opts: MigrateOptions): string {
+  const p = opts.socketPath ?? (name === 'save.sock' ? path.join(vm.runDir, name) : qemuPaths(vm.runDir).restore);
   if (Buffer.byteLength(p) > SUN_PATH_MAX) throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
   return p;
 }
@@ -113,6 +115,8 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
     report();
   });
   try {
+    // QEMU runs unprivileged: let its group connect (the run dir is root's, group the QEMU user's).
+    chmodSync(sockPath, 0o770);
     await liftBandwidthCap(vm);
     await opts.beforeMigrate?.();
     if (opts.signal?.aborted) throw opts.signal.reason;
