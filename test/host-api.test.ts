@@ -68,7 +68,7 @@ describe('one xenod: its socket, its errors, its accelerator', () => {
     const notKernel = path.join(d.dir, 'not-a-kernel');
     writeFileSync(notKernel, 'not a kernel\n');
     await expect('CONFIG_SYNTAX', /<request>:1:8: expected a value for "name"/, 'POST', '/v1/domains', { cfgText: 'name = \n' });
-    await expect('CONFIG_INVALID', /key "vcpus" must be between 1 and 512 \(got 0\)/, 'POST', '/v1/domains', { cfgText: guestCfg('ci', { vcpus: 0 }) });
+    await expect('CONFIG_INVALID', /key "vcpus" must be between 1 and 128 \(got 0\)/, 'POST', '/v1/domains', { cfgText: guestCfg('ci', { vcpus: 0 }) });
     await expect('BAD_REQUEST', /a create request needs cfgText or config/, 'POST', '/v1/domains', {});
     await expect('INVALID_NAME', /'Domain-0' is the host's own name/, 'POST', '/v1/domains', { cfgText: guestCfg('Domain-0') });
     await expect('NO_SUCH_DOMAIN', /domain 'nosuch' does not exist/, 'GET', '/v1/domains/nosuch');
