@@ -249,6 +249,12 @@ class DaemonNormaliser {
       case 'xeno-relocation-key-file':
         cfg.relocationKeyFile = this.absPath(p, key, v);
         break;
+      case 'xeno-restart-limit':
+        cfg.restartLimit = this.int(p, key, v, 0, 100_000);
+        break;
+      case 'xeno-restart-window':
+        cfg.restartWindowS = this.int(p, key, v, 1, 86_400);
+        break;
     }
   }
 }
@@ -258,6 +264,7 @@ const HANDLED = new Set([
   'xend-relocation-address', 'xend-relocation-hosts-allow', 'network-script', 'vif-script',
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
+  'xeno-restart-limit', 'xeno-restart-window',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

@@ -41,6 +41,13 @@ export interface DaemonConfig {
   /** NAT mode: the pool the per-guest subnets are cut from. */
   natSubnet: string;
   saveOnStop: boolean;
+  /**
+   * xeno-restart-limit / xeno-restart-window: a guest restarted (on_reboot/on_crash = restart) this
+   * many times within this many seconds is left stopped instead (xend's "restarting too fast").
+   * 0 = no limit (the back-off still applies). A guest's own `restart_limit` overrides the limit.
+   */
+  restartLimit: number;
+  restartWindowS: number;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';
@@ -65,5 +72,7 @@ export function defaultDaemonConfig(): DaemonConfig {
     minGuestMem: 64,
     natSubnet: '10.0.0.0/16',
     saveOnStop: false,
+    restartLimit: 5,
+    restartWindowS: 60,
   };
 }

@@ -4,6 +4,7 @@ import { XenoError } from '../../common/errors.js';
 import { applyOverrides, formatXlCfg, parseXlCfg, toDomainConfig } from '../../config/index.js';
 import type { CreateRequest, CreateResponse } from '../../model/api.js';
 import type { DomainConfig } from '../../model/domain-config.js';
+import { bootMemoryWarning } from '../../toolstack/boot-size.js';
 import type { DaemonContext } from '../context.js';
 import { domainInfo, domParam, okResponse } from './schemas.js';
 
@@ -56,12 +57,15 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): 
       const t0 = performance.now();
       const warnings: string[] = [];
       const config = configFromRequest(req.body, warnings);
+      const small = await bootMemoryWarning(config);
+      if (small) warnings.push(small);
       if (req.body.dryRun) {
         ts.validateForCreate(config);
         return { config, warnings };
       }
       const rec = await ts.create(config, { paused: req.body.paused });
       const done = performance.now();
+
       if (rec.accel === 'tcg') warnings.push(`warning: no usable KVM on this host: ${rec.name} runs under TCG emulation (slow); see xeno info`);
       void reply.status(201);
       const spawned = ts.spawnedAt(rec.id) ?? done;
