@@ -109,7 +109,7 @@ export class Adoption {
     }
     const pid = this.ts.deps.backend.findQemu(rec.runDir, rec.pid);
     if (!pid) {
-      if (rec.state === 'starting' && rec.extra.restarting) {
+      if (rec.extra.restarting) {
         this.ts.event(rec, 'restart', `${rec.name}: a restart was cut short by a xenod crash; booting it again`);
         await this.ts.restartLocked(rec);
         return;

@@ -406,11 +406,11 @@ export class Toolstack {
    */
   async restartLocked(rec: DomainRecord): Promise<void> {
     // The intent first: a xenod dying between teardown and boot is followed by one that boots it.
-    this.store.update(rec.id, { extra: { ...this.store.get(rec.id)!.extra, restarting: true } });
+    this.store.update(rec.id, { state: 'starting', extra: { ...this.store.get(rec.id)!.extra, restarting: true } });
     await this.teardown(rec);
     crashPoint('restart:torn-down');
     const fresh = this.store.get(rec.id)!;
-    this.store.update(rec.id, { state: 'starting', pid: null });
+    this.store.update(rec.id, { pid: null });
     try {
       await this.boot({ ...fresh, state: 'starting', pid: null }, {});
     } catch (e) {
