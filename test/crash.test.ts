@@ -163,6 +163,22 @@ describe('xenod killed at any instant of an operation converges at its next star
     assert.equal(det.config.vcpus, 2, 'and so does the stored config (a restart keeps them)');
     await d.ok(['destroy', 'cpu']);
   });
+
+  it('save killed once the file is complete: the save is finished, no partial file, the file restores', async () => {
+    await d.createGuest('sv');
+    await d.waitConsole('sv', /heartbeat 2\r?\n/, 120_000);
+    const r = (await d.row('sv'))!;
+    const file = path.join(d.dir, 'sv.save');
+    await crashAt(d, 'save:written', () => d.xeno(['save', 'sv', file]));
+    await assertConverged(d);
+    assert.equal(await d.row('sv'), undefined, 'the save was completed: the domain is gone');
+    assert.equal(processGone(r.pid!), true);
+    assert.ok(existsSync(file));
+    assert.ok(!existsSync(`${file}.partial`));
+    await d.ok(['restore', file]);
+    assert.equal((await d.row('sv'))!.state, 'running');
+    await d.ok(['destroy', 'sv']);
+  });
 });
 
 describe('guests that stop while xenod is down get their on_reboot / on_poweroff / on_crash', { timeout: 900_000 }, () => {

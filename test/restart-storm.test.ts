@@ -81,7 +81,7 @@ describe('restart storms', { timeout: 900_000 }, () => {
     // destroy, fix the config, create again: it starts normally.
     await d.ok(['destroy', 'storm']);
     await d.ok(['destroy', 'storm2']);
-    const cfg = d.writeCfg('storm', guestCfg('storm', { memory: 64 }));
+    const cfg = d.writeCfg('storm', guestCfg('storm'));
     await d.ok(['create', cfg]);
     await d.waitConsole('storm', /heartbeat 2\r?\n/, 120_000);
     const fresh = (await d.row('storm'))!;
@@ -92,12 +92,12 @@ describe('restart storms', { timeout: 900_000 }, () => {
   });
 
   it('warns at create when memory is below the kernel plus the unpacked initrd', async () => {
-    const small = d.writeCfg('tiny', guestCfg('tiny', { memory: 8 }));
+    const small = d.writeCfg('tiny', guestCfg('tiny', { memory: 32 }));
     const r = await d.xeno(['create', '-n', small]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stderr,
-      new RegExp(`warning: tiny has memory = 8 MiB, less than its kernel plus initrd need to boot \\(kernel ${GUEST.kernel} [\\d.]+ MiB \\+ initrd ${GUEST.ramdisk} [\\d.]+ MiB unpacked \\(gzip\\) = [\\d.]+ MiB\\)`),
+      new RegExp(`warning: tiny has memory = 32 MiB, less than its kernel plus initrd need to boot \\(kernel ${GUEST.kernel} [\\d.]+ MiB \\(its init_size\\) \\+ initrd ${GUEST.ramdisk} [\\d.]+ MiB unpacked \\(gzip\\) = [\\d.]+ MiB\\)`),
     );
     const ok = await d.xeno(['create', '-n', d.writeCfg('big', guestCfg('big'))]);
     assert.doesNotMatch(ok.stderr, /less than its kernel plus initrd/);

@@ -4,7 +4,8 @@
  * stop it at an exact instant of an operation. Unset (always, outside tests) it does nothing.
  * Points: create:recorded, boot:plugged, boot:spawned, boot:attached, boot:launched,
  * destroy:dying, destroy:killed, restart:torn-down, mem-set:ballooned, vcpu-set:plugged,
- * vcpu-set:unplug-sent, network-attach:plugged, network-attach:added, network-detach:released.
+ * vcpu-set:unplug-sent, network-attach:plugged, network-attach:added, network-detach:released,
+ * save:written.
  */
 export function crashPoint(point: string): void {
   if (process.env.XENO_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import type { DomainConfig } from '../model/domain-config.js';
-import { bootMemoryWarning, initrdSize } from './boot-size.js';
+import { bootMemoryWarning, initrdSize, kernelImageSize } from './boot-size.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'xeno-bootsize-'));
 const MiB = 1024 * 1024;
@@ -27,6 +27,17 @@ describe('boot memory estimate', () => {
   it('unpacks a gzip initrd to measure it, and takes other compressions at their file size', async () => {
     assert.deepEqual(await initrdSize(gz), { bytes: 10 * MiB, method: 'unpacked-gzip', compression: 'gzip' });
     assert.deepEqual(await initrdSize(zst), { bytes: 1004, method: 'compressed-only', compression: 'zstd' });
+  });
+
+  it("counts a bzImage at its header's init_size", () => {
+    const bz = Buffer.alloc(MiB);
+    bz.write('HdrS', 0x202, 'latin1');
+    bz.writeUInt16LE(0x020f, 0x206);
+    bz.writeUInt32LE(40 * MiB, 0x260);
+    const f = path.join(dir, 'bzImage');
+    writeFileSync(f, bz);
+    assert.deepEqual(kernelImageSize(f), { bytes: 40 * MiB, from: 'init_size' });
+    assert.deepEqual(kernelImageSize(kernel), { bytes: 3 * MiB, from: 'file' }, 'no boot header: the file size');
   });
 
   it('warns when memory is below kernel + unpacked initrd, naming the sizes, and not otherwise', async () => {

@@ -2,7 +2,8 @@
  * A warning at create for a direct kernel boot whose memory is obviously too small: less than the
  * kernel image plus the unpacked initrd (the kernel must hold both at once while it unpacks the
  * initramfs; a guest short of that fails at once and, with on_reboot/on_crash = restart, restarts
- * in a loop). A gzip initrd is measured by unpacking it (zlib, streamed, nothing kept); for zstd,
+ * in a loop). The kernel image counts at its size in memory: a bzImage's header says how much it
+ * needs while it decompresses itself (boot protocol 2.10+ `init_size`), far more than its file. A gzip initrd is measured by unpacking it (zlib, streamed, nothing kept); for zstd,
  * xz, lzma, bzip2 or lz4 the compressed size is used and the warning says so.
  */
 import { createReadStream, openSync, readSync, closeSync, statSync } from 'node:fs';
@@ -70,21 +71,39 @@ async function measureInitrd(file: string): Promise<InitrdSize> {
   return { bytes, method: 'unpacked-gzip', compression };
 }
 
+/** Bytes a kernel image needs in memory: a bzImage's init_size when its header has one, else its file size. */
+export function kernelImageSize(file: string): { bytes: number; from: 'init_size' | 'file' } {
+  const size = statSync(file).size;
+  const fd = openSync(file, 'r');
+  const h = Buffer.alloc(0x264);
+  try {
+    readSync(fd, h, 0, h.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  // "HdrS" at 0x202, protocol version at 0x206, init_size (u32) at 0x260 from version 2.10.
+  if (size >= h.length && h.toString('latin1', 0x202, 0x206) === 'HdrS' && h.readUInt16LE(0x206) >= 0x020a) {
+    const init = h.readUInt32LE(0x260);
+    if (init > size) return { bytes: init, from: 'init_size' };
+  }
+  return { bytes: size, from: 'file' };
+}
+
 /** The warning for a config whose memory is below kernel + unpacked initrd, or null. */
 export async function bootMemoryWarning(c: DomainConfig): Promise<string | null> {
   if (!c.kernel) return null;
-  let kernelBytes: number;
+  let kernel: ReturnType<typeof kernelImageSize>;
   let initrd: InitrdSize | undefined;
   try {
-    kernelBytes = statSync(c.kernel).size;
+    kernel = kernelImageSize(c.kernel);
     if (c.ramdisk) initrd = await initrdSize(c.ramdisk);
   } catch {
     return null; // unreadable files are create's own errors
   }
-  const need = kernelBytes + (initrd?.bytes ?? 0);
+  const need = kernel.bytes + (initrd?.bytes ?? 0);
   if (c.memory * MiB >= need) return null;
   const mb = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
-  const parts = [`kernel ${c.kernel} ${mb(kernelBytes)}`];
+  const parts = [`kernel ${c.kernel} ${mb(kernel.bytes)}${kernel.from === 'init_size' ? ' (its init_size)' : ''}`];
   if (initrd) {
     const how =
       initrd.method === 'unpacked-gzip' ? 'unpacked (gzip)' :

@@ -65,11 +65,6 @@ export class ConsoleHub extends EventEmitter {
     }
   }
 
-  /** A line of xenod's own in the log (e.g. the separator of a new run), bounded like the output. */
-  mark(line: string): void {
-    this.appendLog(Buffer.from(`\r\n${line}\r\n`));
-  }
-
   /** Input from a client, typed on the guest's serial line. */
   input(d: Buffer): void {
     this.socket?.write(d);

@@ -5,27 +5,25 @@
  * operation are undone before the error is reported.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
 import { crashPoint } from '../common/test-crash.js';
-import { XENO_VERSION } from '../common/version.js';
 import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
 import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
-import { threadStat } from '../host/proc.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
 import { DOMAIN_NAME_RE, type DomainConfig, type LifecycleAction } from '../model/domain-config.js';
-import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
+import { isLegal, type DomainOp } from '../model/domain-state.js';
 import { ConsoleHub } from './console-hub.js';
 import { KeyedLock } from './locks.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
 import { Adoption } from './adopt.js';
-import { RestartScheduler, historyOf, restartInfo } from './restart-policy.js';
+import { RestartScheduler, historyOf } from './restart-policy.js';
+import { domain0Info, domainDetail, domainInfo, hostInfo } from './domain-info.js';
 
 export interface ToolstackDeps {
   config: DaemonConfig;
@@ -148,86 +146,22 @@ export class Toolstack {
     return account(hostTotalMemoryMb(), this.deps.config.dom0MinMem, charges);
   }
 
-  // ---- info ---------------------------------------------------------------------------------
+  // ---- info (domain-info.ts) ---------------------------------------------------------------
 
   hostInfo(): HostInfo {
-    const acc = this.memoryAccount();
-    const caps = this.deps.backend.caps;
-    return {
-      host: os.hostname(),
-      release: os.release(),
-      machine: os.machine(),
-      nr_cpus: os.cpus().length,
-      total_memory: acc.total,
-      free_memory: acc.free,
-      dom0_min_mem: acc.dom0MinMem,
-      accel: caps.accel,
-      accel_reason: caps.accelReason,
-      qemu_version: caps.qemuVersion,
-      machine_type: caps.machineType,
-      xeno_version: XENO_VERSION,
-      state_dir: this.deps.config.stateDir,
-      network_mode: this.deps.config.networkScript,
-    };
+    return hostInfo(this);
   }
 
   domain0(): DomainInfo {
-    const acc = this.memoryAccount();
-    const cpus = os.cpus();
-    const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
-    return {
-      id: 0, name: 'Domain-0', uuid: '00000000-0000-0000-0000-000000000000', state: 'running', stateFlags: 'r-----',
-      memory: acc.dom0, maxmem: acc.total, vcpus: cpus.length, maxvcpus: cpus.length, cpuTime: round1(cpuTime),
-      uptime: Math.round(os.uptime()), startTime: Date.now() / 1000 - os.uptime(),
-    };
+    return domain0Info(this);
   }
 
   info(rec: DomainRecord): DomainInfo {
-    const l = this.live.get(rec.id);
-    let cpuTime = 0;
-    let executing = false;
-    if (l && rec.pid) {
-      for (const tid of l.vcpuTids) {
-        const s = threadStat(rec.pid, tid);
-        if (!s) continue;
-        cpuTime += s.cpuTime;
-        if (s.state === 'R') executing = true;
-      }
-    }
-    return {
-      id: rec.id,
-      name: rec.name,
-      uuid: rec.uuid,
-      state: rec.state,
-      stateFlags: stateFlags(rec.state, executing),
-      memory: rec.config.memory,
-      maxmem: rec.config.maxmem,
-      vcpus: l ? l.vcpuTids.length : rec.config.vcpus,
-      maxvcpus: rec.config.maxvcpus,
-      cpuTime: round1(cpuTime),
-      pid: rec.pid ?? undefined,
-      uptime: Math.max(0, Math.round(Date.now() / 1000 - rec.startTime)),
-      startTime: rec.startTime,
-      machineType: rec.machineType,
-      accel: rec.accel,
-      ...restartInfo(rec),
-      ...(this.adoption.unanswered(rec.id) ? { qmp: 'unresponsive' as const } : {}),
-    };
+    return domainInfo(this, rec);
   }
 
-  async detail(rec: DomainRecord): Promise<DomainDetail> {
-    const base = this.info(rec);
-    let balloonActual: number | undefined;
-    const l = this.live.get(rec.id);
-    if (l && !l.vm.exited) {
-      try {
-        const b = await l.vm.command<{ actual: number }>('query-balloon', undefined, 2000);
-        balloonActual = Math.round(b.actual / 1048576);
-      } catch {
-        /* no balloon answer: leave it out */
-      }
-    }
-    return { ...base, config: rec.config, balloonActual };
+  detail(rec: DomainRecord): Promise<DomainDetail> {
+    return domainDetail(this, rec);
   }
 
   list(): DomainInfo[] {
@@ -295,16 +229,23 @@ export class Toolstack {
       onSpawn: (pid) => {
         rec.pid = pid;
         this.store.update(rec.id, { pid, runDir: rec.runDir, startTime: Date.now() / 1000 });
+        // Each run's output stays apart in the console log (the hub keeps the log bounded).
+        const run = `----- xeno: ${rec.name} run ${historyOf(rec).total + 1} started ${new Date().toISOString()} (QEMU pid ${pid}) -----`;
+        appendFileSync(this.consoleLogFor(rec.name), `\r\n${run}\r\n`);
         crashPoint('boot:spawned');
       },
     });
-    const live = this.attach(rec, vm, true);
+    const live = this.attach(rec, vm);
     crashPoint('boot:attached');
     await this.finishStart(rec, vm, live);
     crashPoint('boot:launched');
     const state = opts.state ?? (opts.paused || opts.incoming ? 'paused' : 'running');
     rec.state = state;
     this.store.update(rec.id, { state, extra: { ...(this.store.get(rec.id)?.extra ?? rec.extra), restarting: undefined } });
+    // A guest that stopped before QMP was connected (a kernel that resets at once) sent its
+    // SHUTDOWN to nobody: ask QEMU, and answer it (after this lock).
+    const why = await vm.stopReason();
+    if (why) this.background(rec, this.onGuestStop(rec.id, live, why));
   }
 
   /** What a start does once QMP answers: the balloon target, the hooks (cgroup, pins), the vcpu threads. */
@@ -316,10 +257,9 @@ export class Toolstack {
     live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
   }
 
-  /** Connect the toolstack to a QEMU: its console and its events. A fresh start marks a new run in the console log. */
-  attach(rec: DomainRecord, vm: Vm, fresh = false): Live {
+  /** Connect the toolstack to a QEMU: its console and its events. */
+  attach(rec: DomainRecord, vm: Vm): Live {
     const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024);
-    if (fresh) console.mark(`----- xeno: ${rec.name} run ${historyOf(rec).total + 1} started ${new Date().toISOString()} (QEMU pid ${vm.pid}) -----`);
     const live: Live = { vm, console, vcpuTids: [], stopping: false };
     this.live.set(rec.id, live);
     vm.on('guest-stop', (reason: GuestStopReason) => this.background(rec, this.onGuestStop(rec.id, live, reason)));
@@ -344,6 +284,8 @@ export class Toolstack {
     await this.locks.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || this.live.get(id) !== live || live.stopping) return;
+      // Already answered (the event and the check after a start may both report one stop).
+      if (rec.state === 'shutdown' || rec.state === 'crashed') return;
       // A reboot asked through xenod is an ACPI shutdown the guest performs, then a restart.
       const reason: GuestStopReason = reason0 === 'poweroff' && rec.extra.rebootRequested ? 'reboot' : reason0;
       if (rec.extra.rebootRequested) this.store.update(id, { extra: { ...rec.extra, rebootRequested: false } });
@@ -514,8 +456,4 @@ export class Toolstack {
     }
     this.live.clear();
   }
-}
-
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
 }

@@ -95,7 +95,8 @@ export class TestDaemon {
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
     let stderr = '';
     this.proc.stderr!.on('data', (d) => (stderr += String(d)));
-    const deadline = Date.now() + 20_000;
+    // Generous: a start re-adopts guests and their networks, which is slow on a loaded host.
+    const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`xenod exited: ${stderr}`);
       if (await canConnect(this.socket)) return;
