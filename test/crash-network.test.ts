@@ -41,7 +41,7 @@ describe('xenod killed during network operations converges (NAT mode)', { timeou
   /** The vif taps on the host (vifD.N), the nft chains named after them, dnsmasq's dhcp-host lines. */
   async function hostVifs(): Promise<{ taps: string[]; chains: string[]; dhcp: string[] }> {
     const dump = await w.hostDump();
-    const taps = [...dump.matchAll(/^(vif\d+\.\d+)\s/gm)].map((m) => m[1]!).sort();
+    const taps = [...new Set([...dump.matchAll(/^(vif\d+\.\d+)\s/gm)].map((m) => m[1]!))].sort();
     const chains = [...new Set([...dump.matchAll(/chain (vif\d+\.\d+) \{/g)].map((m) => m[1]!))].sort();
     let conf = '';
     try {
@@ -49,7 +49,7 @@ describe('xenod killed during network operations converges (NAT mode)', { timeou
     } catch {
       /* no dnsmasq */
     }
-    return { taps, chains, dhcp: [...conf.matchAll(/^dhcp-host=(\S+)/gm)].map((m) => m[1]!) };
+    return { taps, chains, dhcp: [...conf.matchAll(/^dhcp-host=([^,\s]+)/gm)].map((m) => m[1]!) };
   }
 
   /** Host state == what the domains' stored configs say; every QEMU is listed. */
