@@ -177,6 +177,17 @@ describe('xenod killed at any instant of an operation converges at its next star
     assert.ok(!existsSync(`${file}.partial`));
     await d.ok(['restore', file]);
     assert.equal((await d.row('sv'))!.state, 'running');
+    await d.ok(['save', 'sv', file]);
+  });
+
+  it('restore killed while its QEMU waits for the state: that QEMU is destroyed, the file restores later', async () => {
+    const file = path.join(d.dir, 'sv.save');
+    await crashAt(d, 'boot:launched', () => d.xeno(['restore', file]));
+    await assertConverged(d);
+    assert.equal(await d.row('sv'), undefined, 'no half-restored domain');
+    assert.match(await d.ok(['dmesg']), /sv\(\d+\) lost: sv \(\d+\): its restore or incoming migration was cut short/);
+    await d.ok(['restore', file]);
+    assert.equal((await d.row('sv'))!.state, 'running');
     await d.ok(['destroy', 'sv']);
   });
 });
