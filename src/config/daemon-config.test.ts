@@ -105,6 +105,8 @@ const SAMPLE = `# -*- sh -*-
 (xeno-log-size 512k)
 (xeno-log-count 3)
 (xeno-event-limit 500)
+(xeno-restart-limit 3)
+(xeno-restart-window 120)
 `;
 
 describe('parseSxp', () => {
@@ -192,6 +194,8 @@ describe('toDaemonConfig', () => {
       logCount: 3,
       eventLimit: 500,
       qemuUser: 'xeno-qemu',
+      restartLimit: 3,
+      restartWindowS: 120,
     });
     assert.ok(c.relocationHostsAllow.some((re) => new RegExp(re).test('localhost.localdomain')));
     assert.ok(!c.relocationHostsAllow.some((re) => new RegExp(re).test('localhostXlocaldomain')));
@@ -268,6 +272,8 @@ describe('toDaemonConfig', () => {
     bad('(xeno-nat-subnet 10.0.0.1/16)', /^x\.sxp:1:18: subnet "10\.0\.0\.1\/16" has host bits set \(did you mean 10\.0\.0\.0\/16\?\)/);
     bad('(xeno-nat-subnet 10.0.0.0)', /invalid subnet/);
     bad('(xeno-min-guest-mem 0)', /at least 1 MiB/);
+    bad('(xeno-restart-window 0)', /key "xeno-restart-window" must be between 1 and 86400/);
+    bad('(xeno-restart-limit -1)', /key "xeno-restart-limit" expects a number, found "-1"/);
     bad('(xeno-min-guest-mem 1.5m)', /not a whole number of MiB/);
     bad('(dom0-min-mem lots)', /invalid memory size "lots"/);
     bad('(console-limit -1)', /expects a number/);

@@ -272,6 +272,12 @@ class DaemonNormaliser {
         if (v === 'root') throw this.error(p, 'xeno-qemu-user cannot be root: QEMU runs unprivileged');
         cfg.qemuUser = v;
         break;
+      case 'xeno-restart-limit':
+        cfg.restartLimit = this.int(p, key, v, 0, 100_000);
+        break;
+      case 'xeno-restart-window':
+        cfg.restartWindowS = this.int(p, key, v, 1, 86_400);
+        break;
     }
   }
 }
@@ -283,6 +289,7 @@ const HANDLED = new Set([
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
   'xeno-qemu-user',
+  'xeno-restart-limit', 'xeno-restart-window',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

@@ -70,6 +70,7 @@ cap = 150
 on_poweroff = "destroy"
 on_reboot = "restart"
 on_crash = "preserve"
+restart_limit = 3
 vif = [ 'mac=00:16:3e:5a:01:02,bridge=xenbr0',
         'bridge=xenbr1,rate=100Mb/s', ]
 disk = [ '/dev/vg/db01-root,raw,xvda,rw',
@@ -128,6 +129,7 @@ describe('toDomainConfig', () => {
       onPoweroff: 'destroy',
       onReboot: 'restart',
       onCrash: 'preserve',
+      restartLimit: 3,
     });
   });
 

@@ -42,7 +42,7 @@ export const DEFAULT_MEMORY_MIB = 128;
 export const KNOWN_KEYS = [
   'name', 'uuid', 'type', 'builder', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpu_weight', 'cap',
   'kernel', 'ramdisk', 'root', 'extra', 'cmdline', 'hostname', 'disk', 'vif',
-  'on_poweroff', 'on_reboot', 'on_crash',
+  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit',
 ] as const;
 
 /** Keys xm/xl files often carry that mean nothing on QEMU (or are its behaviour anyway): no warning. */
@@ -302,6 +302,8 @@ class Normaliser {
     if (weight !== undefined) c.cpuWeight = weight;
     const cap = this.int('cap', 0, 100 * maxvcpus);
     if (cap !== undefined) c.cap = cap;
+    const restartLimit = this.int('restart_limit', 0, 100_000);
+    if (restartLimit !== undefined) c.restartLimit = restartLimit;
     if (kernel !== undefined) c.kernel = kernel;
     if (ramdisk !== undefined) c.ramdisk = ramdisk;
     if (root !== undefined) c.root = root;

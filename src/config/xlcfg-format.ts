@@ -78,6 +78,7 @@ export function formatXlCfg(c: DomainConfig): string {
   str('on_poweroff', c.onPoweroff);
   str('on_reboot', c.onReboot);
   str('on_crash', c.onCrash);
+  num('restart_limit', c.restartLimit);
   lines.push('');
   lines.push(`disk = ${list(c.disks.map(formatDiskSpec))}`);
   lines.push(`vif = ${list(c.vifs.map(formatVifSpec))}`);

@@ -31,6 +31,17 @@ export interface LaunchRequest {
   tlsPskDir?: string;
   /** Where QEMU's stderr goes. */
   logFile: string;
+  /**
+   * Called synchronously with QEMU's pid right after the spawn, before QMP answers: the caller
+   * records it, so a daemon that dies during the start-up can still find this QEMU.
+   */
+  onSpawn?: (pid: number) => void;
+}
+
+/** A QEMU found on the host by its run dir (pid file, then command line). */
+export interface FoundQemu {
+  pid: number;
+  runDir: string;
 }
 
 export type VmRunState = 'running' | 'paused' | 'shutdown' | 'panicked' | 'inmigrate' | 'postmigrate' | 'other';
@@ -55,6 +66,11 @@ export interface Vm extends EventEmitter {
   readonly spawnedAt?: number;
   command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
   runState(): Promise<VmRunState>;
+  /**
+   * What the guest did, for a QEMU found stopped (runstate shutdown or guest-panicked) by a daemon
+   * that was not watching; null while it runs.
+   */
+  stopReason(): Promise<GuestStopReason | null>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** ACPI power button. */
@@ -72,8 +88,17 @@ export interface Vm extends EventEmitter {
 export interface HypervisorBackend {
   readonly caps: HostCaps;
   launch(req: LaunchRequest): Promise<Vm>;
-  /** Re-attach to a QEMU left running by an earlier xenod; null when it is gone. */
-  adopt(pid: number, runDir: string): Promise<Vm | null>;
+  /**
+   * Re-attach to a QEMU left running by an earlier xenod; null when it is gone (or the pid is no
+   * longer that QEMU). Throws TIMEOUT when it runs but QMP does not answer within timeoutMs.
+   */
+  adopt(pid: number, runDir: string, timeoutMs?: number): Promise<Vm | null>;
+  /** The pid of the QEMU running for runDir (its pid file or pidHint, verified by its command line, else a scan). */
+  findQemu(runDir: string, pidHint?: number | null): number | null;
+  /** Every QEMU whose run dir lies under runRoot (orphans included). */
+  listQemus(runRoot: string): FoundQemu[];
+  /** SIGKILL the QEMU of runDir (if pid is still it) and wait until it is gone. */
+  killQemu(pid: number, runDir: string): Promise<void>;
   /** The argv launch() would use (for dry runs and the raw-QEMU benchmark). */
   argv(req: LaunchRequest): string[];
   readonly binary: string;

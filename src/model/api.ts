@@ -23,6 +23,18 @@ export interface DomainInfo {
   startTime: number;
   machineType?: string;
   accel?: string;
+  /** Restarts xenod made for the guest (on_reboot/on_crash = restart); absent when none. */
+  restarts?: number;
+  /** What the guest did before its last restart: reboot, crash or poweroff. */
+  lastRestartReason?: string;
+  /** Epoch seconds of the last restart. */
+  lastRestartAt?: number;
+  /** A restart delayed by the back-off is due at this epoch second. */
+  restartDueAt?: number;
+  /** The restart limit left the domain stopped: why, and where to look. */
+  restartStopped?: string;
+  /** Its QEMU runs but has not answered QMP since xenod started (retried in the background). */
+  qmp?: 'unresponsive';
 }
 
 export interface DomainDetail extends DomainInfo {

@@ -49,6 +49,13 @@ export interface DaemonConfig {
   eventLimit: number;
   /** xeno-qemu-user: the unprivileged system user every QEMU runs as (created if missing). */
   qemuUser: string;
+  /**
+   * xeno-restart-limit / xeno-restart-window: a guest restarted (on_reboot/on_crash = restart) this
+   * many times within this many seconds is left stopped instead (xend's "restarting too fast").
+   * 0 = no limit (the back-off still applies). A guest's own `restart_limit` overrides the limit.
+   */
+  restartLimit: number;
+  restartWindowS: number;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';
@@ -77,5 +84,7 @@ export function defaultDaemonConfig(): DaemonConfig {
     logCount: 5,
     eventLimit: 10_000,
     qemuUser: 'xeno-qemu',
+    restartLimit: 5,
+    restartWindowS: 60,
   };
 }

@@ -73,6 +73,8 @@ export interface DomainConfig {
   onPoweroff: LifecycleAction;
   onReboot: LifecycleAction;
   onCrash: LifecycleAction;
+  /** Restarts allowed within the daemon's xeno-restart-window before the guest is left stopped (0 = no limit); absent = xeno-restart-limit. */
+  restartLimit?: number;
 }
 
 export const DOMAIN_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;

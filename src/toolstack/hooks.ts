@@ -22,6 +22,8 @@ export interface DomainHooks {
   afterAdopt(rec: DomainRecord, vm: Vm): Promise<void>;
   /** QEMU is gone: remove what beforeLaunch/afterLaunch made. Must not throw for missing things. */
   afterStop(rec: DomainRecord): Promise<void>;
+  /** At daemon start, after adoption: remove what belongs to no domain in `known` (a crash's leftovers). */
+  sweep?(known: DomainRecord[]): Promise<void>;
 }
 
 export const NO_HOOKS: DomainHooks = {
@@ -52,6 +54,9 @@ export function composeHooks(...all: Array<Partial<DomainHooks>>): DomainHooks {
     },
     async afterStop(rec) {
       for (const h of all) await h.afterStop?.(rec);
+    },
+    async sweep(known) {
+      for (const h of all) await h.sweep?.(known);
     },
   };
 }

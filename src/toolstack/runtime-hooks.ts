@@ -7,6 +7,7 @@
  * afterAdopt: the same, re-applied (idempotent) to a QEMU an earlier xenod left running.
  * afterStop: the group is removed (QEMU has exited by then; a lingering task is retried).
  */
+import { readdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { XenoError, errorMessage } from '../common/errors.js';
 import { parseCpuList } from '../config/cpu-list.js';
@@ -116,6 +117,21 @@ export class RuntimeHooks implements DomainHooks {
       await this.cgroups.remove(this.groupName(rec));
     } catch (e) {
       this.log.warn({ domain: rec.name }, errorMessage(e));
+    }
+  }
+
+  /** Groups of domains that no longer exist (their daemon died before afterStop). */
+  async sweep(known: DomainRecord[]): Promise<void> {
+    if (!this.cgroups) return;
+    let names: string[];
+    try {
+      names = readdirSync(this.cgroups.base, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (known.some((r) => this.groupName(r) === n)) continue;
+      await this.cgroups.remove(n).catch((e: unknown) => this.log.warn(`removing the cgroup ${n} of a gone domain: ${errorMessage(e)}`));
     }
   }
 

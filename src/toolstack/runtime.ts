@@ -7,6 +7,7 @@
  */
 import os from 'node:os';
 import { XenoError, errorMessage } from '../common/errors.js';
+import { crashPoint } from '../common/test-crash.js';
 import { formatCpuList, parseCpuList } from '../config/cpu-list.js';
 import { parseMemSize } from '../config/sizes.js';
 import { DEFAULT_WEIGHT, MAX_WEIGHT } from '../host/cgroups.js';
@@ -235,6 +236,7 @@ export class Runtime {
       // Charged at maxmem + overhead already: a target within maxmem never over-commits the host.
       ensureFits(this.ts.memoryAccount(rec.id), this.ts.chargeOf(c), `set the memory of ${rec.name}`);
       await vm.command('balloon', { value: mb * MiB });
+      crashPoint('mem-set:ballooned');
       const old = c.memory;
       this.save(rec, next);
       this.ts.event(rec, 'mem-set', `memory target of ${rec.name}: ${old} -> ${mb} MiB`);
@@ -451,6 +453,7 @@ export class Runtime {
             throw new XenoError('QEMU_ERROR', `vcpu-set ${rec.name}: adding vcpu ${s.index} failed: ${errorMessage(e)}`);
           }
           added.push(s.index);
+          crashPoint('vcpu-set:plugged');
         }
         const threads = await vm.vcpuThreads();
         await this.hooks.applyPins(rec, threads.filter((t) => added.includes(t.index)));
@@ -464,6 +467,8 @@ export class Runtime {
           const path = s.qomPath!;
           const wait = this.waitDeleted(vm, path, Math.max(0, deadline - Date.now()));
           pend.set(s.index, path);
+          // Recorded before the unplug: a xenod dying right after it must still refuse a re-plug.
+          if (rec.extra[UNPLUGGED_KEY] !== rec.pid) this.save(rec, rec.config, { ...rec.extra, [UNPLUGGED_KEY]: rec.pid });
           try {
             await vm.command('device_del', { id: path });
           } catch (e) {
@@ -472,7 +477,7 @@ export class Runtime {
             await this.refreshVcpus(rec, vm);
             throw new XenoError('QEMU_ERROR', `vcpu-set ${rec.name}: removing vcpu ${s.index} failed: ${errorMessage(e)}`);
           }
-          if (rec.extra[UNPLUGGED_KEY] !== rec.pid) this.save(rec, rec.config, { ...rec.extra, [UNPLUGGED_KEY]: rec.pid });
+          crashPoint('vcpu-set:unplug-sent');
           // The event, then QEMU's own list as the proof; also the proof when an event was missed.
           const signalled = await unlessAborted(wait.done, signal);
           if (signalled === 'aborted') {

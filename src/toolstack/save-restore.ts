@@ -18,6 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { XenoError, errorMessage, isXenoError, type ErrorCode } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
+import { crashPoint } from '../common/test-crash.js';
 import { ensureFits } from '../host/memory.js';
 import type { Vm } from '../hypervisor/backend.js';
 import { validateMachineType } from '../config/validate.js';
@@ -216,6 +217,7 @@ export class SaveRestore {
       }
       const durableMs = performance.now() - t0;
       this.writeIntent({ ...intent, phase: 'written' });
+      crashPoint('save:written');
       let pausedMs: number | undefined;
       const mib = (res.size / MiB).toFixed(1);
       if (checkpoint) {

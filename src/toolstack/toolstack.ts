@@ -5,21 +5,19 @@
  * operation are undone before the error is reported.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
-import { XENO_VERSION } from '../common/version.js';
+import { crashPoint } from '../common/test-crash.js';
 import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
 import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
-import { threadStat } from '../host/proc.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
 import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
-import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
+import { isLegal, type DomainOp } from '../model/domain-state.js';
 import { validateForDaemon } from './config-guard.js';
 import { ConsoleHub } from './console-hub.js';
 import { dumpGuestMemory } from './coredump.js';
@@ -28,6 +26,9 @@ import { KeyedLock } from './locks.js';
 import { LongOperations } from './long-ops.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
+import { Adoption } from './adopt.js';
+import { RestartScheduler, historyOf } from './restart-policy.js';
+import { domain0Info, domainDetail, domainInfo, hostInfo } from './domain-info.js';
 
 export interface ToolstackDeps {
   config: DaemonConfig;
@@ -37,7 +38,7 @@ export interface ToolstackDeps {
   hooks?: DomainHooks;
 }
 
-interface Live {
+export interface Live {
   vm: Vm;
   console: ConsoleHub;
   vcpuTids: number[];
@@ -50,15 +51,21 @@ export class Toolstack {
   private readonly locks = new KeyedLock();
   private readonly longOps = new LongOperations();
   readonly hooks: DomainHooks;
+  /** Re-adoption at start-up, and QEMUs that did not answer it (retried in the background). */
+  readonly adoption: Adoption;
+  /** on_reboot/on_crash restarts, with back-off and the restart limit. */
+  readonly restarts: RestartScheduler;
 
   constructor(readonly deps: ToolstackDeps) {
     this.hooks = deps.hooks ?? NO_HOOKS;
+    this.adoption = new Adoption(this);
+    this.restarts = new RestartScheduler(this);
   }
 
-  private get store(): StateStore {
+  get store(): StateStore {
     return this.deps.store;
   }
-  private get log(): Logger {
+  get log(): Logger {
     return this.deps.log;
   }
 
@@ -66,16 +73,26 @@ export class Toolstack {
     return path.join(this.deps.config.stateDir, 'run', String(domid));
   }
 
-  private consoleLogFor(name: string): string {
+  consoleLogFor(name: string): string {
     return path.join(this.deps.config.stateDir, 'console', `${name}.log`);
   }
 
-  event(d: { id: number; name: string } | null, kind: string, message: string): void {
+  event(d: { id: number; name: string } | null, kind: string, message: string, level: 'info' | 'warn' = 'info'): void {
     const wasFailing = this.store.eventsLost;
     if (!this.store.addEvent(d?.id ?? null, d?.name ?? null, kind, message) && !wasFailing) {
       this.log.warn('the state database cannot store events (disk full?): they go to xenod.log only until it can');
     }
-    this.log.info({ domid: d?.id, domain: d?.name, kind }, message);
+    this.log[level]({ domid: d?.id, domain: d?.name, kind }, message);
+  }
+
+  /** Run fn under a domain's lock (the one every operation on it takes). */
+  runLocked<T>(id: number, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
+  }
+
+  /** The domain's QEMU as attached now (undefined while it is not, e.g. not answering QMP). */
+  liveById(id: number): Live | undefined {
+    return this.live.get(id);
   }
 
   // ---- lookup -------------------------------------------------------------------------------
@@ -97,7 +114,11 @@ export class Toolstack {
 
   liveOf(rec: DomainRecord): Live {
     const l = this.live.get(rec.id);
-    if (!l) throw new XenoError('BAD_STATE', `domain ${rec.name} has no running QEMU`);
+    if (!l) {
+      const u = this.adoption.unanswered(rec.id);
+      if (u) throw new XenoError('BAD_STATE', `domain ${rec.name}: its QEMU (pid ${u.pid}) does not answer QMP since xenod restarted (retried in the background); only destroy works meanwhile`);
+      throw new XenoError('BAD_STATE', `domain ${rec.name} has no running QEMU`);
+    }
     return l;
   }
 
@@ -134,84 +155,22 @@ export class Toolstack {
     return account(hostTotalMemoryMb(), this.deps.config.dom0MinMem, charges);
   }
 
-  // ---- info ---------------------------------------------------------------------------------
+  // ---- info (domain-info.ts) ---------------------------------------------------------------
 
   hostInfo(): HostInfo {
-    const acc = this.memoryAccount();
-    const caps = this.deps.backend.caps;
-    return {
-      host: os.hostname(),
-      release: os.release(),
-      machine: os.machine(),
-      nr_cpus: os.cpus().length,
-      total_memory: acc.total,
-      free_memory: acc.free,
-      dom0_min_mem: acc.dom0MinMem,
-      accel: caps.accel,
-      accel_reason: caps.accelReason,
-      qemu_version: caps.qemuVersion,
-      machine_type: caps.machineType,
-      xeno_version: XENO_VERSION,
-      state_dir: this.deps.config.stateDir,
-      network_mode: this.deps.config.networkScript,
-    };
+    return hostInfo(this);
   }
 
   domain0(): DomainInfo {
-    const acc = this.memoryAccount();
-    const cpus = os.cpus();
-    const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
-    return {
-      id: 0, name: 'Domain-0', uuid: '00000000-0000-0000-0000-000000000000', state: 'running', stateFlags: 'r-----',
-      memory: acc.dom0, maxmem: acc.total, vcpus: cpus.length, maxvcpus: cpus.length, cpuTime: round1(cpuTime),
-      uptime: Math.round(os.uptime()), startTime: Date.now() / 1000 - os.uptime(),
-    };
+    return domain0Info(this);
   }
 
   info(rec: DomainRecord): DomainInfo {
-    const l = this.live.get(rec.id);
-    let cpuTime = 0;
-    let executing = false;
-    if (l && rec.pid) {
-      for (const tid of l.vcpuTids) {
-        const s = threadStat(rec.pid, tid);
-        if (!s) continue;
-        cpuTime += s.cpuTime;
-        if (s.state === 'R') executing = true;
-      }
-    }
-    return {
-      id: rec.id,
-      name: rec.name,
-      uuid: rec.uuid,
-      state: rec.state,
-      stateFlags: stateFlags(rec.state, executing),
-      memory: rec.config.memory,
-      maxmem: rec.config.maxmem,
-      vcpus: l ? l.vcpuTids.length : rec.config.vcpus,
-      maxvcpus: rec.config.maxvcpus,
-      cpuTime: round1(cpuTime),
-      pid: rec.pid ?? undefined,
-      uptime: Math.max(0, Math.round(Date.now() / 1000 - rec.startTime)),
-      startTime: rec.startTime,
-      machineType: rec.machineType,
-      accel: rec.accel,
-    };
+    return domainInfo(this, rec);
   }
 
-  async detail(rec: DomainRecord): Promise<DomainDetail> {
-    const base = this.info(rec);
-    let balloonActual: number | undefined;
-    const l = this.live.get(rec.id);
-    if (l && !l.vm.exited) {
-      try {
-        const b = await l.vm.command<{ actual: number }>('query-balloon', undefined, 2000);
-        balloonActual = Math.round(b.actual / 1048576);
-      } catch {
-        /* no balloon answer: leave it out */
-      }
-    }
-    return { ...base, config: rec.config, balloonActual };
+  detail(rec: DomainRecord): Promise<DomainDetail> {
+    return domainDetail(this, rec);
   }
 
   list(): DomainInfo[] {
@@ -270,6 +229,7 @@ export class Toolstack {
         startTime: Date.now() / 1000, runDir: this.runDirFor(id), extra: {},
       };
       this.store.insert(rec);
+      crashPoint('create:recorded');
       try {
         await this.locks.run(id, () => this.boot(rec, opts));
       } catch (e) {
@@ -288,22 +248,48 @@ export class Toolstack {
     mkdirSync(rec.runDir, { recursive: true, mode: 0o700 });
     mkdirSync(path.dirname(this.consoleLogFor(rec.name)), { recursive: true });
     const prepared = await this.hooks.beforeLaunch(rec);
+    crashPoint('boot:plugged');
     const vm = await this.deps.backend.launch({
       domid: rec.id, uuid: rec.uuid, config: prepared.config ?? c, runDir: rec.runDir, machineType: rec.machineType,
       nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile: path.join(rec.runDir, 'qemu.log'),
+      // Recorded before QMP answers: a xenod dying now leaves a QEMU the next one can find.
+      onSpawn: (pid) => {
+        rec.pid = pid;
+        this.store.update(rec.id, { pid, runDir: rec.runDir, startTime: Date.now() / 1000 });
+        // Each run's output stays apart in the console log (the hub keeps the log bounded).
+        const run = `----- xeno: ${rec.name} run ${historyOf(rec).total + 1} started ${new Date().toISOString()} (QEMU pid ${pid}) -----`;
+        try {
+          appendFileSync(this.consoleLogFor(rec.name), `\r\n${run}\r\n`);
+        } catch {
+          /* a full disk costs this line, never the start (the hub reports lost output) */
+        }
+        crashPoint('boot:spawned');
+      },
     });
-    rec.pid = vm.pid;
-    this.store.update(rec.id, { pid: vm.pid, runDir: rec.runDir, startTime: Date.now() / 1000 });
     const live = this.attach(rec, vm);
-    if (c.memory < c.maxmem) await vm.command('balloon', { value: c.memory * 1048576 });
-    await this.hooks.afterLaunch(rec, vm);
-    live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
+    crashPoint('boot:attached');
+    await this.finishStart(rec, vm, live);
+    crashPoint('boot:launched');
     const state = opts.state ?? (opts.paused || opts.incoming ? 'paused' : 'running');
     rec.state = state;
-    this.store.update(rec.id, { state });
+    this.store.update(rec.id, { state, extra: { ...(this.store.get(rec.id)?.extra ?? rec.extra), restarting: undefined } });
+    // A guest that stopped before QMP was connected (a kernel that resets at once) sent its
+    // SHUTDOWN to nobody: ask QEMU, and answer it (after this lock).
+    const why = await vm.stopReason();
+    if (why) this.background(rec, this.onGuestStop(rec.id, live, why));
   }
 
-  private attach(rec: DomainRecord, vm: Vm): Live {
+  /** What a start does once QMP answers: the balloon target, the hooks (cgroup, pins), the vcpu threads. */
+  async finishStart(rec: DomainRecord, vm: Vm, live: Live, adopted = false): Promise<void> {
+    const c = rec.config;
+    if (c.memory < c.maxmem) await vm.command('balloon', { value: c.memory * 1048576 });
+    if (adopted) await this.hooks.afterAdopt(rec, vm);
+    else await this.hooks.afterLaunch(rec, vm);
+    live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
+  }
+
+  /** Connect the toolstack to a QEMU: its console and its events. */
+  attach(rec: DomainRecord, vm: Vm): Live {
     const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024, {
       report: (m) => this.log.warn({ domid: rec.id, domain: rec.name }, m),
     });
@@ -317,7 +303,7 @@ export class Toolstack {
   // ---- what the guest did -------------------------------------------------------------------
 
   /** Work started by an event, not a request: its failure is logged, never thrown into the void. */
-  private background(rec: DomainRecord, work: Promise<void>): void {
+  background(rec: DomainRecord, work: Promise<void>): void {
     work.catch((e: unknown) => this.event(rec, 'error', `${rec.name}: ${e instanceof Error ? e.message : String(e)}`));
   }
 
@@ -325,11 +311,14 @@ export class Toolstack {
     return reason === 'poweroff' ? c.onPoweroff : reason === 'reboot' ? c.onReboot : c.onCrash;
   }
 
-  private async onGuestStop(id: number, live: Live, reason0: GuestStopReason): Promise<void> {
+  /** Answer what the guest did (also for a stop found at adoption). */
+  async onGuestStop(id: number, live: Live, reason0: GuestStopReason): Promise<void> {
     if (live.stopping) return;
     await this.locks.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || this.live.get(id) !== live || live.stopping) return;
+      // Already answered (the event and the check after a start may both report one stop).
+      if (rec.state === 'shutdown' || rec.state === 'crashed') return;
       // A reboot asked through xenod is an ACPI shutdown the guest performs, then a restart.
       const reason: GuestStopReason = reason0 === 'poweroff' && rec.extra.rebootRequested ? 'reboot' : reason0;
       if (rec.extra.rebootRequested) this.store.update(id, { extra: { ...rec.extra, rebootRequested: false } });
@@ -349,7 +338,7 @@ export class Toolstack {
           return;
         case 'restart':
         case 'coredump-restart':
-          await this.restartLocked(rec);
+          await this.restarts.request(rec, reason);
           return;
         case 'rename-restart':
           await this.renameRestartLocked(rec, reason);
@@ -375,14 +364,21 @@ export class Toolstack {
   // ---- stop ---------------------------------------------------------------------------------
 
   /** Undo everything a domain holds on the host (QEMU, console, hooks' resources, run dir). */
-  private async teardown(rec: DomainRecord): Promise<void> {
+  async teardown(rec: DomainRecord): Promise<void> {
+    this.restarts.cancel(rec.id);
     const live = this.live.get(rec.id);
     if (live) {
       live.stopping = true;
       await live.vm.kill();
       live.console.close();
       this.live.delete(rec.id);
+    } else {
+      // Not attached (QMP did not answer at adoption, or a start died half-way): kill it by pid.
+      this.adoption.forget(rec.id);
+      const pid = this.deps.backend.findQemu(rec.runDir, rec.pid);
+      if (pid) await this.deps.backend.killQemu(pid, rec.runDir);
     }
+    crashPoint('destroy:killed');
     await this.hooks.afterStop(rec);
     rmSync(rec.runDir, { recursive: true, force: true });
   }
@@ -392,12 +388,15 @@ export class Toolstack {
    * made since, such as maxmem, take effect). An in-place reset is avoided on purpose: after a
    * reset from the shutdown state the firmware resets once more, which reads as a second reboot.
    */
-  private async restartLocked(rec: DomainRecord): Promise<void> {
+  async restartLocked(rec: DomainRecord): Promise<void> {
+    // The intent first: a xenod dying between teardown and boot is followed by one that boots it.
+    this.store.update(rec.id, { state: 'starting', extra: { ...this.store.get(rec.id)!.extra, restarting: true } });
     await this.teardown(rec);
+    crashPoint('restart:torn-down');
     const fresh = this.store.get(rec.id)!;
-    this.store.update(rec.id, { state: 'starting', pid: null });
+    this.store.update(rec.id, { pid: null });
     try {
-      await this.boot({ ...fresh, state: 'starting' }, {});
+      await this.boot({ ...fresh, state: 'starting', pid: null }, {});
     } catch (e) {
       this.store.remove(rec.id);
       throw e;
@@ -428,8 +427,9 @@ export class Toolstack {
     this.event(rec, kind, message);
   }
 
-  private async destroyLocked(rec: DomainRecord): Promise<void> {
+  async destroyLocked(rec: DomainRecord): Promise<void> {
     this.store.update(rec.id, { state: 'dying' });
+    crashPoint('destroy:dying');
     await this.teardown(rec);
     this.store.remove(rec.id);
     this.event(rec, 'destroy', `domain ${rec.name} (${rec.id}) destroyed`);
@@ -477,7 +477,9 @@ export class Toolstack {
     await this.withDomain(dom, 'reboot', async (rec) => {
       const l = this.liveOf(rec);
       if (rec.state === 'shutdown' || rec.state === 'crashed') {
-        await this.restartLocked(rec);
+        // The admin asks: a fresh chance, whatever the restart limit said.
+        this.restarts.reset(rec);
+        await this.restartLocked(this.store.get(rec.id)!);
         return;
       }
       this.store.update(rec.id, { extra: { ...rec.extra, rebootRequested: true } });
@@ -514,32 +516,15 @@ export class Toolstack {
 
   // ---- daemon start / stop ------------------------------------------------------------------
 
-  /** Re-adopt every QEMU an earlier xenod left running; forget the ones that are gone. */
-  async adoptAll(): Promise<void> {
-    for (const rec of this.store.all()) {
-      const vm = rec.pid ? await this.deps.backend.adopt(rec.pid, rec.runDir) : null;
-      if (!vm) {
-        this.event(rec, 'lost', `domain ${rec.name} (${rec.id}): QEMU pid ${rec.pid} is gone; removed`);
-        await this.hooks.afterStop(rec).catch(() => undefined);
-        rmSync(rec.runDir, { recursive: true, force: true });
-        this.store.remove(rec.id);
-        continue;
-      }
-      const live = this.attach(rec, vm);
-      live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
-      await this.hooks.afterAdopt(rec, vm);
-      const run = await vm.runState();
-      this.event(rec, 'adopt', `re-adopted ${rec.name} (${rec.id}), QEMU pid ${rec.pid}, ${run}`);
-      // The guest stopped while no daemon was watching: answer it now.
-      if (run === 'panicked' && rec.state !== 'crashed') this.background(rec, this.onGuestStop(rec.id, live, 'crash'));
-      else if (run === 'shutdown' && rec.state !== 'shutdown') this.background(rec, this.onGuestStop(rec.id, live, 'poweroff'));
-      else if (run === 'running' && rec.state === 'paused') this.store.update(rec.id, { state: 'running' });
-      else if (run === 'paused' && rec.state === 'running') this.store.update(rec.id, { state: 'paused' });
-    }
+  /** Re-adopt every QEMU an earlier xenod left running, and finish what it left half-done (adopt.ts). */
+  adoptAll(): Promise<void> {
+    return this.adoption.adoptAll();
   }
 
   /** Leave every guest running: drop our connections only. */
   detachAll(): void {
+    this.restarts.closeAll();
+    this.adoption.closeAll();
     for (const l of this.live.values()) {
       l.stopping = true;
       l.console.close();
@@ -547,8 +532,4 @@ export class Toolstack {
     }
     this.live.clear();
   }
-}
-
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
 }

@@ -87,14 +87,15 @@ export class TestDaemon {
     }
   }
 
-  async start(): Promise<void> {
+  /** `env`: extra environment for this run of xenod only (e.g. XENO_TEST_CRASH_AT). */
+  async start(opts: { env?: Record<string, string> } = {}): Promise<void> {
     if (this.netns && !this.wrap.length) {
       await execFileP('ip', ['netns', 'add', this.netns]);
       await execFileP('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
       this.wrap = ['ip', 'netns', 'exec', this.netns];
     }
     const argv = [...this.wrap, process.execPath, XENOD, '--state-dir', this.stateDir, '--socket', this.socket, ...this.extraArgs];
-    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
     let stderr = '';
     this.proc.stderr!.on('data', (d) => (stderr += String(d)));
     // a start restores the managed saves before it listens: slow on a loaded TCG host
@@ -116,6 +117,27 @@ export class TestDaemon {
     p.kill(signal);
     await exited;
     this.proc = undefined;
+  }
+
+  /** Wait until xenod has exited by itself (e.g. killed at a XENO_TEST_CRASH_AT point). */
+  async waitExit(timeoutMs = 120_000): Promise<void> {
+    const p = this.proc;
+    if (!p) return;
+    if (p.exitCode === null && p.signalCode === null) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`xenod did not exit within ${timeoutMs} ms`)), timeoutMs);
+        p.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    this.proc = undefined;
+  }
+
+  /** Pids of every QEMU whose command line names this daemon's state dir (what the host really runs). */
+  qemusOnHost(): number[] {
+    return this.qemuPidsFromRunDir();
   }
 
   /** Remember QEMU pids so cleanup can kill them even if the daemon is gone. */

@@ -4,6 +4,7 @@ import { XenoError } from '../../common/errors.js';
 import { applyOverrides, formatXlCfg, parseXlCfg, toDomainConfig } from '../../config/index.js';
 import type { CreateRequest, CreateResponse } from '../../model/api.js';
 import type { DomainConfig } from '../../model/domain-config.js';
+import { bootMemoryWarning } from '../../toolstack/boot-size.js';
 import type { Toolstack } from '../../toolstack/toolstack.js';
 import type { DaemonContext } from '../context.js';
 import { domainInfo, domParam, okResponse } from './schemas.js';
@@ -70,9 +71,12 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): 
       const t0 = performance.now();
       const warnings: string[] = [];
       const config = validated(ts, configFromRequest(req.body, warnings), req.body.cfgText !== undefined ? (req.body.cfgFile ?? '<request>') : 'config');
+      const small = await bootMemoryWarning(config);
+      if (small) warnings.push(small);
       if (req.body.dryRun) return { config: ts.validateForCreate(config), warnings };
       const rec = await ts.create(config, { paused: req.body.paused });
       const done = performance.now();
+
       if (rec.accel === 'tcg') warnings.push(`warning: no usable KVM on this host: ${rec.name} runs under TCG emulation (slow); see xeno info`);
       void reply.status(201);
       const spawned = ts.spawnedAt(rec.id) ?? done;

@@ -5,6 +5,7 @@
  * The domain's stored config follows, so a restart, restore or migration brings the vif back.
  */
 import { XenoError } from '../../common/errors.js';
+import { crashPoint } from '../../common/test-crash.js';
 import { parseVifSpec } from '../../config/vif-spec.js';
 import { waitVmEvent, type EventWait } from '../../hypervisor/vm-events.js';
 import type { Vm } from '../../hypervisor/backend.js';
@@ -50,17 +51,22 @@ export async function networkAttach(ts: Toolstack, nm: NetworkManager, dom: stri
     const vif = parseVifSpec(spec, devid);
     ts.validateChange(rec, { ...rec.config, vifs: [...rec.config.vifs, vif] }, 'network-attach');
     const { nic } = await nm.plug(rec.id, rec.name, vif, { ethIndex: rec.config.vifs.length });
+    crashPoint('network-attach:plugged');
+    // The config first: a xenod dying from here on is followed by one that keeps the vif if QEMU
+    // has its NIC, and drops it (config and backend) if not (see vifsInQemu / Adoption).
+    saveVifs(ts, rec, [...rec.config.vifs, vif]);
     let netdevAdded = false;
     try {
       await vm.command('netdev_add', { type: 'tap', id: `net${devid}`, ifname: nic.ifname, script: 'no', downscript: 'no' });
       netdevAdded = true;
       await vm.command('device_add', { driver: nic.model ?? 'virtio-net-pci', netdev: `net${devid}`, mac: nic.mac, id: `nic${devid}` });
+      crashPoint('network-attach:added');
     } catch (e) {
       if (netdevAdded) await vm.command('netdev_del', { id: `net${devid}` }).catch(() => undefined);
       await nm.unplug(rec.id, devid).catch(() => undefined);
+      saveVifs(ts, rec, rec.config.vifs);
       throw new XenoError('QEMU_ERROR', `cannot hot-plug vif ${devid} into ${rec.name}: ${(e as Error).message}`);
     }
-    saveVifs(ts, rec, [...rec.config.vifs, vif]);
     ts.event(rec, 'network-attach', `vif ${devid} (${nic.ifname}, ${nic.mac}) attached to ${rec.name}`);
     const st = nm.list(rec.id).find((v) => v.devid === devid)!;
     // No kernel command line for a hot-plugged NIC: say what the guest should configure.
@@ -94,6 +100,7 @@ export async function networkDetach(ts: Toolstack, nm: NetworkManager, dom: stri
       wait.cancel();
       throw signal.reason;
     }
+    crashPoint('network-detach:released');
     if (!released) {
       const still = await deviceExists(vm, id);
       if (still) {
@@ -115,4 +122,10 @@ async function deviceExists(vm: Vm, id: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The devids of the NICs (`nicN`) the running QEMU has: the truth after a crash cut a hot-plug short. */
+export async function vifsInQemu(vm: Vm): Promise<Set<number>> {
+  const items = await vm.command<Array<{ name: string }>>('qom-list', { path: '/machine/peripheral' });
+  return new Set(items.map((i) => /^nic(\d+)$/.exec(i.name)).filter((m) => m !== null).map((m) => Number(m![1])));
 }

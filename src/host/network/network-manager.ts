@@ -23,6 +23,8 @@ import { XenoError } from '../../common/errors.js';
 import { parseNetworkScript } from '../../config/daemon-config.js';
 import { scriptBaseName } from '../../config/vif-spec.js';
 import type { NicBackend } from '../../hypervisor/qemu/argv.js';
+import type { Vm } from '../../hypervisor/backend.js';
+import { vifsInQemu } from './hotplug.js';
 import { DEFAULT_STATE_DIR, type DaemonConfig, type NetworkMode } from '../../model/daemon-config.js';
 import { effectiveCmdline, type DomainConfig, type VifSpec } from '../../model/domain-config.js';
 import type { DomainHooks } from '../../toolstack/hooks.js';
@@ -437,8 +439,11 @@ export class NetworkManager {
         const config = args.length && rec.config.kernel ? withGuestArgs(rec.config, args) : undefined;
         return config && config !== rec.config ? { nics, config } : { nics };
       },
-      afterAdopt: async (rec: DomainRecord) => {
+      afterAdopt: async (rec: DomainRecord, vm: Vm) => {
         try {
+          // A vif whose NIC QEMU does not have (a hot-plug or unplug cut short by a crash) goes.
+          const inQemu = await vifsInQemu(vm);
+          for (const st of this.files.vifs(rec.id)) if (!inQemu.has(st.devid)) await this.unplug(rec.id, st.devid);
           await this.readopt(rec.id, rec.name);
         } catch (e) {
           this.log?.error({ err: e, domid: rec.id }, 'cannot re-adopt the network of a domain');
@@ -449,6 +454,17 @@ export class NetworkManager {
           await this.unplug(rec.id);
         } catch (e) {
           this.log?.error({ err: e, domid: rec.id }, 'cannot remove the network of a domain');
+        }
+      },
+      // Vifs (state files or owned links) of domains that are gone: a daemon died before afterStop.
+      sweep: async (known: DomainRecord[]) => {
+        const ids = new Set(known.map((r) => r.id));
+        const gone = new Set<number>();
+        for (const v of this.files.vifs()) if (!ids.has(v.domid)) gone.add(v.domid);
+        for (const l of await ownedLinks(this.ctx, this.instance).catch(() => [])) if (!ids.has(l.domid)) gone.add(l.domid);
+        for (const domid of gone) {
+          this.log?.info({ domid }, 'removing the vifs of a domain that is gone');
+          await this.unplug(domid).catch((e: unknown) => this.log?.error({ err: e, domid }, 'cannot remove the network of a gone domain'));
         }
       },
     };

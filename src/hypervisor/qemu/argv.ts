@@ -120,6 +120,10 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     // The daemon decides what a guest's poweroff, reboot or panic means (on_poweroff & co), so QEMU
     // only stops and reports it; this also works while xenod is down: the guest waits, frozen.
     '-action', 'reboot=shutdown,shutdown=pause,panic=pause',
+    // Both a guest poweroff and a guest reset end in runstate `shutdown` (reboot=shutdown); only
+    // the poweroff goes through qemu_system_shutdown_request, whose trace line in QEMU's log
+    // (stderr) tells a daemon that was down which of the two happened (QemuVm.stopReason).
+    '-trace', 'enable=qemu_system_shutdown_request',
     '-device', 'pvpanic',
     '-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on',
   ];

@@ -3,13 +3,13 @@
  * daemon's death (even kill -9) never takes the guests with it, and re-adopts them by pid + QMP.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { XenoError } from '../../common/errors.js';
-import { processCmdline, processGone } from '../../host/proc.js';
+import { processCmdline, processGone, waitProcessGone } from '../../host/proc.js';
 import type { AccelChoice } from '../../model/daemon-config.js';
-import type { HostCaps, HypervisorBackend, LaunchRequest, Vm } from '../backend.js';
+import type { FoundQemu, HostCaps, HypervisorBackend, LaunchRequest, Vm } from '../backend.js';
 import { detectAccel } from './accel.js';
 import { buildQemuArgv, type QemuPaths } from './argv.js';
 import { QmpClient } from './qmp.js';
@@ -156,6 +156,7 @@ export class QemuBackend implements HypervisorBackend {
     child.unref();
     const pid = child.pid;
     if (pid === undefined) throw new XenoError('QEMU_ERROR', `cannot start ${this.binary}`);
+    req.onSpawn?.(pid);
     let earlyExit: number | null | undefined;
     child.once('exit', (code) => (earlyExit = code));
     try {
@@ -172,16 +173,64 @@ export class QemuBackend implements HypervisorBackend {
     }
   }
 
-  async adopt(pid: number, runDir: string): Promise<Vm | null> {
+  async adopt(pid: number, runDir: string, timeoutMs = 5000): Promise<Vm | null> {
     const paths = qemuPaths(runDir);
-    // The pid must still be our QEMU (pids get reused): its argv names our QMP socket.
-    if (processGone(pid) || !processCmdline(pid).some((a) => a.includes(paths.qmp))) return null;
+    // The pid must still be our QEMU (pids get reused): its argv names our run dir.
+    if (!isQemuOf(pid, runDir)) return null;
+    let qmp: QmpClient;
     try {
-      const qmp = await QmpClient.connect(paths.qmp, 5000);
-      return new QemuVm(pid, runDir, qmp);
-    } catch {
-      return null;
+      qmp = await QmpClient.connect(paths.qmp, timeoutMs);
+    } catch (e) {
+      if (!isQemuOf(pid, runDir)) return null;
+      throw new XenoError('TIMEOUT', `QEMU pid ${pid} runs but does not answer QMP on ${paths.qmp}: ${(e as Error).message}`);
     }
+    return new QemuVm(pid, runDir, qmp);
+  }
+
+  findQemu(runDir: string, pidHint?: number | null): number | null {
+    for (const pid of [pidHint, readPidFile(qemuPaths(runDir).pidfile)]) {
+      if (pid && isQemuOf(pid, runDir)) return pid;
+    }
+    return this.listQemus(path.dirname(runDir)).find((q) => q.runDir === runDir)?.pid ?? null;
+  }
+
+  listQemus(runRoot: string): FoundQemu[] {
+    const out: FoundQemu[] = [];
+    const prefix = runRoot.endsWith('/') ? runRoot : runRoot + '/';
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      const argv = processCmdline(pid);
+      const i = argv.indexOf('-pidfile');
+      const pidfile = i >= 0 ? argv[i + 1] : undefined;
+      if (!pidfile?.startsWith(prefix) || path.basename(pidfile) !== 'qemu.pid' || processGone(pid)) continue;
+      out.push({ pid, runDir: path.dirname(pidfile) });
+    }
+    return out;
+  }
+
+  async killQemu(pid: number, runDir: string): Promise<void> {
+    if (!isQemuOf(pid, runDir)) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return; // already gone
+    }
+    if (!(await waitProcessGone(pid, 10_000))) throw new XenoError('QEMU_ERROR', `QEMU pid ${pid} did not exit after SIGKILL`);
+  }
+}
+
+/** pid is alive and is the QEMU of runDir: its argv holds that run dir's pid file (pids get reused). */
+function isQemuOf(pid: number, runDir: string): boolean {
+  return !processGone(pid) && processCmdline(pid).includes(qemuPaths(runDir).pidfile);
+}
+
+function readPidFile(file: string): number | null {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
   }
 }
 

@@ -5,6 +5,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { XenoError } from '../../common/errors.js';
 import { processGone, waitProcessGone } from '../../host/proc.js';
 import type { GuestStopReason, VcpuThread, Vm, VmRunState } from '../backend.js';
@@ -78,6 +80,15 @@ export class QemuVm extends EventEmitter implements Vm {
     }
   }
 
+  async stopReason(): Promise<GuestStopReason | null> {
+    const run = await this.runState();
+    if (run === 'panicked') return 'crash';
+    if (run !== 'shutdown') return null;
+    // ShutdownCause 6 = GUEST_SHUTDOWN (ACPI poweroff); a guest reset under reboot=shutdown sets the
+    // request without this trace call (see argv.ts).
+    return /qemu_system_shutdown_request reason=6\b/.test(readLog(path.join(this.runDir, 'qemu.log'))) ? 'poweroff' : 'reboot';
+  }
+
   async pause(): Promise<void> {
     await this.qmp.execute('stop');
   }
@@ -148,5 +159,13 @@ export class QemuVm extends EventEmitter implements Vm {
   detach(): void {
     this.detached = true;
     this.qmp.close();
+  }
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
   }
 }

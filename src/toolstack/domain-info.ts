@@ -1,0 +1,96 @@
+/**
+ * What `xeno info` and `xeno list` (-l, --json) show of the host and of each domain: memory, vcpus,
+ * CPU time from the vcpu threads, xm's state flags, the restart history and QMP reachability.
+ */
+import os from 'node:os';
+import { XENO_VERSION } from '../common/version.js';
+import { threadStat } from '../host/proc.js';
+import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
+import { stateFlags } from '../model/domain-state.js';
+import { restartInfo } from './restart-policy.js';
+import type { DomainRecord } from './store.js';
+import type { Toolstack } from './toolstack.js';
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+export function hostInfo(ts: Toolstack): HostInfo {
+  const acc = ts.memoryAccount();
+  const caps = ts.deps.backend.caps;
+  return {
+    host: os.hostname(),
+    release: os.release(),
+    machine: os.machine(),
+    nr_cpus: os.cpus().length,
+    total_memory: acc.total,
+    free_memory: acc.free,
+    dom0_min_mem: acc.dom0MinMem,
+    accel: caps.accel,
+    accel_reason: caps.accelReason,
+    qemu_version: caps.qemuVersion,
+    machine_type: caps.machineType,
+    xeno_version: XENO_VERSION,
+    state_dir: ts.deps.config.stateDir,
+    network_mode: ts.deps.config.networkScript,
+  };
+}
+
+export function domain0Info(ts: Toolstack): DomainInfo {
+  const acc = ts.memoryAccount();
+  const cpus = os.cpus();
+  const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
+  return {
+    id: 0, name: 'Domain-0', uuid: '00000000-0000-0000-0000-000000000000', state: 'running', stateFlags: 'r-----',
+    memory: acc.dom0, maxmem: acc.total, vcpus: cpus.length, maxvcpus: cpus.length, cpuTime: round1(cpuTime),
+    uptime: Math.round(os.uptime()), startTime: Date.now() / 1000 - os.uptime(),
+  };
+}
+
+export function domainInfo(ts: Toolstack, rec: DomainRecord): DomainInfo {
+  const l = ts.liveById(rec.id);
+  let cpuTime = 0;
+  let executing = false;
+  if (l && rec.pid) {
+    for (const tid of l.vcpuTids) {
+      const s = threadStat(rec.pid, tid);
+      if (!s) continue;
+      cpuTime += s.cpuTime;
+      if (s.state === 'R') executing = true;
+    }
+  }
+  return {
+    id: rec.id,
+    name: rec.name,
+    uuid: rec.uuid,
+    state: rec.state,
+    stateFlags: stateFlags(rec.state, executing),
+    memory: rec.config.memory,
+    maxmem: rec.config.maxmem,
+    vcpus: l ? l.vcpuTids.length : rec.config.vcpus,
+    maxvcpus: rec.config.maxvcpus,
+    cpuTime: round1(cpuTime),
+    pid: rec.pid ?? undefined,
+    uptime: Math.max(0, Math.round(Date.now() / 1000 - rec.startTime)),
+    startTime: rec.startTime,
+    machineType: rec.machineType,
+    accel: rec.accel,
+    ...restartInfo(rec),
+    ...(ts.adoption.unanswered(rec.id) ? { qmp: 'unresponsive' as const } : {}),
+  };
+}
+
+export async function domainDetail(ts: Toolstack, rec: DomainRecord): Promise<DomainDetail> {
+  const base = domainInfo(ts, rec);
+  let balloonActual: number | undefined;
+  const l = ts.liveById(rec.id);
+  if (l && !l.vm.exited) {
+    try {
+      const b = await l.vm.command<{ actual: number }>('query-balloon', undefined, 2000);
+      balloonActual = Math.round(b.actual / 1048576);
+    } catch {
+      /* no balloon answer: leave it out */
+    }
+  }
+  return { ...base, config: rec.config, balloonActual };
+}
