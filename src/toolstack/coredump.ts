@@ -4,7 +4,7 @@
  * `<stateDir>/dump/<name>-<domid>-<time>.core` before the domain is destroyed or restarted.
  * QEMU stops guests on every shutdown and panic (-action ...=pause), so the memory is intact here.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import type { Vm } from '../hypervisor/backend.js';
 import { DOMAIN_NAME_RE } from '../model/domain-config.js';
@@ -17,14 +17,24 @@ export function dumpDir(stateDir: string): string {
   return path.join(stateDir, 'dump');
 }
 
-/** Writes the core file and returns its path. */
-export async function dumpGuestMemory(vm: Vm, stateDir: string, dom: { id: number; name: string }): Promise<string> {
+/**
+ * Writes the core file and returns its path. QEMU runs unprivileged and can write only its own
+ * dir (`qemuDir`, in the run dir): it dumps there, and xenod moves the file into the root-only
+ * dump dir (same filesystem: the run dirs live in the state dir) once it is complete.
+ */
+export async function dumpGuestMemory(vm: Vm, stateDir: string, qemuDir: string, dom: { id: number; name: string }): Promise<string> {
   // The name goes into a QMP protocol string: only validated domain names ever get there.
   if (!DOMAIN_NAME_RE.test(dom.name)) throw new XenoError('INTERNAL', `refusing a core file name from '${dom.name}'`);
   const dir = dumpDir(stateDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const file = path.join(path.resolve(dir), `${dom.name}-${dom.id}-${stamp}.core`);
-  await vm.command('dump-guest-memory', { paging: false, protocol: `file:${file}` }, DUMP_TIMEOUT_MS);
+  const base = `${dom.name}-${dom.id}-${stamp}.core`;
+  const partial = path.join(path.resolve(qemuDir), base);
+  await vm.command('dump-guest-memory', { paging: false, protocol: `file:${partial}` }, DUMP_TIMEOUT_MS);
+  const file = path.join(path.resolve(dir), base);
+  renameSync(partial, file);
+  // The guest's memory is as secret as the guest: root only, whoever QEMU wrote it as.
+  chownSync(file, 0, 0);
+  chmodSync(file, 0o600);
   return file;
 }

@@ -326,7 +326,7 @@ export class Toolstack {
       this.event(rec, reason, `guest ${reason === 'poweroff' ? 'powered off' : reason === 'reboot' ? 'rebooted' : 'crashed'}: on_${reason === 'crash' ? 'crash' : reason === 'reboot' ? 'reboot' : 'poweroff'}=${action}`);
       if (action === 'coredump-destroy' || action === 'coredump-restart') {
         // the dump is best effort: a failed one is reported, and the action still happens
-        await dumpGuestMemory(live.vm, this.deps.config.stateDir, rec).then(
+        await dumpGuestMemory(live.vm, this.deps.config.stateDir, qemuPaths(rec.runDir).dir, rec).then(
           (file) => this.event(rec, 'coredump', `${rec.name}: memory dumped to ${file}`),
           (e: unknown) => this.event(rec, 'error', `${rec.name}: core dump failed: ${e instanceof Error ? e.message : String(e)}`),
         );
