@@ -221,6 +221,7 @@ export class Runtime {
       if (mb > c.maxmem) {
         throw badRequest(`mem-set ${rec.name}: ${mb} MiB is above its maxmem of ${c.maxmem} MiB (raise it first with mem-max)`);
       }
+      const next = this.ts.validateChange(rec, { ...c, memory: mb }, 'mem-set');
       const vm = this.vmOf(rec);
       const boot = await this.bootMemory(vm);
       if (boot !== null && mb > boot) {
@@ -232,7 +233,7 @@ export class Runtime {
       ensureFits(this.ts.memoryAccount(rec.id), this.ts.chargeOf(c), `set the memory of ${rec.name}`);
       await vm.command('balloon', { value: mb * MiB });
       const old = c.memory;
-      this.save(rec, { ...c, memory: mb });
+      this.save(rec, next);
       this.ts.event(rec, 'mem-set', `memory target of ${rec.name}: ${old} -> ${mb} MiB`);
       const res: MemSetResult = { name: rec.name, id: rec.id, target: mb, actual: null, reached: false, waitedMs: 0 };
       return { rec, vm, res };
@@ -294,7 +295,7 @@ export class Runtime {
       if (mb < c.memory) {
         throw badRequest(`mem-max ${rec.name}: ${mb} MiB is below its current memory of ${c.memory} MiB (lower that first with mem-set)`);
       }
-      const next = { ...c, maxmem: mb };
+      const next = this.ts.validateChange(rec, { ...c, maxmem: mb }, 'mem-max');
       if (mb > c.maxmem) ensureFits(this.ts.memoryAccount(rec.id), this.ts.chargeOf(next), `raise the maxmem of ${rec.name} to ${mb} MiB`);
       const boot = await this.bootMemory(this.vmOf(rec));
       const old = c.maxmem;
@@ -404,6 +405,7 @@ export class Runtime {
       if (n > c.maxvcpus) {
         throw badRequest(`vcpu-set ${rec.name}: ${n} vcpus is above its maxvcpus of ${c.maxvcpus} (set maxvcpus in the config; it takes effect at the next boot)`);
       }
+      this.ts.validateChange(rec, { ...c, vcpus: n }, 'vcpu-set');
       const vm = this.vmOf(rec);
       const slots = await this.slots(vm);
       const pend = this.pendingOf(rec.id);

@@ -20,6 +20,7 @@ import { XenoError, errorMessage, isXenoError, type ErrorCode } from '../common/
 import { XENO_VERSION } from '../common/version.js';
 import { ensureFits } from '../host/memory.js';
 import type { Vm } from '../hypervisor/backend.js';
+import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { compareQemuVersions, type ProgressFn, type SaveFileInfo, type SaveHeader } from './savefile/format.js';
 import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
@@ -279,18 +280,26 @@ export class SaveRestore {
     const h = info.header;
     const caps = this.ts.deps.backend.caps;
     const refuse = (code: ErrorCode, why: string) => fail(code, `cannot restore ${info.path}: ${why}`, { file: info.path, name: h.name });
+    let config: DomainConfig;
+    try {
+      // A header is input like any other (its checksum proves only that it is unchanged): the one validator first.
+      validateMachineType(h.machineType);
+      config = this.ts.validateConfig({ ...h.config, name: h.name, uuid: h.uuid ?? h.config.uuid });
+    } catch (e) {
+      if (isXenoError(e)) throw refuse(e.code, e.message);
+      throw e;
+    }
     if (compareQemuVersions(caps.qemuVersion, h.qemuVersion) < 0) {
       throw refuse('SAVE_FORMAT', `it was saved by QEMU ${h.qemuVersion}, this host has the older QEMU ${caps.qemuVersion}`);
     }
     if (h.machineType !== caps.machineType && !(await this.supportedMachineTypes()).has(h.machineType)) {
       throw refuse('SAVE_FORMAT', `it needs QEMU machine type ${h.machineType}, which ${this.ts.deps.backend.binary} ${caps.qemuVersion} does not offer`);
     }
-    const config: DomainConfig = { ...h.config, name: h.name, uuid: h.uuid ?? h.config.uuid };
-    const launchConfig: DomainConfig = { ...config, maxmem: h.maxmemMb, memory: Math.min(config.memory, h.maxmemMb) };
     const existing = this.ts.deps.store.byName(config.name);
     if (existing) throw refuse('DOMAIN_EXISTS', `a domain named ${config.name} already exists (id ${existing.id}, ${existing.state})`);
+    let launchConfig: DomainConfig;
     try {
-      this.ts.validateForCreate(launchConfig);
+      launchConfig = this.ts.validateForCreate({ ...config, maxmem: h.maxmemMb, memory: Math.min(config.memory, h.maxmemMb) });
       // Charge what the domain may grow to, as before the save.
       ensureFits(this.ts.memoryAccount(), this.ts.chargeOf(config), `restore ${config.name}`);
     } catch (e) {

@@ -17,8 +17,10 @@ import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../h
 import { threadStat } from '../host/proc.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
-import { DOMAIN_NAME_RE, type DomainConfig, type LifecycleAction } from '../model/domain-config.js';
+import { validateMachineType } from '../config/validate.js';
+import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
+import { validateForDaemon } from './config-guard.js';
 import { ConsoleHub } from './console-hub.js';
 import { KeyedLock } from './locks.js';
 import type { DomainRecord, StateStore } from './store.js';
@@ -218,10 +220,28 @@ export class Toolstack {
 
   // ---- create -------------------------------------------------------------------------------
 
-  /** Checks that leave nothing behind when they fail. */
-  validateForCreate(c: DomainConfig, excludeId?: number): void {
-    if (!DOMAIN_NAME_RE.test(c.name)) throw new XenoError('INVALID_NAME', `invalid domain name '${c.name}': use 1-64 characters of [A-Za-z0-9_.-]`);
-    if (c.name === 'Domain-0') throw new XenoError('INVALID_NAME', `'Domain-0' is the host's own name`);
+  /**
+   * The one config validator (config/validate.ts, with this daemon's floor and protected paths,
+   * plus the filesystem checks of config-guard.ts): every door calls it. Returns the config
+   * normalised; throws a 4xx naming the field.
+   */
+  validateConfig(raw: unknown): DomainConfig {
+    return validateForDaemon(raw, this.deps.config);
+  }
+
+  /** A runtime change (mem-set, vcpu-set, network-attach...) validated as a whole new config. */
+  validateChange(rec: DomainRecord, next: DomainConfig, op: string): DomainConfig {
+    try {
+      return this.validateConfig(next);
+    } catch (e) {
+      if (e instanceof XenoError) throw new XenoError(e.code, `${op} ${rec.name}: ${e.message}`, e.details);
+      throw e;
+    }
+  }
+
+  /** Checks that leave nothing behind when they fail; returns the validated config. */
+  validateForCreate(raw: unknown, excludeId?: number): DomainConfig {
+    const c = this.validateConfig(raw);
     const existing = this.store.byName(c.name);
     if (existing && existing.id !== excludeId) throw new XenoError('DOMAIN_EXISTS', `a domain named '${c.name}' already exists (id ${existing.id})`);
     for (const [what, file] of [['kernel', c.kernel], ['ramdisk', c.ramdisk]] as const) {
@@ -230,14 +250,14 @@ export class Toolstack {
     for (const d of c.disks) {
       if (d.target && !existsSync(d.target)) throw new XenoError('NO_SUCH_FILE', `disk ${d.vdev}: ${d.target} does not exist`);
     }
-    if (c.type !== 'hvm' && !c.kernel) throw new XenoError('CONFIG_INVALID', `a ${c.type} domain needs a kernel`);
-    if (c.type === 'hvm' && !c.kernel && c.disks.length === 0) throw new XenoError('CONFIG_INVALID', 'an hvm domain needs a disk to boot from');
     ensureFits(this.memoryAccount(excludeId), this.chargeOf(c), `create ${c.name}`);
+    return c;
   }
 
-  async create(c: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
+  async create(raw: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
     return this.withHostMemory(async () => {
-      this.validateForCreate(c);
+      const c = this.validateForCreate(raw);
+      if (opts.machineType !== undefined) validateMachineType(opts.machineType);
       const id = this.store.allocateDomid();
       const rec: DomainRecord = {
         id, name: c.name, uuid: c.uuid ?? randomUUID(), config: c, state: 'starting', pid: null,

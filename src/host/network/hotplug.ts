@@ -47,6 +47,7 @@ export async function networkAttach(ts: Toolstack, nm: NetworkManager, dom: stri
     let devid = 0;
     while (used.has(devid)) devid++;
     const vif = parseVifSpec(spec, devid);
+    ts.validateChange(rec, { ...rec.config, vifs: [...rec.config.vifs, vif] }, 'network-attach');
     const { nic } = await nm.plug(rec.id, rec.name, vif, { ethIndex: rec.config.vifs.length });
     let netdevAdded = false;
     try {
