@@ -78,6 +78,13 @@ export function formatXlCfg(c: DomainConfig): string {
   str('on_poweroff', c.onPoweroff);
   str('on_reboot', c.onReboot);
   str('on_crash', c.onCrash);
+  str('boot', c.boot);
+  if (c.vnc) {
+    num('vnc', 1);
+    str('vnclisten', c.vnc.listen);
+    num('vncdisplay', c.vnc.display);
+    str('vncpasswd', c.vnc.password);
+  }
   lines.push('');
   lines.push(`disk = ${list(c.disks.map(formatDiskSpec))}`);
   lines.push(`vif = ${list(c.vifs.map(formatVifSpec))}`);

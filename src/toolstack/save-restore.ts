@@ -27,6 +27,7 @@ import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { RestoreSource } from './savefile/offload.js';
 import { openSaveFile } from './savefile/reader.js';
 import { partialPathFor, syncDir } from './savefile/writer.js';
+import { refuseStateCopyAfterUnplug } from './runtime.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -162,6 +163,7 @@ export class SaveRestore {
     const target = path.resolve(file);
     const checkpoint = opts.checkpoint ?? false;
     return this.ts.withDomain(dom, 'save', async (rec) => {
+      refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'save');
       this.checkDestination(rec, target);
       const vm = this.ts.liveOf(rec).vm;
       const wasRunning = rec.state === 'running';
