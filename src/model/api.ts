@@ -23,6 +23,10 @@ export interface DomainInfo {
   startTime: number;
   machineType?: string;
   accel?: string;
+  /** Where its VNC display listens (`127.0.0.1:5900`), when it has one. */
+  vnc?: string;
+  /** A vcpu was unplugged since its boot: QEMU < 8 under TCG can then neither save nor migrate it. */
+  unpluggedSinceBoot?: boolean;
 }
 
 export interface DomainDetail extends DomainInfo {

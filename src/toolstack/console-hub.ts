@@ -1,7 +1,8 @@
 /**
- * A guest's serial line, held by the daemon: one connection to QEMU's serial socket, fanned out to
- * any number of clients, and kept in a bounded log file (xend's console-limit). Reconnects when
- * QEMU drops it, and is re-opened by a restarted daemon.
+ * A guest's console, held by the daemon: one connection to QEMU's serial socket (and one to its
+ * virtio console, hvc0, when given), merged and fanned out to any number of clients, and kept in
+ * a bounded log file (xend's console-limit). Reconnects when QEMU drops it, and is re-opened by a
+ * restarted daemon. Input goes to the console the guest's kernel was told to use (`inputTo`).
  */
 import { appendFileSync, closeSync, openSync, readFileSync, readSync, statSync, writeFileSync, fstatSync } from 'node:fs';
 import net from 'node:net';
@@ -11,8 +12,25 @@ export interface ConsoleSink {
   write(data: Buffer): void;
 }
 
+/** Where typed input goes: the serial line, the virtio console, or both (guest unknown). */
+export type ConsoleInput = 'serial' | 'hvc' | 'both';
+
+export interface ConsoleHubOptions {
+  /** QEMU's virtconsole socket: its output is merged into the same console. */
+  hvcPath?: string;
+  inputTo?: ConsoleInput;
+}
+
+/** The console a kernel command line makes /dev/console: its last console= (Linux's rule). */
+export function consoleOfCmdline(cmdline: string | undefined): ConsoleInput {
+  if (cmdline === undefined) return 'both';
+  const all = [...cmdline.matchAll(/(?:^|\s)console=([A-Za-z]+)/g)].map((m) => m[1]!);
+  return all.length && all[all.length - 1] === 'hvc' ? 'hvc' : 'serial';
+}
+
 export class ConsoleHub extends EventEmitter {
   private socket?: net.Socket;
+  private hvc?: net.Socket;
   private readonly clients = new Set<ConsoleSink>();
   private closed = false;
   private logSize = 0;
@@ -21,6 +39,7 @@ export class ConsoleHub extends EventEmitter {
     private readonly serialPath: string,
     private readonly logFile: string,
     private readonly limitBytes: number,
+    private readonly opts: ConsoleHubOptions = {},
   ) {
     super();
     try {
@@ -29,21 +48,26 @@ export class ConsoleHub extends EventEmitter {
       this.logSize = 0;
     }
     this.connect();
+    if (opts.hvcPath) this.connect(0, 'hvc');
   }
 
-  private connect(attempt = 0): void {
+  private connect(attempt = 0, which: 'serial' | 'hvc' = 'serial'): void {
     if (this.closed) return;
-    const s = net.createConnection(this.serialPath);
+    const s = net.createConnection(which === 'hvc' ? this.opts.hvcPath! : this.serialPath);
     s.on('connect', () => {
-      this.socket = s;
-      this.emit('connected');
+      if (which === 'hvc') this.hvc = s;
+      else {
+        this.socket = s;
+        this.emit('connected');
+      }
     });
     s.on('data', (d: Buffer) => this.onOutput(d));
     s.on('error', () => undefined);
     s.on('close', () => {
       if (this.socket === s) this.socket = undefined;
+      if (this.hvc === s) this.hvc = undefined;
       // QEMU keeps the server socket while it runs; retry briefly (start-up race, reset).
-      if (!this.closed && attempt < 200) setTimeout(() => this.connect(attempt + 1), 25);
+      if (!this.closed && attempt < 200) setTimeout(() => this.connect(attempt + 1, which), 25);
     });
   }
 
@@ -65,9 +89,11 @@ export class ConsoleHub extends EventEmitter {
     }
   }
 
-  /** Input from a client, typed on the guest's serial line. */
+  /** Input from a client, typed on the console the guest uses (serial, hvc0 or both). */
   input(d: Buffer): void {
-    this.socket?.write(d);
+    const to = this.opts.hvcPath ? (this.opts.inputTo ?? 'serial') : 'serial';
+    if (to !== 'hvc') this.socket?.write(d);
+    if (to !== 'serial') this.hvc?.write(d);
   }
 
   attach(sink: ConsoleSink): () => void {
@@ -90,6 +116,7 @@ export class ConsoleHub extends EventEmitter {
   close(): void {
     this.closed = true;
     this.socket?.destroy();
+    this.hvc?.destroy();
     this.emit('close');
     this.clients.clear();
   }

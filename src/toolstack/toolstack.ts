@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
+import { guestCmdline } from '../hypervisor/qemu/argv.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
 import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
 import { threadStat } from '../host/proc.js';
@@ -21,7 +22,9 @@ import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
 import { validateForDaemon } from './config-guard.js';
-import { ConsoleHub } from './console-hub.js';
+import { qemuLogFor, qemuLogTail, rotateQemuLog, setUpVnc } from './qemu-log.js';
+import { unplugTrap } from './runtime.js';
+import { ConsoleHub, consoleOfCmdline } from './console-hub.js';
 import { KeyedLock } from './locks.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
@@ -191,6 +194,8 @@ export class Toolstack {
       startTime: rec.startTime,
       machineType: rec.machineType,
       accel: rec.accel,
+      ...(typeof rec.extra.vnc === 'string' ? { vnc: rec.extra.vnc } : {}),
+      ...(unplugTrap(rec, this.deps.backend.caps.qemuVersion) ? { unpluggedSinceBoot: true } : {}),
     };
   }
 
@@ -283,15 +288,19 @@ export class Toolstack {
     mkdirSync(rec.runDir, { recursive: true, mode: 0o700 });
     mkdirSync(path.dirname(this.consoleLogFor(rec.name)), { recursive: true });
     const prepared = await this.hooks.beforeLaunch(rec);
+    const logFile = qemuLogFor(this.deps.config.stateDir, rec.name);
+    rotateQemuLog(logFile);
     const vm = await this.deps.backend.launch({
       domid: rec.id, uuid: rec.uuid, config: prepared.config ?? c, runDir: rec.runDir, machineType: rec.machineType,
-      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile: path.join(rec.runDir, 'qemu.log'),
+      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile,
     });
     rec.pid = vm.pid;
     this.store.update(rec.id, { pid: vm.pid, runDir: rec.runDir, startTime: Date.now() / 1000 });
     const live = this.attach(rec, vm);
     if (c.memory < c.maxmem) await vm.command('balloon', { value: c.memory * 1048576 });
     await this.hooks.afterLaunch(rec, vm);
+    const vnc = await setUpVnc(vm, c);
+    if (vnc !== rec.extra.vnc) this.store.update(rec.id, { extra: { ...rec.extra, vnc } });
     live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
     const state = opts.state ?? (opts.paused || opts.incoming ? 'paused' : 'running');
     rec.state = state;
@@ -299,7 +308,11 @@ export class Toolstack {
   }
 
   private attach(rec: DomainRecord, vm: Vm): Live {
-    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024);
+    const paths = qemuPaths(rec.runDir);
+    const console = new ConsoleHub(paths.serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024, {
+      hvcPath: paths.hvc,
+      inputTo: consoleOfCmdline(rec.config.kernel !== undefined ? guestCmdline(rec.config) : undefined),
+    });
     const live: Live = { vm, console, vcpuTids: [], stopping: false };
     this.live.set(rec.id, live);
     vm.on('guest-stop', (reason: GuestStopReason) => this.background(rec, this.onGuestStop(rec.id, live, reason)));
@@ -350,7 +363,9 @@ export class Toolstack {
     await this.locks.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || this.live.get(id) !== live || live.stopping) return;
-      this.event(rec, 'exit', `QEMU (pid ${rec.pid}) exited unexpectedly; domain ${rec.name} removed`);
+      const tail = qemuLogTail(qemuLogFor(this.deps.config.stateDir, rec.name));
+      this.event(rec, 'exit', `QEMU (pid ${rec.pid}) exited unexpectedly${live.vm.exitStatus ? ` (${live.vm.exitStatus})` : ''}; domain ${rec.name} removed; ` +
+        (tail ? `the end of its log: ${tail}` : 'its log is empty'));
       await this.teardown(rec);
       this.store.remove(id);
     });

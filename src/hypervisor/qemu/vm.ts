@@ -13,6 +13,7 @@ import type { QmpClient, QmpEvent } from './qmp.js';
 export class QemuVm extends EventEmitter implements Vm {
   private gone = false;
   private readonly exitPromise: Promise<void>;
+  exitStatus?: string;
 
   constructor(
     readonly pid: number,
@@ -23,6 +24,7 @@ export class QemuVm extends EventEmitter implements Vm {
   ) {
     super();
     qmp.on('event', (e: QmpEvent) => this.onEvent(e));
+    child?.once('exit', (code, signal) => (this.exitStatus = signal ? `killed by ${signal}` : `exit code ${code}`));
     this.exitPromise = new Promise<void>((resolve) => {
       const done = () => {
         if (this.gone) return;
