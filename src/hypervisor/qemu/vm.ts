@@ -36,13 +36,24 @@ export class QemuVm extends EventEmitter implements Vm {
       // QMP closing means QEMU exited or is exiting; confirm from /proc.
       qmp.once('close', () => {
         if (this.detached) return;
-        void waitProcessGone(pid, 30_000).then(done);
+        // Our own child: give its exit status a moment to arrive, for the event log (how it ended).
+        void waitProcessGone(pid, 30_000).then(() => (child && this.exitStatus === undefined ? this.childExit(child, 2000) : undefined)).then(done);
       });
       if (processGone(pid)) done();
     });
   }
 
   private detached = false;
+
+  private childExit(child: ChildProcess, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
 
   get exited(): boolean {
     return this.gone;
