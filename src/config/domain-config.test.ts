@@ -270,13 +270,37 @@ describe('toDomainConfig', () => {
     );
   });
 
-  it('warns about unknown keys like xl, silently skips harmless xm keys', () => {
+  it('warns about unknown keys like xl, and once about each accepted key that has no effect', () => {
     const w: string[] = [];
-    cfg('name = "a"\nacpi = 1\napic = 1\n  vfb = [ "vnc=1" ]\nbootloader = "pygrub"', w);
+    const c = cfg('name = "a"\nacpi = 1\napic = 1\n  vfb = [ "vnc=1" ]\nbootloader = "pygrub"', w);
     assert.deepEqual(w, [
-      'guest.cfg:4:3: warning: ignoring unknown key "vfb"',
+      `guest.cfg:2:1: warning: "acpi" has no effect: QEMU's pc machine always has ACPI`,
+      `guest.cfg:3:1: warning: "apic" has no effect: QEMU's pc machine always has an APIC`,
       'guest.cfg:5:1: warning: ignoring unknown key "bootloader"',
     ]);
+    assert.deepEqual(c.vnc, { listen: '127.0.0.1' }, 'vfb vnc=1 is a VNC display on loopback');
+  });
+
+  it('reads VNC displays from vnc* keys and vfb entries, refuses one beyond loopback without a password, warns about sdl and ignored keys', () => {
+    const hvm = 'name = "a"\ntype = "hvm"\ndisk = [ "/a,,xvda" ]\n';
+    assert.deepEqual(cfg(`${hvm}vnc = 1\nvnclisten = "0.0.0.0"\nvncdisplay = 4\nvncpasswd = "s3cret"`).vnc, { listen: '0.0.0.0', display: 4, password: 's3cret' });
+    assert.deepEqual(cfg(`${hvm}vfb = [ "vnc=1,vnclisten=::1,vncdisplay=2" ]`).vnc, { listen: '::1', display: 2 });
+    invalid(`${hvm}vnc = 1\nvnclisten = "0.0.0.0"`, /^guest\.cfg:5:13: vnc\.password: a VNC display listening on 0\.0\.0\.0 \(beyond this host\) needs a password/);
+    invalid(`${hvm}vnc = 1\nvncpasswd = "muchtoolong"`, /vnc\.password: must be 1 to 8 printable characters/);
+    invalid(`${hvm}vnc = 1\nvnclisten = "127.0.0.1,share=ignore"`, /is not an IP address/);
+    invalid(`${hvm}vnc = 1\nvncdisplay = "1,to=9"`, /vncdisplay: "1,to=9" is not a display number/);
+    const w: string[] = [];
+    const c = cfg(`${hvm}sdl = 1\nserial = "pty"\nvncdisplay = 3\nboot = "dc"`, w);
+    assert.equal(c.vnc, undefined);
+    assert.equal(c.boot, 'dc');
+    assert.deepEqual(w, [
+      'guest.cfg:4:7: warning: "sdl" has no effect: xenod has no screen; use vnc = 1',
+      'guest.cfg:6:14: warning: "vncdisplay" has no effect without vnc = 1',
+    ]);
+    invalid(`${hvm}boot = "x"`, /key "boot": "x" is not a boot order/);
+    const pv: string[] = [];
+    assert.equal(cfg('name = "a"\nkernel = "/k"\nboot = "d"', pv).boot, undefined);
+    assert.match(pv[0]!, /"boot" has no effect: only an hvm guest without a kernel/);
   });
 
   it('resolves relative paths against baseDir, rejects them without', () => {

@@ -9,6 +9,7 @@
 import { posix as path } from 'node:path';
 import { XenoError } from '../common/errors.js';
 import {
+  BOOT_ORDER_RE,
   DOMAIN_NAME_RE,
   LIFECYCLE_ACTIONS,
   type DiskSpec,
@@ -16,7 +17,9 @@ import {
   type LifecycleAction,
   type VifSpec,
   type VmType,
+  type VncSpec,
 } from '../model/domain-config.js';
+import { validateVnc } from './validate.js';
 import { normaliseCpuList } from './cpu-list.js';
 import { parseDiskSpec } from './disk-spec.js';
 import { parseMemSize } from './sizes.js';
@@ -38,18 +41,38 @@ export interface DomainConfigOptions {
 export { MAX_VCPUS } from './validate-fields.js';
 export const DEFAULT_MEMORY_MIB = 128;
 
+/** Keys the display code below reads (hvm boot order, VNC, SDL, serial). */
+const DISPLAY_KEYS = ['boot', 'vnc', 'vnclisten', 'vncdisplay', 'vncpasswd', 'vfb', 'sdl', 'serial'] as const;
+
 /** Keys this module understands. */
 export const KNOWN_KEYS = [
   'name', 'uuid', 'type', 'builder', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpu_weight', 'cap',
   'kernel', 'ramdisk', 'root', 'extra', 'cmdline', 'hostname', 'disk', 'vif',
-  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit',
+  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', ...DISPLAY_KEYS,
 ] as const;
 
-/** Keys xm/xl files often carry that mean nothing on QEMU (or are its behaviour anyway): no warning. */
-const SILENTLY_IGNORED = new Set([
-  'acpi', 'apic', 'pae', 'hap', 'xen_platform_pci', 'device_model', 'device_model_version',
-  'device_model_override', 'on_xend_start', 'on_xend_stop', 'shadow_memory', 'videoram',
-]);
+/** Keys xm/xl files often carry that have no effect here: accepted, with one warning saying why. */
+export const NO_EFFECT_KEYS: Record<string, string> = {
+  acpi: "QEMU's pc machine always has ACPI",
+  apic: "QEMU's pc machine always has an APIC",
+  pae: 'the vcpus are 64-bit (PAE included)',
+  hap: 'paging is whatever the accelerator does (TCG or KVM)',
+  xen_platform_pci: 'there is no Xen platform device: disks and NICs are virtio',
+  device_model: 'the device model is always xenod\'s QEMU',
+  device_model_version: 'the device model is always xenod\'s QEMU',
+  device_model_override: 'the device model is always xenod\'s QEMU',
+  on_xend_start: 'xenod re-adopts running guests and never starts others by itself',
+  on_xend_stop: 'xenod stopping leaves guests running (or saves them, per its own config)',
+  shadow_memory: 'there is no shadow paging here',
+  videoram: 'the VGA of a vnc display has QEMU\'s default video memory',
+  vncunused: 'without vncdisplay the first free display from :0 is used anyway',
+  usb: 'no USB controller is given to the guest',
+  usbdevice: 'no USB controller is given to the guest',
+  localtime: 'the guest clock is UTC',
+  stdvga: 'a vnc display always has the standard VGA',
+  keymap: 'the VNC client sends key codes (QEMU\'s default keymap)',
+};
+
 
 
 class Normaliser {
@@ -244,10 +267,69 @@ class Normaliser {
     });
   }
 
+  /** `boot = "dc"`: Xen's letters (hvm); a, the floppy, is gone. */
+  private bootOrder(c: DomainConfig): string | undefined {
+    const s = this.string('boot');
+    if (s === undefined) return undefined;
+    const e = this.entries.get('boot')!;
+    if (!BOOT_ORDER_RE.test(s)) throw this.error(e, `key "boot": "${s}" is not a boot order (c disk, d cdrom, n network, each at most once)`);
+    if (c.type !== 'hvm' || c.kernel !== undefined) {
+      this.warn(`${this.where(e)}: warning: "boot" has no effect: only an hvm guest without a kernel boots from its devices`);
+      return undefined;
+    }
+    return s;
+  }
+
+  /** xl's vnc/vnclisten/vncdisplay/vncpasswd, or the same in a vfb entry; sdl is refused politely. */
+  private vnc(): VncSpec | undefined {
+    const fields = new Map<string, { value: string; entry: XlEntry; pos: XlPos }>();
+    for (const k of ['vnc', 'vnclisten', 'vncdisplay', 'vncpasswd', 'sdl', 'serial'] as const) {
+      const e = this.entries.get(k);
+      if (!e) continue;
+      if (e.value.kind === 'list') throw this.error(e, `key "${k}" expects a string or number`);
+      fields.set(k, { value: String(e.value.value), entry: e, pos: e.value });
+    }
+    for (const { value, pos, entry } of this.stringList('vfb')) {
+      for (const part of value.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const m = /^([a-z_]+)=(.*)$/.exec(part);
+        if (!m) throw this.error(entry, `vfb: "${part}" is not key=value`, pos);
+        const key = m[1] === 'display' ? 'vfb-display' : m[1]!;
+        if (['vnc', 'vnclisten', 'vncdisplay', 'vncpasswd', 'sdl'].includes(key)) fields.set(key, { value: m[2]!, entry, pos });
+        else this.warn(`${this.where(entry, pos)}: warning: vfb "${key}" has no effect`);
+      }
+    }
+    const serial = fields.get('serial');
+    if (serial && serial.value !== 'pty') this.warn(`${this.where(serial.entry, serial.pos)}: warning: serial "${serial.value}" has no effect: the serial line is always xeno console`);
+    const sdl = fields.get('sdl');
+    if (sdl && sdl.value !== '0') this.warn(`${this.where(sdl.entry, sdl.pos)}: warning: "sdl" has no effect: xenod has no screen; use vnc = 1`);
+    const on = fields.get('vnc');
+    if (!on || on.value === '0') {
+      for (const k of ['vnclisten', 'vncdisplay', 'vncpasswd']) {
+        const f = fields.get(k);
+        if (f) this.warn(`${this.where(f.entry, f.pos)}: warning: "${k}" has no effect without vnc = 1`);
+      }
+      return undefined;
+    }
+    if (on.value !== '1') throw this.error(on.entry, `vnc: "${on.value}" is not 0 or 1`, on.pos);
+    const raw: Record<string, unknown> = {};
+    const listen = fields.get('vnclisten');
+    if (listen) raw.listen = listen.value;
+    const display = fields.get('vncdisplay');
+    if (display) {
+      if (!/^\d{1,2}$/.test(display.value)) throw this.error(display.entry, `vncdisplay: "${display.value}" is not a display number (0 to 99)`, display.pos);
+      raw.display = Number(display.value);
+    }
+    const pw = fields.get('vncpasswd');
+    if (pw && pw.value !== '') raw.password = pw.value;
+    const at = (listen ?? pw ?? on);
+    return this.at(at.entry, at.pos, () => validateVnc('vnc', raw));
+  }
+
   run(): DomainConfig {
     for (const e of this.entries.values()) {
-      if ((KNOWN_KEYS as readonly string[]).includes(e.key) || SILENTLY_IGNORED.has(e.key)) continue;
-      this.warn(`${this.where(e, e)}: warning: ignoring unknown key "${e.key}"`);
+      if ((KNOWN_KEYS as readonly string[]).includes(e.key)) continue;
+      if (Object.hasOwn(NO_EFFECT_KEYS, e.key)) this.warn(`${this.where(e, e)}: warning: "${e.key}" has no effect: ${NO_EFFECT_KEYS[e.key]}`);
+      else this.warn(`${this.where(e, e)}: warning: ignoring unknown key "${e.key}"`);
     }
 
     const name = this.string('name');
@@ -311,6 +393,10 @@ class Normaliser {
     if (cmdline !== undefined) c.cmdline = cmdline;
     const hostname = this.hostname(cmdline, extra);
     if (hostname !== undefined) c.hostname = hostname;
+    const boot = this.bootOrder(c);
+    if (boot !== undefined) c.boot = boot;
+    const vnc = this.vnc();
+    if (vnc !== undefined) c.vnc = vnc;
     return c;
   }
 }

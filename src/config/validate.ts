@@ -11,12 +11,14 @@
  */
 import { isIP } from 'node:net';
 import {
+  BOOT_ORDER_RE,
   DISK_FORMATS,
   LIFECYCLE_ACTIONS,
   effectiveCmdline,
   type DiskSpec,
   type DomainConfig,
   type VifSpec,
+  type VncSpec,
 } from '../model/domain-config.js';
 import { normaliseCpuList } from './cpu-list.js';
 import { VDEV_RE } from './disk-spec.js';
@@ -54,7 +56,7 @@ export interface ValidateOptions extends PathRules {
 
 const CONFIG_KEYS = [
   'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
-  'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash',
+  'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'boot', 'vnc',
 ] as const satisfies ReadonlyArray<keyof DomainConfig>;
 const DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype'] as const satisfies ReadonlyArray<keyof DiskSpec>;
 const VIF_KEYS = [
@@ -162,6 +164,32 @@ function validateVif(field: string, v: unknown): VifSpec {
   return vif;
 }
 
+const VNC_KEYS = ['listen', 'display', 'password'] as const satisfies ReadonlyArray<keyof VncSpec>;
+
+/** True for 127.0.0.0/8 and ::1: a VNC display there is reachable from this host only. */
+export function isLoopback(ip: string): boolean {
+  return /^127\./.test(ip) || ip === '::1';
+}
+
+export function validateVnc(field: string, v: unknown): VncSpec {
+  const r = record(field, v, VNC_KEYS);
+  const listen = str(`${field}.listen`, r.listen ?? '127.0.0.1', 64);
+  if (isIP(listen) === 0) throw fieldError(`${field}.listen`, `${show(listen)} is not an IP address`);
+  const vnc: VncSpec = { listen };
+  if (r.display !== undefined) vnc.display = int(`${field}.display`, r.display, 0, 99);
+  if (r.password !== undefined) {
+    // (never echoed in the message: it is a secret)
+    if (typeof r.password !== 'string' || !/^[\x21-\x7e]{1,8}$/.test(r.password)) {
+      throw fieldError(`${field}.password`, 'must be 1 to 8 printable characters without spaces (VNC authentication uses at most 8)');
+    }
+    vnc.password = r.password;
+  }
+  if (vnc.password === undefined && !isLoopback(listen)) {
+    throw fieldError(`${field}.password`, `a VNC display listening on ${listen} (beyond this host) needs a password (vncpasswd)`);
+  }
+  return vnc;
+}
+
 /** Refuses two entries sharing a value (vdev, devid, mac, vifname). */
 function unique<T>(items: T[], field: string, key: (t: T) => string | number | undefined, what: string): void {
   const seen = new Map<string | number, number>();
@@ -226,6 +254,9 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
   for (const k of ['root', 'extra', 'cmdline'] as const) if (r[k] !== undefined) c[k] = cmdlinePart(k, r[k]);
   if ((effectiveCmdline(c) ?? '').length > MAX_CMDLINE) throw fieldError('cmdline', `the kernel command line is longer than ${MAX_CMDLINE} characters`);
   if (r.hostname !== undefined) c.hostname = matching('hostname', r.hostname, HOSTNAME_RE, 'a host name (labels of A-Z a-z 0-9 -)', 253);
+
+  if (r.boot !== undefined) c.boot = matching('boot', r.boot, BOOT_ORDER_RE, 'Xen boot letters: c (disk), d (cdrom), n (network), each at most once', 3);
+  if (r.vnc !== undefined) c.vnc = validateVnc('vnc', r.vnc);
 
   if (type !== 'hvm' && c.kernel === undefined) throw fieldError('kernel', `a ${type} domain needs a kernel (xeno has no bootloader)`);
   if (type === 'hvm' && c.kernel === undefined && disks.length === 0) throw fieldError('disks', 'an hvm domain needs a disk to boot from');

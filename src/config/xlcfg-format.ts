@@ -79,6 +79,13 @@ export function formatXlCfg(c: DomainConfig): string {
   str('on_reboot', c.onReboot);
   str('on_crash', c.onCrash);
   num('restart_limit', c.restartLimit);
+  str('boot', c.boot);
+  if (c.vnc) {
+    num('vnc', 1);
+    str('vnclisten', c.vnc.listen);
+    num('vncdisplay', c.vnc.display);
+    str('vncpasswd', c.vnc.password);
+  }
   lines.push('');
   lines.push(`disk = ${list(c.disks.map(formatDiskSpec))}`);
   lines.push(`vif = ${list(c.vifs.map(formatVifSpec))}`);

@@ -62,6 +62,8 @@ export interface Vm extends EventEmitter {
   readonly pid: number;
   readonly runDir: string;
   readonly exited: boolean;
+  /** How a QEMU this process started ended (`exit code 1`, `killed by SIGKILL`), once known. */
+  readonly exitStatus?: string;
   /** performance.now() when QEMU was spawned (undefined for an adopted VM). */
   readonly spawnedAt?: number;
   command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;

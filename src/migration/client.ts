@@ -10,6 +10,7 @@ import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
+import { refuseStateCopyAfterUnplug } from '../toolstack/runtime.js';
 import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
@@ -85,6 +86,7 @@ export class Migrator {
     const where = `${req.host}:${port}`;
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
+      refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
       return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal }));
     });

@@ -35,6 +35,10 @@ export interface DomainInfo {
   restartStopped?: string;
   /** Its QEMU runs but has not answered QMP since xenod started (retried in the background). */
   qmp?: 'unresponsive';
+  /** Where its VNC display listens (`127.0.0.1:5900`), when it has one. */
+  vnc?: string;
+  /** A vcpu was unplugged since its boot: QEMU < 8 under TCG can then neither save nor migrate it. */
+  unpluggedSinceBoot?: boolean;
 }
 
 export interface DomainDetail extends DomainInfo {

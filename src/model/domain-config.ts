@@ -46,6 +46,19 @@ export interface VifSpec {
   mtu?: number;
 }
 
+/** Xen's boot letters (hvm): c the disks, d the cdroms, n the network; in order of preference. */
+export const BOOT_ORDER_RE = /^(?!.*(.).*\1)[cdn]{1,3}$/;
+
+/** A VNC display (xl's vnc/vnclisten/vncdisplay/vncpasswd, or vfb = ['vnc=1,...']). */
+export interface VncSpec {
+  /** IP address QEMU listens on (default 127.0.0.1). */
+  listen: string;
+  /** The display number: TCP port 5900 + display; absent = the first free one from 0 (vncunused). */
+  display?: number;
+  /** VNC authentication (at most 8 characters, the protocol's DES key); required beyond loopback. */
+  password?: string;
+}
+
 export interface DomainConfig {
   name: string;
   uuid?: string;
@@ -75,6 +88,9 @@ export interface DomainConfig {
   onCrash: LifecycleAction;
   /** Restarts allowed within the daemon's xeno-restart-window before the guest is left stopped (0 = no limit); absent = xeno-restart-limit. */
   restartLimit?: number;
+  /** hvm: the boot order in Xen's letters (`boot = "dc"`), default disks first. */
+  boot?: string;
+  vnc?: VncSpec;
 }
 
 export const DOMAIN_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;

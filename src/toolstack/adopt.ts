@@ -124,7 +124,7 @@ export class Adoption {
   private async removeLost(rec: DomainRecord, why: string): Promise<void> {
     this.forget(rec.id);
     await this.ts.hooks.afterStop(rec).catch(() => undefined);
-    rmSync(rec.runDir, { recursive: true, force: true });
+    this.ts.removeRunDir(rec);
     this.ts.store.remove(rec.id);
     this.ts.event(rec, 'lost', `domain ${rec.name} (${rec.id}): ${why}; removed`, 'warn');
   }

@@ -1,9 +1,11 @@
 /**
- * A guest's serial line, held by the daemon: one connection to QEMU's serial socket, fanned out to
- * any number of clients, and kept in a bounded log file (xend's console-limit; console-log.ts).
- * Reconnects when QEMU drops it, and is re-opened by a restarted daemon.
+ * A guest's console, held by the daemon: one connection to QEMU's serial socket (and one to its
+ * virtio console, hvc0, when given), merged and fanned out to any number of clients, and kept in
+ * a bounded log file (xend's console-limit; console-log.ts). Reconnects when QEMU drops it, and is
+ * re-opened by a restarted daemon. Input goes to the console the guest's kernel was told to use
+ * (`inputTo`).
  *
- * The guest is never slowed down by its readers: QEMU's socket is always read, each client has a
+ * The guest is never slowed down by its readers: QEMU's sockets are always read, each client has a
  * bounded buffer (what its connection has not taken yet) and a client that lets it fill is dropped
  * with a message; the log is written asynchronously and a failing disk only costs log lines.
  */
@@ -27,10 +29,24 @@ export interface ConsoleHubOptions {
   /** Where the hub says what went wrong with its log or its clients (xenod's log). */
   report?: ConsoleLogReport;
   clientBufferBytes?: number;
+  /** QEMU's virtconsole socket: its output is merged into the same console. */
+  hvcPath?: string;
+  inputTo?: ConsoleInput;
+}
+
+/** Where typed input goes: the serial line, the virtio console, or both (guest unknown). */
+export type ConsoleInput = 'serial' | 'hvc' | 'both';
+
+/** The console a kernel command line makes /dev/console: its last console= (Linux's rule). */
+export function consoleOfCmdline(cmdline: string | undefined): ConsoleInput {
+  if (cmdline === undefined) return 'both';
+  const all = [...cmdline.matchAll(/(?:^|\s)console=([A-Za-z]+)/g)].map((m) => m[1]!);
+  return all.length && all[all.length - 1] === 'hvc' ? 'hvc' : 'serial';
 }
 
 export class ConsoleHub extends EventEmitter {
   private socket?: net.Socket;
+  private hvc?: net.Socket;
   /** Each client with the bytes it may leave unread. */
   private readonly clients = new Map<ConsoleSink, number>();
   private closed = false;
@@ -42,28 +58,33 @@ export class ConsoleHub extends EventEmitter {
     private readonly serialPath: string,
     private readonly logFile: string,
     limitBytes: number,
-    opts: ConsoleHubOptions = {},
+    private readonly opts: ConsoleHubOptions = {},
   ) {
     super();
     this.report = opts.report ?? (() => undefined);
     this.clientBufferBytes = opts.clientBufferBytes ?? CLIENT_BUFFER_BYTES;
     this.log = new ConsoleLog(logFile, limitBytes, this.report);
     this.connect();
+    if (opts.hvcPath) this.connect(0, 'hvc');
   }
 
-  private connect(attempt = 0): void {
+  private connect(attempt = 0, which: 'serial' | 'hvc' = 'serial'): void {
     if (this.closed) return;
-    const s = net.createConnection(this.serialPath);
+    const s = net.createConnection(which === 'hvc' ? this.opts.hvcPath! : this.serialPath);
     s.on('connect', () => {
-      this.socket = s;
-      this.emit('connected');
+      if (which === 'hvc') this.hvc = s;
+      else {
+        this.socket = s;
+        this.emit('connected');
+      }
     });
     s.on('data', (d: Buffer) => this.onOutput(d));
     s.on('error', () => undefined);
     s.on('close', () => {
       if (this.socket === s) this.socket = undefined;
+      if (this.hvc === s) this.hvc = undefined;
       // QEMU keeps the server socket while it runs; retry briefly (start-up race, reset).
-      if (!this.closed && attempt < 200) setTimeout(() => this.connect(attempt + 1), 25);
+      if (!this.closed && attempt < 200) setTimeout(() => this.connect(attempt + 1, which), 25);
     });
   }
 
@@ -82,9 +103,11 @@ export class ConsoleHub extends EventEmitter {
     this.emit('data', d);
   }
 
-  /** Input from a client, typed on the guest's serial line. */
+  /** Input from a client, typed on the console the guest uses (serial, hvc0 or both). */
   input(d: Buffer): void {
-    this.socket?.write(d);
+    const to = this.opts.hvcPath ? (this.opts.inputTo ?? 'serial') : 'serial';
+    if (to !== 'hvc') this.socket?.write(d);
+    if (to !== 'serial') this.hvc?.write(d);
   }
 
   /** `backlog`: bytes already queued on the sink (the history it asked for), allowed on top. */
@@ -123,6 +146,7 @@ export class ConsoleHub extends EventEmitter {
   close(): void {
     this.closed = true;
     this.socket?.destroy();
+    this.hvc?.destroy();
     this.emit('close');
     this.clients.clear();
     void this.log.close();

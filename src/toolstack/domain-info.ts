@@ -8,6 +8,7 @@ import { threadStat } from '../host/proc.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
 import { stateFlags } from '../model/domain-state.js';
 import { restartInfo } from './restart-policy.js';
+import { unplugTrap } from './runtime.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -77,6 +78,8 @@ export function domainInfo(ts: Toolstack, rec: DomainRecord): DomainInfo {
     accel: rec.accel,
     ...restartInfo(rec),
     ...(ts.adoption.unanswered(rec.id) ? { qmp: 'unresponsive' as const } : {}),
+    ...(typeof rec.extra.vnc === 'string' ? { vnc: rec.extra.vnc } : {}),
+    ...(unplugTrap(rec, ts.deps.backend.caps.qemuVersion) ? { unpluggedSinceBoot: true } : {}),
   };
 }
 

@@ -25,8 +25,32 @@ import type { Toolstack } from './toolstack.js';
 
 const MiB = 1024 * 1024;
 
-/** DomainRecord.extra key: the QEMU pid in which a vcpu was unplugged (see replugCrashes). */
-const UNPLUGGED_KEY = 'vcpuUnpluggedPid';
+/**
+ * DomainRecord.extra key: the QEMU pid in which a vcpu was unplugged ("unplugged since boot"; see
+ * unplugTrap). Persisted with the record; a fresh boot or restart has a new pid, which clears it.
+ */
+export const UNPLUGGED_KEY = 'vcpuUnpluggedPid';
+
+/**
+ * QEMU before 8.0 under TCG, once a vcpu was unplugged in this QEMU: plugging one again corrupts
+ * its heap, and a save or migration waits forever on the unplugged vcpu in its migration thread
+ * (the guest stays paused, even destroy queues behind it).
+ */
+export function unplugTrap(rec: DomainRecord, qemuVersion: string): boolean {
+  const major = Number(/^(\d+)\./.exec(qemuVersion)?.[1] ?? 0);
+  return rec.accel === 'tcg' && major < 8 && rec.pid !== null && rec.extra[UNPLUGGED_KEY] === rec.pid;
+}
+
+/** Refuses a save or migration QEMU cannot finish (see unplugTrap), before anything is touched. */
+export function refuseStateCopyAfterUnplug(rec: DomainRecord, qemuVersion: string, what: string): void {
+  if (!unplugTrap(rec, qemuVersion)) return;
+  throw new XenoError(
+    'BAD_STATE',
+    `${what} ${rec.name}: refused: a vcpu was unplugged from this domain since its boot, and QEMU ${qemuVersion} under TCG ` +
+      `never finishes saving or migrating such a guest (it hangs with the guest paused; fixed in QEMU 8.0). The guest keeps ` +
+      `running; ${what} works again after its next boot (a reboot starts a fresh QEMU)`,
+  );
+}
 
 export interface MemSetResult {
   name: string;
@@ -368,16 +392,6 @@ export class Runtime {
     return waitVmEvent(vm, (e) => isUnplugOf(e, qomPath), timeoutMs);
   }
 
-  /**
-   * QEMU before 8.0 frees a TCG vcpu's translation state while other threads may still use it
-   * (fixed upstream by freeing it after an RCU grace period): once a vcpu was unplugged, plugging
-   * one again crashes QEMU with a corrupted heap (seen here with 7.2 under TCG, whatever the delay).
-   */
-  private replugCrashes(rec: DomainRecord): boolean {
-    const major = Number(/^(\d+)\./.exec(this.ts.deps.backend.caps.qemuVersion)?.[1] ?? 0);
-    return rec.accel === 'tcg' && major < 8;
-  }
-
   /** Whether a vcpu has left QEMU's vcpu list (polled up to waitMs). */
   private async vcpuGone(vm: Vm, qomPath: string, waitMs: number): Promise<boolean> {
     const deadline = Date.now() + waitMs;
@@ -429,7 +443,7 @@ export class Runtime {
       const pend = this.pendingOf(rec.id);
       const present = slots.filter((s) => s.qomPath && !pend.has(s.index));
       const res: VcpuSetResult = { name: rec.name, id: rec.id, requested: n, vcpus: present.length, pending: [] };
-      if (n > present.length && rec.extra[UNPLUGGED_KEY] === rec.pid && this.replugCrashes(rec)) {
+      if (n > present.length && unplugTrap(rec, this.ts.deps.backend.caps.qemuVersion)) {
         throw new XenoError(
           'BAD_STATE',
           `vcpu-set ${rec.name}: QEMU ${this.ts.deps.backend.caps.qemuVersion} under TCG corrupts its memory when a vcpu is plugged ` +

@@ -29,6 +29,7 @@ import { RestoreSource } from './savefile/offload.js';
 import { openSaveFile } from './savefile/reader.js';
 import { partialPathFor, syncDir } from './savefile/writer.js';
 import { sleepUnlessAborted } from './long-ops.js';
+import { refuseStateCopyAfterUnplug } from './runtime.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -164,6 +165,7 @@ export class SaveRestore {
     const target = path.resolve(file);
     const checkpoint = opts.checkpoint ?? false;
     return this.ts.withDomain(dom, 'save', (rec) => this.ts.longOperation(rec.id, 'save', async (signal) => {
+      refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'save');
       this.checkDestination(rec, target);
       const vm = this.ts.liveOf(rec).vm;
       const wasRunning = rec.state === 'running';

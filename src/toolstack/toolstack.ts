@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
 import { crashPoint } from '../common/test-crash.js';
 import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
+import { guestCmdline } from '../hypervisor/qemu/argv.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
 import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
@@ -19,7 +20,8 @@ import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, type DomainOp } from '../model/domain-state.js';
 import { validateForDaemon } from './config-guard.js';
-import { ConsoleHub } from './console-hub.js';
+import { keepQemuLog, qemuLogFor, qemuLogTail, runQemuLog, setUpVnc } from './qemu-log.js';
+import { ConsoleHub, consoleOfCmdline } from './console-hub.js';
 import { dumpGuestMemory } from './coredump.js';
 import { incarnationName } from './incarnation.js';
 import { KeyedLock } from './locks.js';
@@ -249,9 +251,10 @@ export class Toolstack {
     mkdirSync(path.dirname(this.consoleLogFor(rec.name)), { recursive: true });
     const prepared = await this.hooks.beforeLaunch(rec);
     crashPoint('boot:plugged');
+    const logFile = runQemuLog(rec.runDir);
     const vm = await this.deps.backend.launch({
       domid: rec.id, uuid: rec.uuid, config: prepared.config ?? c, runDir: rec.runDir, machineType: rec.machineType,
-      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile: path.join(rec.runDir, 'qemu.log'),
+      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile,
       // Recorded before QMP answers: a xenod dying now leaves a QEMU the next one can find.
       onSpawn: (pid) => {
         rec.pid = pid;
@@ -269,6 +272,8 @@ export class Toolstack {
     const live = this.attach(rec, vm);
     crashPoint('boot:attached');
     await this.finishStart(rec, vm, live);
+    const vnc = await setUpVnc(vm, c);
+    if (vnc !== rec.extra.vnc) this.store.update(rec.id, { extra: { ...(this.store.get(rec.id)?.extra ?? rec.extra), vnc } });
     crashPoint('boot:launched');
     const state = opts.state ?? (opts.paused || opts.incoming ? 'paused' : 'running');
     rec.state = state;
@@ -288,10 +293,19 @@ export class Toolstack {
     live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
   }
 
+  /** The run dir goes; its QEMU log is kept beside the console log (xeno dmesg quotes it). */
+  removeRunDir(rec: DomainRecord): void {
+    keepQemuLog(rec.runDir, qemuLogFor(this.deps.config.stateDir, rec.name));
+    rmSync(rec.runDir, { recursive: true, force: true });
+  }
+
   /** Connect the toolstack to a QEMU: its console and its events. */
   attach(rec: DomainRecord, vm: Vm): Live {
-    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024, {
+    const paths = qemuPaths(rec.runDir);
+    const console = new ConsoleHub(paths.serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024, {
       report: (m) => this.log.warn({ domid: rec.id, domain: rec.name }, m),
+      hvcPath: paths.hvc,
+      inputTo: consoleOfCmdline(rec.config.kernel !== undefined ? guestCmdline(rec.config) : undefined),
     });
     const live: Live = { vm, console, vcpuTids: [], stopping: false };
     this.live.set(rec.id, live);
@@ -355,7 +369,9 @@ export class Toolstack {
     await this.locks.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || this.live.get(id) !== live || live.stopping) return;
-      this.event(rec, 'exit', `QEMU (pid ${rec.pid}) exited unexpectedly; domain ${rec.name} removed`);
+      const tail = qemuLogTail(runQemuLog(rec.runDir));
+      this.event(rec, 'exit', `QEMU (pid ${rec.pid}) exited unexpectedly${live.vm.exitStatus ? ` (${live.vm.exitStatus})` : ''}; domain ${rec.name} removed; ` +
+        (tail ? `the end of its log: ${tail}` : 'its log is empty'));
       await this.teardown(rec);
       this.store.remove(id);
     });
@@ -380,7 +396,7 @@ export class Toolstack {
     }
     crashPoint('destroy:killed');
     await this.hooks.afterStop(rec);
-    rmSync(rec.runDir, { recursive: true, force: true });
+    this.removeRunDir(rec);
   }
 
   /**

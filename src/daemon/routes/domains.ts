@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { XenoError } from '../../common/errors.js';
 import { applyOverrides, formatXlCfg, parseXlCfg, toDomainConfig } from '../../config/index.js';
+import { effectWarnings } from '../../config/effect-warnings.js';
 import type { CreateRequest, CreateResponse } from '../../model/api.js';
 import type { DomainConfig } from '../../model/domain-config.js';
 import { bootMemoryWarning } from '../../toolstack/boot-size.js';
@@ -73,6 +74,7 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): 
       const config = validated(ts, configFromRequest(req.body, warnings), req.body.cfgText !== undefined ? (req.body.cfgFile ?? '<request>') : 'config');
       const small = await bootMemoryWarning(config);
       if (small) warnings.push(small);
+      warnings.push(...effectWarnings(config, ts.deps.config.vifScript));
       if (req.body.dryRun) return { config: ts.validateForCreate(config), warnings };
       const rec = await ts.create(config, { paused: req.body.paused });
       const done = performance.now();

@@ -37,5 +37,7 @@ export const domainInfo = {
     startTime: { type: 'number' },
     machineType: { type: 'string' },
     accel: { type: 'string' },
+    vnc: { type: 'string' },
+    unpluggedSinceBoot: { type: 'boolean' },
   },
 } as const;

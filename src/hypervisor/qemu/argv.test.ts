@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DomainConfig } from '../../model/domain-config.js';
+import { diskNameWarnings, translateDiskNames, vdevIndex } from '../../config/disk-order.js';
+import type { DiskSpec, DomainConfig } from '../../model/domain-config.js';
 import { buildQemuArgv, guestCmdline } from './argv.js';
 import { decideAccel } from './accel.js';
 
@@ -9,7 +10,7 @@ const base: DomainConfig = {
   hostname: 'web', disks: [{ target: '/srv/a,b.img', format: 'qcow2', vdev: 'xvda', access: 'ro', devtype: 'disk' }],
   vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
 };
-const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', pidfile: '/run/x/qemu.pid' };
+const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', hvc: '/run/x/hvc0.sock', pidfile: '/run/x/qemu.pid' };
 
 function opt(argv: string[], flag: string): string[] {
   return argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
@@ -64,7 +65,70 @@ test('nics become tap netdevs named after the vif, with virtio-net frontends', (
 test('the guest command line gets the serial console and hostname unless already there', () => {
   assert.equal(guestCmdline(base), 'console=ttyS0 quiet xeno.hostname=web');
   assert.equal(guestCmdline({ ...base, cmdline: 'console=hvc0 hostname=x' }), 'console=hvc0 hostname=x');
-  assert.equal(guestCmdline({ ...base, root: '/dev/xvda ro', extra: undefined, hostname: undefined }), 'console=ttyS0 root=/dev/xvda ro');
+  assert.equal(guestCmdline({ ...base, root: '/dev/xvda ro', extra: undefined, hostname: undefined }), 'console=ttyS0 root=/dev/vda ro');
+});
+
+const disk = (vdev: string, extra: Partial<DiskSpec> = {}): DiskSpec => ({ target: `/srv/${vdev}.img`, format: 'raw', vdev, access: 'rw', devtype: 'disk', ...extra });
+
+test('Xen disk names: disks go on the bus in vdev order, and the kernel command line names them as virtio does', () => {
+  const c: DomainConfig = { ...base, disks: [disk('xvdb'), disk('xvda'), disk('hdc', { devtype: 'cdrom', target: '' })], root: '/dev/xvda1 ro', extra: 'resume=/dev/xvdb2 data=/dev/sdb swap=/dev/xvdq' };
+  const argv = buildQemuArgv({ domid: 3, config: c, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
+  assert.deepEqual(opt(argv, '-device').filter((d) => d.startsWith('virtio-blk-pci')), [
+    'virtio-blk-pci,drive=disk1,id=dev-disk1,serial=xvda', 'virtio-blk-pci,drive=disk0,id=dev-disk0,serial=xvdb',
+  ]);
+  assert.ok(opt(argv, '-device').includes('ide-cd,drive=disk2,id=dev-disk2'), 'the empty cdrom is an ide-cd');
+  assert.ok(opt(argv, '-drive').includes('if=none,id=disk2,media=cdrom,readonly=on'));
+  // the unknown xvdq stays as written; sdb is the second disk's index too
+  assert.equal(guestCmdline(c), 'console=ttyS0 root=/dev/vda1 ro resume=/dev/vdb2 data=/dev/vdb swap=/dev/xvdq xeno.hostname=web');
+  assert.deepEqual(translateDiskNames('root=/dev/xvdb', [disk('xvdb')]), { cmdline: 'root=/dev/vda', changes: ['/dev/xvdb -> /dev/vda'] });
+  assert.deepEqual(diskNameWarnings({ ...base, disks: [disk('xvdb')], root: '/dev/xvdb' }, 'root=/dev/xvdb'), [
+    'warning: disk xvdb appears in the guest as /dev/vda (virtio names disks by rank: xeno keeps the vdev order, not gaps)',
+    "warning: kernel command line: /dev/xvdb -> /dev/vda (the guest's disks are virtio-blk)",
+  ]);
+  assert.deepEqual([vdevIndex('xvda'), vdevIndex('hdb'), vdevIndex('sdz'), vdevIndex('xvdaa'), vdevIndex('xvdb3')], [0, 1, 25, 26, 1]);
+});
+
+test('every guest gets a virtio console beside the serial line (console=hvc0)', () => {
+  const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
+  assert.ok(opt(argv, '-device').includes('virtio-serial-pci,id=vserial0'));
+  assert.ok(opt(argv, '-chardev').includes('socket,id=hvc0,path=/run/x/hvc0.sock,server=on,wait=off'));
+  assert.ok(opt(argv, '-device').includes('virtconsole,chardev=hvc0,id=hvc0dev'));
+});
+
+test('hvm: boot order in Xen letters becomes per-device bootindex; no -boot string, no kernel', () => {
+  const hvm: DomainConfig = { ...base, type: 'hvm', kernel: undefined, ramdisk: undefined, extra: undefined, disks: [disk('xvdb'), disk('hdc', { devtype: 'cdrom', format: 'raw', access: 'ro' }), disk('xvda')] };
+  const nic = [{ devid: 0, ifname: 'vif3.0', mac: '00:16:3e:00:00:01' }];
+  const build = (c: DomainConfig) => buildQemuArgv({ domid: 3, config: c, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: nic });
+  const devs = (c: DomainConfig) => opt(build(c), '-device').filter((d) => /^(virtio-blk|ide-cd|virtio-net)/.test(d));
+  assert.deepEqual(devs(hvm), [
+    'ide-cd,drive=disk1,id=dev-disk1,bootindex=2',
+    'virtio-blk-pci,drive=disk2,id=dev-disk2,serial=xvda,bootindex=0',
+    'virtio-blk-pci,drive=disk0,id=dev-disk0,serial=xvdb,bootindex=1',
+    'virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0',
+  ]);
+  assert.deepEqual(devs({ ...hvm, boot: 'dnc' }), [
+    'ide-cd,drive=disk1,id=dev-disk1,bootindex=0',
+    'virtio-blk-pci,drive=disk2,id=dev-disk2,serial=xvda,bootindex=2',
+    'virtio-blk-pci,drive=disk0,id=dev-disk0,serial=xvdb,bootindex=3',
+    'virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0,bootindex=1',
+  ]);
+  assert.ok(opt(build(hvm), '-drive').includes('if=none,id=disk1,media=cdrom,readonly=on,file=/srv/hdc.img,format=raw'));
+  assert.ok(!build(hvm).includes('-boot') && !build(hvm).includes('-kernel'));
+  assert.throws(() => build({ ...hvm, boot: 'c,menu=on' }), /not Xen boot letters/);
+  assert.deepEqual(devs({ ...base, boot: 'd' }).filter((d) => d.includes('bootindex')), [], 'a kernel boot has no boot order');
+});
+
+test('vnc: a structured -vnc from validated values, password=on with the password kept out of argv', () => {
+  const build = (vnc: DomainConfig['vnc']) => buildQemuArgv({ domid: 3, config: { ...base, vnc }, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
+  assert.deepEqual(opt(build(undefined), '-display'), ['none']);
+  assert.deepEqual(opt(build(undefined), '-vnc'), []);
+  assert.deepEqual(opt(build({ listen: '127.0.0.1' }), '-vnc'), ['127.0.0.1:0,to=99']);
+  assert.deepEqual(opt(build({ listen: '127.0.0.1', display: 7 }), '-vga'), ['std']);
+  const pw = build({ listen: '0.0.0.0', display: 3, password: 'se,cret' });
+  assert.deepEqual(opt(pw, '-vnc'), ['0.0.0.0:3,password=on']);
+  assert.ok(!pw.some((a) => a.includes('se,cret')), 'the password is set over QMP, never in argv');
+  assert.deepEqual(opt(build({ listen: '::1', display: 1 }), '-vnc'), ['[::1]:1']);
+  assert.throws(() => build({ listen: '127.0.0.1,share=ignore', display: 1 }), /not an IP address/);
 });
 
 test('accelerator: KVM only when the CPU has vmx/svm, /dev/kvm opens and the probe guest ran', () => {

@@ -2,7 +2,9 @@
  * Pure: the QEMU command line for one domain. No I/O, so every flag is unit-testable and the
  * benchmark can start "raw QEMU" with exactly the argv xeno would use.
  */
-import { effectiveCmdline, type DomainConfig } from '../../model/domain-config.js';
+import { isIP } from 'node:net';
+import { disksInGuestOrder, translateDiskNames } from '../../config/disk-order.js';
+import { BOOT_ORDER_RE, effectiveCmdline, type DomainConfig } from '../../model/domain-config.js';
 import { XenoError } from '../../common/errors.js';
 import type { Accel } from '../backend.js';
 
@@ -19,6 +21,8 @@ export interface QemuPaths {
   dir: string;
   qmp: string;
   serial: string;
+  /** The virtio console's socket (hvc0). */
+  hvc: string;
   pidfile: string;
   /** Where QEMU listens for a restore stream (`migrate-incoming unix:`). */
   restore: string;
@@ -30,7 +34,7 @@ export interface QemuArgvInput {
   uuid: string;
   machineType: string;
   accel: Accel;
-  paths: Pick<QemuPaths, 'qmp' | 'serial' | 'pidfile'>;
+  paths: Pick<QemuPaths, 'qmp' | 'serial' | 'hvc' | 'pidfile'>;
   nics: NicBackend[];
   /** Start with vcpus stopped (`-S`): restore/incoming and `create -p`. */
   startPaused?: boolean;
@@ -42,22 +46,65 @@ export interface QemuArgvInput {
   tlsPskDir?: string;
 }
 
-/** virtio-blk for disks (xenblk's counterpart); an IDE cdrom for devtype=cdrom. */
-function diskArgs(c: DomainConfig): string[] {
+/**
+ * Boot indexes in Xen's letter order (hvm only; `boot`, default "cd"): c the disks in vdev order,
+ * d the cdroms, n the NICs. Never a `-boot` string: each device gets its own bootindex.
+ */
+export function bootIndexes(c: DomainConfig, nicDevids: number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  if (c.type !== 'hvm' || c.kernel) return out;
+  const order = c.boot ?? 'cd';
+  if (!BOOT_ORDER_RE.test(order)) throw new XenoError('CONFIG_INVALID', `boot ${JSON.stringify(order)} is not Xen boot letters (c, d, n)`);
+  let next = 0;
+  for (const letter of order) {
+    if (letter === 'c') for (const { index } of disksInGuestOrder(c.disks)) out.set(`disk${index}`, next++);
+    if (letter === 'd') c.disks.forEach((d, i) => d.devtype === 'cdrom' && out.set(`disk${i}`, next++));
+    if (letter === 'n') for (const devid of nicDevids) out.set(`net${devid}`, next++);
+  }
+  return out;
+}
+
+const bootOpt = (boot: Map<string, number>, id: string): string => (boot.has(id) ? `,bootindex=${boot.get(id)}` : '');
+
+/**
+ * virtio-blk for disks (xenblk's counterpart), put on the bus in vdev order so the guest's vda is
+ * the config's xvda (config/disk-order.ts); an IDE cdrom for devtype=cdrom (empty allowed).
+ * Ids stay the config index (disk0 is the config's first disk).
+ */
+function diskArgs(c: DomainConfig, boot: Map<string, number>): string[] {
   const out: string[] = [];
+  const fmt = (f: string) => (f === 'vhd' ? 'vpc' : f);
   c.disks.forEach((d, i) => {
+    if (d.devtype !== 'cdrom') return;
+    const id = `disk${i}`;
+    out.push('-drive', `if=none,id=${id},media=cdrom,readonly=on${d.target ? `,file=${pathOpt('disk target', d.target)},format=${fmt(d.format)}` : ''}`);
+    out.push('-device', `ide-cd,drive=${id},id=dev-${id}${bootOpt(boot, id)}`);
+  });
+  for (const { disk: d, index: i } of disksInGuestOrder(c.disks)) {
     const id = `disk${i}`;
     const ro = d.access === 'ro' ? ',readonly=on' : '';
-    const format = d.format === 'qcow' ? 'qcow' : d.format === 'vhd' ? 'vpc' : d.format;
-    if (d.devtype === 'cdrom') {
-      out.push('-drive', `if=none,id=${id},media=cdrom,readonly=on${d.target ? `,file=${pathOpt('disk target', d.target)},format=${format}` : ''}`);
-      out.push('-device', `ide-cd,drive=${id},id=dev-${id}`);
-    } else {
-      out.push('-drive', `if=none,id=${id},file=${pathOpt('disk target', d.target)},format=${format},cache=writeback${ro}`);
-      out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${plainOpt('vdev', d.vdev)}${i === 0 && c.type === 'hvm' ? ',bootindex=0' : ''}`);
-    }
-  });
+    out.push('-drive', `if=none,id=${id},file=${pathOpt('disk target', d.target)},format=${fmt(d.format)},cache=writeback${ro}`);
+    out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${plainOpt('vdev', d.vdev)}${bootOpt(boot, id)}`);
+  }
   return out;
+}
+
+/** A virtio console (hvc0) beside the serial line: a guest booted with console=hvc0 talks there. */
+function virtconsoleArgs(paths: Pick<QemuPaths, 'hvc'>): string[] {
+  return [
+    '-device', 'virtio-serial-pci,id=vserial0',
+    '-chardev', `socket,id=hvc0,path=${escapeOpt(paths.hvc)},server=on,wait=off`,
+    '-device', 'virtconsole,chardev=hvc0,id=hvc0dev',
+  ];
+}
+
+/** `-vnc` from validated values; the password is set over QMP after start (never in argv). */
+export function vncArgs(c: DomainConfig): string[] {
+  const v = c.vnc;
+  if (!v) return ['-display', 'none'];
+  if (isIP(v.listen) === 0) throw new XenoError('CONFIG_INVALID', `vnc listen ${JSON.stringify(v.listen)} is not an IP address`);
+  const host = isIP(v.listen) === 6 ? `[${v.listen}]` : v.listen;
+  return ['-display', 'none', '-vga', 'std', '-vnc', `${host}:${v.display === undefined ? '0,to=99' : count('vnc display', v.display, 0)}${v.password !== undefined ? ',password=on' : ''}`];
 }
 
 function cpuModel(accel: Accel): string {
@@ -111,11 +158,12 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     '-cpu', cpuModel(input.accel),
     '-m', `size=${count('maxmem', c.maxmem)}M`,
     '-smp', `1,sockets=1,cores=${count('maxvcpus', c.maxvcpus)},threads=1,maxcpus=${c.maxvcpus}`,
-    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-nodefaults', '-no-user-config', ...vncArgs(c),
     '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-qmp', `unix:${escapeOpt(paths.qmp)},server=on,wait=off`,
     '-chardev', `socket,id=serial0,path=${escapeOpt(paths.serial)},server=on,wait=off`,
     '-serial', 'chardev:serial0',
+    ...virtconsoleArgs(paths),
     '-pidfile', paths.pidfile,
     // The daemon decides what a guest's poweroff, reboot or panic means (on_poweroff & co), so QEMU
     // only stops and reports it; this also works while xenod is down: the guest waits, frozen.
@@ -134,11 +182,12 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
   }
   if (count('vcpus', c.vcpus) > c.maxvcpus) throw new XenoError('CONFIG_INVALID', `vcpus ${c.vcpus} is above maxvcpus ${c.maxvcpus}`);
   argv.push(...vcpuDeviceArgs(c, input.accel));
-  argv.push(...diskArgs(c));
+  const boot = bootIndexes(c, input.nics.map((n) => n.devid));
+  argv.push(...diskArgs(c, boot));
   for (const nic of input.nics) {
     const devid = count('vif devid', nic.devid, 0);
     argv.push('-netdev', `tap,id=net${devid},ifname=${plainOpt('vif name', nic.ifname)},script=no,downscript=no`);
-    argv.push('-device', `${plainOpt('NIC model', nic.model ?? 'virtio-net-pci')},netdev=net${devid},mac=${plainOpt('mac', nic.mac)},id=nic${devid}`);
+    argv.push('-device', `${plainOpt('NIC model', nic.model ?? 'virtio-net-pci')},netdev=net${devid},mac=${plainOpt('mac', nic.mac)},id=nic${devid}${bootOpt(boot, `net${devid}`)}`);
   }
   if (input.startPaused || input.incoming) argv.push('-S');
   if (input.incoming && input.tlsPskDir) argv.push('-object', `tls-creds-psk,id=xenomig0,endpoint=server,dir=${escapeOpt(input.tlsPskDir)}`);
@@ -146,10 +195,13 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
   return argv;
 }
 
-/** The kernel command line: the config's, plus the serial console and hostname the guest reads. */
+/**
+ * The kernel command line: the config's with Xen disk names translated to virtio's
+ * (config/disk-order.ts), plus the serial console and hostname the guest reads.
+ */
 export function guestCmdline(c: DomainConfig): string {
   const parts: string[] = [];
-  const base = effectiveCmdline(c) ?? '';
+  const base = translateDiskNames(effectiveCmdline(c) ?? '', c.disks).cmdline;
   if (!/\bconsole=/.test(base)) parts.push('console=ttyS0');
   if (base) parts.push(base);
   if (c.hostname && !/\b(xeno\.)?hostname=/.test(base)) parts.push(`xeno.hostname=${c.hostname}`);

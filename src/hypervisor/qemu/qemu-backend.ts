@@ -33,6 +33,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     dir,
     qmp: path.join(dir, 'qmp.sock'),
     serial: path.join(dir, 'serial.sock'),
+    hvc: path.join(dir, 'hvc0.sock'),
     pidfile: path.join(dir, 'qemu.pid'),
     restore: path.join(dir, 'restore.sock'),
   };
@@ -138,13 +139,13 @@ export class QemuBackend implements HypervisorBackend {
 
   async launch(req: LaunchRequest): Promise<Vm> {
     const paths = qemuPaths(req.runDir);
-    for (const p of [paths.qmp, paths.serial]) {
+    for (const p of [paths.qmp, paths.serial, paths.hvc]) {
       if (Buffer.byteLength(p) > SUN_PATH_MAX) {
         throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
       }
     }
     prepareRunDir(req.runDir, this.runAs);
-    for (const p of [paths.qmp, paths.serial, paths.pidfile]) rmSync(p, { force: true });
+    for (const p of [paths.qmp, paths.serial, paths.hvc, paths.pidfile]) rmSync(p, { force: true });
     const logFd = openSync(req.logFile, 'a');
     const cmd = [...(this.runAs ? runAsPrefix(this.runAs) : []), this.binary, ...this.argv(req)];
     const child = spawn(cmd[0]!, cmd.slice(1), {

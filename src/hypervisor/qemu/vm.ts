@@ -15,6 +15,7 @@ import type { QmpClient, QmpEvent } from './qmp.js';
 export class QemuVm extends EventEmitter implements Vm {
   private gone = false;
   private readonly exitPromise: Promise<void>;
+  exitStatus?: string;
 
   constructor(
     readonly pid: number,
@@ -25,6 +26,7 @@ export class QemuVm extends EventEmitter implements Vm {
   ) {
     super();
     qmp.on('event', (e: QmpEvent) => this.onEvent(e));
+    child?.once('exit', (code, signal) => (this.exitStatus = signal ? `killed by ${signal}` : `exit code ${code}`));
     this.exitPromise = new Promise<void>((resolve) => {
       const done = () => {
         if (this.gone) return;
@@ -36,13 +38,24 @@ export class QemuVm extends EventEmitter implements Vm {
       // QMP closing means QEMU exited or is exiting; confirm from /proc.
       qmp.once('close', () => {
         if (this.detached) return;
-        void waitProcessGone(pid, 30_000).then(done);
+        // Our own child: give its exit status a moment to arrive, for the event log (how it ended).
+        void waitProcessGone(pid, 30_000).then(() => (child && this.exitStatus === undefined ? this.childExit(child, 2000) : undefined)).then(done);
       });
       if (processGone(pid)) done();
     });
   }
 
   private detached = false;
+
+  private childExit(child: ChildProcess, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
 
   get exited(): boolean {
     return this.gone;
