@@ -21,6 +21,7 @@ import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
 import { recoverMigrations } from '../migration/recovery.js';
 import { RelocationServer } from '../migration/server.js';
+import { Sampler } from '../metrics/sampler.js';
 import { buildApp } from './app.js';
 import type { DaemonContext } from './context.js';
 
@@ -125,7 +126,10 @@ export async function main(argv: string[]): Promise<void> {
   await toolstack.adoptAll();
   await recoverMigrations(toolstack);
 
-  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks } };
+  // one sampler for every domain, running from the start so any view has a real CPU % at once
+  const sampler = new Sampler(toolstack);
+  sampler.start();
+  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks, sampler } };
   const app = await buildApp(ctx);
   mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
   await clearStaleSocket(config.unixPath);
@@ -141,6 +145,7 @@ export async function main(argv: string[]): Promise<void> {
     log.info(`${signal}: stopping xenod; guests keep running`);
     await relocation?.close().catch(() => undefined);
     await app.close().catch(() => undefined);
+    sampler.stop();
     toolstack.detachAll();
     network.close();
     store.close();
