@@ -230,3 +230,16 @@ export function domainSamplesOf(tr: DomainTrack, since: number, step: number): D
     };
   });
 }
+
+/** The newest tick: the host's sample and each domain's sample of that same time. */
+export function latestSamples(sampler: Sampler): { host: HostSample; domains: Array<{ track: DomainTrack; sample: DomainSample }> } | undefined {
+  const h = sampler.host.newest();
+  if (!h) return undefined;
+  const t = h[0]!;
+  const domains: Array<{ track: DomainTrack; sample: DomainSample }> = [];
+  for (const track of [...sampler.domains.values()].sort((a, b) => a.id - b.id)) {
+    const sample = domainSamplesOf(track, t - 0.0005, 0).find((s) => s.t === t);
+    if (sample) domains.push({ track, sample });
+  }
+  return { host: hostSampleOf(h), domains };
+}
