@@ -25,13 +25,20 @@ interface Frame {
   stats: StatsResponse;
 }
 
-/** The newest sample of every domain (one request; a few seconds back so a busy daemon still answers one). */
-async function fetchFrame(): Promise<Frame> {
-  const stats = await api().get<StatsResponse>('/v1/stats?since=-5');
+/**
+ * The newest sample of every domain, in one request. As xentop's, CPU(%) is the use over the last
+ * `delay` seconds (from the daemon's history, so the first screen has it too), not one second's.
+ */
+async function fetchFrame(delay: number, averaged = true): Promise<Frame> {
+  const stats = await api().get<StatsResponse>(`/v1/stats?since=-${Math.ceil(delay) + 2}`);
   const rows: TopRow[] = [];
   for (const d of stats.domains) {
-    const s = d.samples[d.samples.length - 1];
-    if (s) rows.push({ id: d.id, name: d.name, s });
+    const last = d.samples[d.samples.length - 1];
+    if (!last) continue;
+    const from = d.samples.find((x) => x.t >= last.t - delay - 0.01);
+    const span = from ? last.t - from.t : 0;
+    const cpuPct = averaged && from && span > 0 ? Math.max(0, ((last.cpuSec - from.cpuSec) / span) * 100) : last.cpuPct;
+    rows.push({ id: d.id, name: d.name, s: { ...last, cpuPct } });
   }
   return { rows, stats };
 }
@@ -66,7 +73,7 @@ async function batch(opts: TopOpts, delay: number): Promise<void> {
   process.once('SIGTERM', () => (stop = true));
   for (let i = 0; i < iterations && !stop; i++) {
     if (i > 0) await sleep(delay);
-    const f = await fetchFrame();
+    const f = await fetchFrame(delay, !opts.json);
     if (opts.json) {
       for (const r of sortRows(f.rows, 0)) out(JSON.stringify({ id: r.id, name: r.name, ...r.s }));
     } else {
@@ -114,7 +121,7 @@ async function interactive(delay: number, opts: TopOpts): Promise<void> {
   };
   process.stdout.write('\x1b[?1049h\x1b[?25l'); // alternate screen, cursor hidden
   try {
-    let frame = await fetchFrame();
+    let frame = await fetchFrame(delay);
     let fetchedAt = Date.now();
     while (!quit) {
       const host = frame.stats.host.samples[frame.stats.host.samples.length - 1];
@@ -134,7 +141,7 @@ async function interactive(delay: number, opts: TopOpts): Promise<void> {
       });
       wake = undefined;
       if (Date.now() - fetchedAt >= delay * 1000) {
-        frame = await fetchFrame();
+        frame = await fetchFrame(delay);
         fetchedAt = Date.now();
       }
     }
