@@ -21,6 +21,7 @@ export class MetricsExporter {
     registers: [this.r],
   });
   private readonly sampleTime = new Gauge({ name: 'xeno_sample_timestamp_seconds', help: 'Time of the sampler tick these values come from (the t of GET /v1/stats)', registers: [this.r] });
+  private readonly tick = new Gauge({ name: 'xeno_sampler_tick_duration_seconds', help: 'How long the last sampler tick took (all domains, QMP included)', registers: [this.r] });
   private readonly hostFree = new Gauge({ name: 'xeno_host_memory_free_bytes', help: 'Host memory free for guests (as xeno info)', registers: [this.r] });
   private readonly hostTotal = new Gauge({ name: 'xeno_host_memory_total_bytes', help: 'Host memory (as xeno info)', registers: [this.r] });
   private readonly cpu = new Counter({ name: 'xeno_domain_cpu_seconds_total', help: 'CPU time used by the domain\'s vcpus', labelNames: D, registers: [this.r] });
@@ -60,6 +61,7 @@ export class MetricsExporter {
     const latest = latestSamples(this.sampler);
     if (latest) {
       this.sampleTime.set(latest.host.t);
+      this.tick.set(this.sampler.lastTickMs / 1000);
       this.hostFree.set(latest.host.freeMem);
       this.hostTotal.set(latest.host.totalMem);
       for (const { track, sample: s } of latest.domains) {
