@@ -169,4 +169,20 @@ describe('xeno top, /v1/stats and /metrics from one sampler', { timeout: 600_000
     assert.equal(hist.metrics.length, 1);
     assert.equal((hist.metrics[0] as { buckets: Record<string, string> }).buckets['+Inf'], '1');
   });
+
+  it('a stuck QEMU never stalls the sampler: the ticks go on, its domain keeps its last figures', async () => {
+    const { pid } = await d.client.get<{ pid: number }>('/v1/domains/busy');
+    const t0 = Date.now() / 1000;
+    process.kill(pid, 'SIGSTOP'); // QMP unanswered: each query would wait its 10 s timeout
+    try {
+      await sleep(6000);
+      const s = await d.client.get<StatsResponse>(`/v1/stats?dom=busy&since=${t0}`);
+      assert.ok(s.host.samples.length >= 3, `ticks went on: ${s.host.samples.length} in 6 s`);
+      const busy = s.domains[0]!.samples;
+      assert.ok(busy.length >= 3, 'the stuck domain is still sampled');
+      assert.ok(busy.every((x) => x.memActual !== null && x.vbds.length === 1), 'with its last QMP figures');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  });
 });
