@@ -135,33 +135,35 @@ export class Sampler {
     clearTimeout(deadline);
 
     const t = Math.round(Date.now()) / 1000;
-    this.sampleHost(t);
-    for (const rec of recs) this.sampleDomain(t, rec);
+    let guestSec = 0;
+    for (const rec of recs) guestSec += this.sampleDomain(t, rec);
+    this.sampleHost(t, guestSec);
     this.ticks++;
     this.lastTickMs = performance.now() - t0;
   }
 
-  private sampleHost(t: number): void {
+  /** The host, and Domain-0 as xentop shows it: the host's busy time less its guests' vcpus. */
+  private sampleHost(t: number, guestSec: number): void {
     const cpu = hostCpuTimes();
     const prev = this.lastHostCpu;
     const pct = prev && cpu.total > prev.total ? ((cpu.busy - prev.busy) / (cpu.total - prev.total)) * 100 : NaN;
     this.lastHostCpu = cpu;
     const acc = this.toolstack.memoryAccount();
     this.host.push(t, [pct, acc.free * MB, acc.total * MB]);
-    // Domain-0, as xentop shows it: the host's own share (as `xeno list`)
     const d0 = this.toolstack.domain0();
     let tr = this.domains.get(0);
     if (!tr) {
       tr = { id: 0, uuid: d0.uuid, name: d0.name, type: 'host', series: new TieredSeries(DOMAIN_FOLDS, this.tiers), nets: new Map(), vbds: new Map(), qmp: {}, inflight: false };
       this.domains.set(0, tr);
     }
-    const sec = cpu.busy;
+    const sec = Math.max(tr.lastCpu?.sec ?? 0, cpu.busy - guestSec); // a guest gone only raises it
     const d0pct = tr.lastCpu && t > tr.lastCpu.t ? ((sec - tr.lastCpu.sec) / (t - tr.lastCpu.t)) * 100 : NaN;
     tr.lastCpu = { t, sec };
     tr.series.push(t, [STATES.indexOf('running') * 2 + 1, sec, d0pct, d0.memory * MB, d0.memory * MB, d0.maxmem * MB, d0.vcpus]);
   }
 
-  private sampleDomain(t: number, rec: DomainRecord): void {
+  /** Returns the domain's vcpu seconds (0 when it does not run). */
+  private sampleDomain(t: number, rec: DomainRecord): number {
     const tr = this.trackOf(rec);
     const live = this.liveVm(rec);
     let sec = tr.lastCpu?.sec ?? 0;
@@ -180,9 +182,10 @@ export class Sampler {
     const code = Math.max(0, STATES.indexOf(rec.state)) * 2 + (executing ? 1 : 0);
     const vcpus = live ? live.vcpuTids.length : rec.config.vcpus;
     tr.series.push(t, [code, sec, pct, rec.config.memory * MB, tr.qmp.balloonActual ?? NaN, rec.config.maxmem * MB, vcpus]);
-    if (!live) return;
+    if (!live) return 0;
     for (const n of netSamples(rec.id, rec.config)) pushDevice(tr.nets, n.vif, t, [n.rxBytes, n.txBytes, n.rxPackets, n.txPackets], this.tiers);
     for (const b of vbdSamples(tr.qmp.blockstats ?? [], rec.config)) pushDevice(tr.vbds, b.vdev, t, [b.rdBytes, b.wrBytes, b.rdReqs, b.wrReqs], this.tiers);
+    return sec;
   }
 }
 
