@@ -22,9 +22,7 @@ import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
 import { recoverMigrations } from '../migration/recovery.js';
 import { RelocationServer } from '../migration/server.js';
-import { MetricsExporter } from '../metrics/exporter.js';
 import { Sampler } from '../metrics/sampler.js';
-import { startMetricsServer } from '../metrics/server.js';
 import { buildApp } from './app.js';
 import type { DaemonContext } from './context.js';
 
@@ -135,7 +133,8 @@ export async function main(argv: string[]): Promise<void> {
   // one sampler for every domain, running from the start so any view has a real CPU % at once
   const sampler = new Sampler(toolstack);
   sampler.start();
-  const exporter = new MetricsExporter(sampler);
+  // the Prometheus side (prom-client) is loaded only when asked for: off by default
+  const exporter = config.metrics ? new (await import('../metrics/exporter.js')).MetricsExporter(sampler) : undefined;
   const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks, sampler, exporter } };
   const app = await buildApp(ctx);
   mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
@@ -143,8 +142,8 @@ export async function main(argv: string[]): Promise<void> {
   await app.listen({ path: config.unixPath });
   chmodSync(config.unixPath, 0o600);
   const relocation = await RelocationServer.start(toolstack, config, log);
-  const metrics = config.metrics
-    ? await startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
+  const metrics = config.metrics && exporter
+    ? await (await import('../metrics/server.js')).startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
     : undefined;
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
 
