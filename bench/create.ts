@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { QemuBackend } from '../src/hypervisor/qemu/qemu-backend.js';
+import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import type { CreateResponse } from '../src/model/api.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, TestDaemon } from '../test/helpers/harness.js';
@@ -37,11 +37,11 @@ function firstHeartbeat(serialPath: string): Promise<number> {
 
 async function rawRound(backend: QemuBackend, dir: string, i: number): Promise<number> {
   const runDir = path.join(dir, `raw${i}`);
-  mkdirSync(runDir, { recursive: true });
+  mkdirSync(qemuPaths(runDir).dir, { recursive: true });
   const argv = backend.argv({ domid: 1000 + i, uuid: '00000000-0000-4000-8000-00000000000' + (i % 10), config: config(`raw${i}`), runDir, machineType: backend.caps.machineType, nics: [], logFile: '/dev/null' });
   const t0 = performance.now();
   const child = spawn(backend.binary, argv, { stdio: 'ignore' });
-  const t1 = await firstHeartbeat(path.join(runDir, 'serial.sock'));
+  const t1 = await firstHeartbeat(qemuPaths(runDir).serial);
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   rmSync(runDir, { recursive: true, force: true });

@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { QemuBackend } from '../src/hypervisor/qemu/qemu-backend.js';
+import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { MigrateResult } from '../src/migration/client.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
@@ -64,13 +64,13 @@ class RawQemu {
 
   async start(incoming: boolean): Promise<Raw> {
     const runDir = path.join(this.dir, `raw${this.n++}`);
-    mkdirSync(runDir, { recursive: true });
+    mkdirSync(qemuPaths(runDir).dir, { recursive: true });
     const argv = this.backend.argv({
       domid: 900 + this.n, uuid: '00000000-0000-4000-8000-000000000900', config: config('raw'), runDir,
       machineType: this.backend.caps.machineType, nics: [], incoming, tlsPskDir: incoming ? this.pskDir : undefined, logFile: '/dev/null',
     });
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
-    const qmp = await QmpClient.connect(path.join(runDir, 'qmp.sock'), 15_000);
+    const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
     if (incoming) await qmp.execute('migrate-set-parameters', { 'tls-creds': 'xenomig0' });
     else {
       await qmp.execute('object-add', { 'qom-type': 'tls-creds-psk', id: 'xenomig0', endpoint: 'client', dir: this.pskDir, username: 'xeno' });

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { QemuBackend } from '../src/hypervisor/qemu/qemu-backend.js';
+import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
@@ -68,13 +68,13 @@ class RawQemu {
 
   async start(incoming: boolean): Promise<Raw> {
     const runDir = path.join(this.dir, `raw${this.n++}`);
-    mkdirSync(runDir, { recursive: true });
+    mkdirSync(qemuPaths(runDir).dir, { recursive: true });
     const argv = this.backend
       .argv({ domid: 900 + this.n, uuid: '00000000-0000-4000-8000-000000000900', config: config('raw'), runDir, machineType: this.backend.caps.machineType, nics: [], incoming, logFile: '/dev/null' })
       // exec: migration needs QEMU allowed to spawn `cat`.
       .map((a) => (a.startsWith('on,') && a.includes('spawn=deny') ? a.replace(/,spawn=deny/, '') : a));
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
-    const qmp = await QmpClient.connect(path.join(runDir, 'qmp.sock'), 15_000);
+    const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
     return { child, qmp, runDir };
   }
 
@@ -138,7 +138,7 @@ export async function run(): Promise<void> {
     // Both guests boot the same way and run a while before the first save.
     raw = await rawq.start(false);
     await d.client.post('/v1/domains', { config: config('bsr') });
-    await Promise.all([waitHeartbeat(path.join(raw.runDir, 'serial.sock'), 3), d.waitConsole('bsr', /heartbeat 3\b/, 120_000)]);
+    await Promise.all([waitHeartbeat(qemuPaths(raw.runDir).serial, 3), d.waitConsole('bsr', /heartbeat 3\b/, 120_000)]);
 
     const rs: number[] = [];
     const rr: number[] = [];

@@ -62,6 +62,28 @@ describe('NetworkManager without guests', { timeout: 120_000 }, () => {
     assert.equal(await w.hostDump(), clean, 'the explicit stop leaves the host as it was');
   });
 
+  it('bridge without netdev=: the physical NIC keeps its address and routes, and joins no bridge', async () => {
+    const nicBefore = (await w.run(w.host, ['ip', '-d', 'link', 'show', 'eth0'])).stdout;
+    const addrBefore = (await w.run(w.host, ['ip', '-br', '-4', 'addr', 'show', 'eth0'])).stdout;
+    const routesBefore = (await w.run(w.host, ['ip', '-4', 'route'])).stdout;
+    const nm = make(cfg(w, 'network-bridge'), 'n1');
+    await nm.startHost();
+    await nm.plug(8, 'web', { devid: 0 });
+    const dump = await w.hostDump();
+    assert.match(dump, /^xenbr0\s/m, 'the bridge exists for the vifs');
+    assert.match((await w.run(w.host, ['ip', '-d', 'link', 'show', 'vif8.0'])).stdout, /master xenbr0/);
+    const nic = (await w.run(w.host, ['ip', '-d', 'link', 'show', 'eth0'])).stdout;
+    assert.doesNotMatch(nic, /master/, 'eth0 is not enslaved');
+    assert.equal(nic.replace(/\s+/g, ' '), nicBefore.replace(/\s+/g, ' '), 'eth0 untouched');
+    assert.equal((await w.run(w.host, ['ip', '-br', '-4', 'addr', 'show', 'eth0'])).stdout, addrBefore, 'eth0 keeps its address');
+    assert.doesNotMatch(dump, /xenbr0\s+\S+\s+192\.168\.100\.1/, 'the bridge did not take the address');
+    assert.equal((await w.run(w.host, ['ip', '-4', 'route'])).stdout, routesBefore, 'the routes are as they were');
+    assert.equal(await w.ping(w.host, '192.168.100.2', 1), true, 'the host still reaches the outside through eth0');
+    await nm.unplug(8);
+    await nm.stopHost();
+    assert.equal((await w.run(w.host, ['ip', '-br', '-4', 'addr', 'show', 'eth0'])).stdout, addrBefore);
+  });
+
   it('a changed network-script undoes the earlier set-up first', async () => {
     const clean = await w.hostDump();
     await make(cfg(w, 'network-bridge netdev=eth0 bridge=br9'), 'c1').startHost();

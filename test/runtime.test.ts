@@ -20,7 +20,7 @@ import { RuntimeHooks, VCPU_PINS_KEY, pinFor, vcpuPinsOf } from '../src/toolstac
 import { isUnplugOf, parseCount, parseSizeArg, type VcpuListRow } from '../src/toolstack/runtime.js';
 import type { DomainRecord } from '../src/toolstack/store.js';
 import type { DomainInfo } from '../src/model/api.js';
-import { TestDaemon, guestCfg, sleep } from './helpers/harness.js';
+import { TestDaemon, guestCfg, skipIf, sleep } from './helpers/harness.js';
 
 type ListRow = DomainInfo & { pid: number };
 
@@ -118,7 +118,7 @@ describe('runtime pieces (no guest)', () => {
 
 const IS_ROOT = process.getuid?.() === 0;
 
-describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root (cgroups, taskset on QEMU threads)' }, () => {
+describe('runtime control on real guests', { skip: skipIf(!IS_ROOT, 'needs root (cgroups, taskset on QEMU threads)') }, () => {
   const d = new TestDaemon();
   let layout: CgroupLayout | null = null;
   try {
@@ -224,7 +224,8 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
 
     // not waiting long enough: the gap is reported (non-zero exit), the target stays and is reached later
     const quick = await d.xeno(['mem-set', 'rt1', '160', '--timeout', '0']);
-    if (quick.code !== 0) assert.match(quick.stderr, /has not reached its 160 MiB target \(not within 0 s\): the guest has \d+ MiB \(\d+ MiB more than the target\); the target stays set/);
+    assert.notEqual(quick.code, 0, 'a 96 MiB balloon move is never complete within 0 s');
+    assert.match(quick.stderr, /has not reached its 160 MiB target \(not within 0 s\): the guest has \d+ MiB \(\d+ MiB more than the target\); the target stays set/);
     assert.equal((await row('rt1')).memory, 160);
     const later = await until(async () => (JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ balloonActual: number }>)[0]!.balloonActual, (v) => v === 160);
     assert.equal(later, 160);
@@ -237,7 +238,7 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     await fails(['mem-set', 'rt1', '32'], /below the 64 MiB floor/);
     await fails(['mem-set', 'rt1', '300'], /above its maxmem of 256 MiB/);
     await fails(['mem-set', 'rt1', 'lots'], /invalid memory size/);
-    await fails(['mem-set', 'rt1', '-5'], /./);
+    await fails(['mem-set', 'rt1', '-5'], /memory size "-5" must not be negative/);
     await fails(['mem-set', 'nosuchdomain', '128'], /does not exist/);
     await fails(['mem-max', 'rt1', '100'], /below its current memory of 256 MiB/);
     await fails(['mem-max', 'rt1', '1t'], /not enough free host memory/);
@@ -287,14 +288,16 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     const hb = d.lastHeartbeat('rt1');
     const mark = d.consoleLog('rt1').length;
     const beats = (d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length;
-    await sleep(2500);
-    const t1 = (await vcpus('rt1')).reduce((s, v) => s + v.time, 0);
-    assert.ok(t1 - t0 <= 0.02, `vcpu time while paused: ${t0} -> ${t1}`);
-    assert.equal((d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length, beats, 'no heartbeat while paused');
     // a mem-set while paused is set, and noted as waiting for the guest to run
     const ms = await d.xeno(['mem-set', 'rt1', '200']);
     assert.equal(ms.code, 0, ms.stderr);
     assert.match(ms.stderr, /rt1 is paused: the balloon moves to 200 MiB once it runs again/);
+    // longer than a heartbeat period (1 s): a running guest would have printed one
+    await sleep(2500);
+    const t1 = (await vcpus('rt1')).reduce((s, v) => s + v.time, 0);
+    // not a speed bound: a stopped vcpu thread gains no CPU time at all (0.01 s: one clock tick of rounding)
+    assert.ok(t1 - t0 <= 0.01, `vcpu time while paused: ${t0} -> ${t1}`);
+    assert.equal((d.consoleLog('rt1').match(/heartbeat \d+/g) ?? []).length, beats, 'no heartbeat while paused');
     await d.ok(['unpause', 'rt1']);
     await d.waitConsole('rt1', new RegExp(`heartbeat ${hb + 2}\\b`), 60_000, mark);
     const after = [...d.consoleLog('rt1').slice(mark).matchAll(/heartbeat (\d+)/g)].map((m) => Number(m[1]));
@@ -367,35 +370,51 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     assert.equal(vcpuThreadAffinity(pid, 0), `0-${hostCpuCount() - 1}`, 'vcpu 0 stays');
     assert.match(await d.ok(['config', 'rt1']), /^vcpus = 1$/m);
     assert.match(d.log, /vcpus 2, 1 removed/);
-    const [info] = JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ accel: string }>;
+    const [info] = JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ accel: string; qemuVersion?: string }>;
+    const r = await d.xeno(['vcpu-set', 'rt1', '2']);
     if (info!.accel === 'tcg') {
-      // QEMU < 8 under TCG crashes on a plug after an unplug: refused, and the guest lives on
-      const r = await d.xeno(['vcpu-set', 'rt1', '2']);
-      if (r.code !== 0) {
-        assert.match(r.stderr, /plugged after one was unplugged.*next boot/);
-        assert.equal((await row('rt1')).vcpus, 1);
-        assert.match(await d.guestRun('rt1', 'echo still-alive'), /still-alive/);
-      }
+      // QEMU 7.2 under TCG corrupts memory on a plug after an unplug: always refused, the guest lives on
+      assert.notEqual(r.code, 0, 'a plug after an unplug under TCG is refused');
+      assert.match(r.stderr, /plugged after one was unplugged.*next boot/);
+      assert.equal((await row('rt1')).vcpus, 1);
+      assert.match(await d.guestRun('rt1', 'echo $((40+2))'), /^42$/m);
+    } else {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await until(() => guestNproc('rt1'), (v) => v === 2), 2);
+      await d.ok(['vcpu-set', 'rt1', '1']);
     }
   });
 
-  it('serializes concurrent operations on one domain and keeps every change in the config', async () => {
-    const results = await Promise.all([d.xeno(['mem-set', 'rt1', '200']), d.xeno(['vcpu-set', 'rt1', '1']), d.xeno(['mem-set', 'rt1', '192'])]);
+  it('serializes concurrent operations on one domain: no change is lost, and the balloon matches the config', async () => {
+    // four changes that commute, to four fields of the one stored config, all at once: an update
+    // that read the record before another one wrote it would lose that other change
+    const results = await Promise.all([
+      d.xeno(['mem-set', 'rt1', '200']),
+      d.xeno(['mem-max', 'rt1', '320']),
+      d.xeno(['sched-credit', '-d', 'rt1', '-w', '384']),
+      d.xeno(['vcpu-pin', 'rt1', 'all', '0']),
+    ]);
     for (const r of results) assert.equal(r.code, 0, r.stderr);
     const r = await row('rt1');
-    assert.equal(r.vcpus, 1);
-    assert.ok(r.memory === 192 || r.memory === 200);
+    assert.equal(r.memory, 200);
+    assert.equal(r.maxmem, 320);
+    const [long] = JSON.parse(await d.ok(['list', '-l', 'rt1'])) as Array<{ balloonActual: number }>;
+    assert.equal(long!.balloonActual, 200, 'the balloon is where the config says');
     const cfgText = await d.ok(['config', 'rt1']);
     const json = JSON.parse(await d.ok(['config', '--json', 'rt1'])) as Record<string, unknown>;
     const reparsed = toDomainConfig(parseXlCfg(cfgText, 'rt1.cfg'), 'rt1.cfg', () => undefined);
     assert.deepEqual(reparsed, json, 'xeno config round-trips');
-    assert.equal(json.memory, r.memory);
-    assert.equal(json.vcpus, 1);
+    assert.equal(json.memory, 200);
+    assert.equal(json.maxmem, 320);
+    assert.equal(json.cpuWeight, 384);
+    assert.equal(json.cpus, '0');
+    assert.equal(vcpuThreadAffinity(r.pid, 0), '0');
+    assert.match(await d.ok(['sched-credit', '-d', 'rt1']), /^rt1\s+\d+\s+384\s+0$/m);
     await d.ok(['destroy', 'rt1']);
   });
 
   // Two busy guests on the same host CPU, from their configs: cpus = "1" and cpu_weight = 512.
-  it('weights CPU time 2:1 between two busy guests pinned to one CPU, and caps a busy guest at half a CPU', { skip: layout ? false : 'no cpu cgroup on this host' }, async (t) => {
+  it('weights CPU time 2:1 between two busy guests pinned to one CPU, and caps a busy guest at half a CPU', { skip: skipIf(!layout, 'no cpu cgroup on this host') }, async (t) => {
     const cpu = String(hostCpuCount() - 1);
     await Promise.all([
       d.createGuest('rtA', { cpus: cpu, cpu_weight: 512 }),
@@ -423,24 +442,34 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     const spin = '(while :; do :; done) >/dev/null 2>&1 & true';
     await Promise.all([d.guestRun('rtA', spin), d.guestRun('rtB', spin)]);
     const vtime = async (name: string) => (await vcpus(name)).reduce((s, v) => s + v.time, 0);
-    await sleep(1000); // let both settle into the loop
-    let [a0, b0] = await Promise.all([vtime('rtA'), vtime('rtB')]);
-    await sleep(6000);
-    let [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
-    const ratio = (a1 - a0) / (b1 - b0);
-    t.diagnostic(`weights 512:256 -> CPU time ${(a1 - a0).toFixed(2)} s : ${(b1 - b0).toFixed(2)} s = ${ratio.toFixed(2)}`);
-    assert.ok(ratio > 1.4 && ratio < 3.0, `CPU time A:B = ${(a1 - a0).toFixed(2)}:${(b1 - b0).toFixed(2)} = ${ratio.toFixed(2)}, expected about 2`);
+    /**
+     * CPU time each guest got while, together, they used `budget` CPU-seconds of the one CPU they
+     * share: a split of the contended CPU, whatever the machine's speed or wall-clock time.
+     */
+    const split = async (budget: number): Promise<[number, number]> => {
+      const [a0, b0] = await Promise.all([vtime('rtA'), vtime('rtB')]);
+      for (let i = 0; ; i++) {
+        const [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
+        if (a1 - a0 + (b1 - b0) >= budget) return [a1 - a0, b1 - b0];
+        if (i > 1200) throw new Error(`the two spinning guests did not use ${budget} CPU-s within 10 min`);
+        await sleep(500);
+      }
+    };
+    await split(1); // let both settle into the loop
+    const [da, db] = await split(6);
+    const ratio = da / db;
+    t.diagnostic(`weights 512:256 -> CPU time ${da.toFixed(2)} s : ${db.toFixed(2)} s = ${ratio.toFixed(2)}`);
+    assert.ok(ratio > 1.3 && ratio < 3.2, `CPU time A:B = ${da.toFixed(2)}:${db.toFixed(2)} = ${ratio.toFixed(2)}, expected about 2`);
 
     // reweight at run time: equal weights give about 1:1
     await d.ok(['sched-credit', '-d', 'rtA', '-w', '256']);
-    [a0, b0] = await Promise.all([vtime('rtA'), vtime('rtB')]);
-    await sleep(5000);
-    [a1, b1] = await Promise.all([vtime('rtA'), vtime('rtB')]);
-    const even = (a1 - a0) / (b1 - b0);
+    await split(1);
+    const [ea, eb] = await split(6);
+    const even = ea / eb;
     t.diagnostic(`weights 256:256 -> ${even.toFixed(2)}`);
-    assert.ok(even > 0.7 && even < 1.4, `CPU time A:B with equal weights = ${even.toFixed(2)}, expected about 1`);
+    assert.ok(even > 0.6 && even < 1.6, `CPU time A:B with equal weights = ${even.toFixed(2)}, expected about 1`);
 
-    // cap 50 on A, B paused: A alone on the CPU stays near half of it
+    // cap 50 on A, B paused: A alone on the CPU gets at most half of each scheduler period
     await d.ok(['sched-credit', '-d', 'rtA', '-c', '50']);
     await d.ok(['pause', 'rtB']);
     const dirA = cg.pathOf('rtA');
@@ -450,15 +479,26 @@ describe('runtime control on real guests', { skip: IS_ROOT ? false : 'needs root
     } else {
       assert.equal(readFileSync(path.join(dirA, 'cpu.max'), 'utf8').trim(), '50000 100000');
     }
-    const w0 = Date.now();
-    a0 = await vtime('rtA');
-    await sleep(5000);
-    a1 = await vtime('rtA');
-    const share = (a1 - a0) / ((Date.now() - w0) / 1000);
-    t.diagnostic(`cap 50 -> ${(share * 100).toFixed(0)} % of a CPU`);
-    assert.ok(share > 0.2 && share < 0.62, `a busy guest capped at 50 used ${(share * 100).toFixed(0)} % of a CPU`);
-    const throttled = Number(/nr_throttled (\d+)/.exec(readFileSync(path.join(dirA, 'cpu.stat'), 'utf8'))![1]);
-    assert.ok(throttled > 0, 'the kernel throttled the capped group');
+    // the kernel's own counters: periods elapsed (100 ms each) and periods in which it throttled A
+    const stat = () => {
+      const text = readFileSync(path.join(dirA, 'cpu.stat'), 'utf8');
+      return { periods: Number(/nr_periods (\d+)/.exec(text)![1]), throttled: Number(/nr_throttled (\d+)/.exec(text)![1]) };
+    };
+    const s0 = stat();
+    const a0 = await vtime('rtA');
+    let s1 = stat();
+    for (let i = 0; s1.periods - s0.periods < 40; i++) {
+      if (i > 1200) throw new Error('the capped guest ran for less than 40 periods within 10 min');
+      await sleep(250);
+      s1 = stat();
+    }
+    const a1 = await vtime('rtA');
+    s1 = stat();
+    const perPeriod = (a1 - a0) / ((s1.periods - s0.periods) * 0.1);
+    t.diagnostic(`cap 50 -> ${(perPeriod * 100).toFixed(0)} % of each period, throttled in ${s1.throttled - s0.throttled}/${s1.periods - s0.periods}`);
+    // vcpu time is counted in 10 ms ticks: 0.6 leaves room for that rounding, a missing cap gives ~1
+    assert.ok(perPeriod < 0.6, `a busy guest capped at 50 used ${(perPeriod * 100).toFixed(0)} % of its periods`);
+    assert.ok(s1.throttled - s0.throttled > 0, 'the kernel throttled the capped group');
     assert.match(await d.ok(['config', 'rtA']), /^cap = 50$/m);
     assert.match(await d.ok(['config', 'rtA']), /^cpu_weight = 256$/m);
 

@@ -157,8 +157,17 @@ export function upgrade(socketPath: string, path: string, protocol: string): Pro
         }
         raw = raw.subarray(end + 4);
         if (head.status === 101) {
+          // Hold what follows the 101 (a console's history often comes in the same chunk) until the
+          // caller listens: a flowing socket with no 'data' listener would drop it.
           sock.off('data', onData);
+          sock.pause();
           if (raw.length) sock.unshift(raw);
+          const resumeOnListen = (event: string | symbol) => {
+            if (event !== 'data') return;
+            sock.off('newListener', resumeOnListen);
+            process.nextTick(() => sock.resume());
+          };
+          sock.on('newListener', resumeOnListen);
           resolve({ socket: sock });
           return;
         }

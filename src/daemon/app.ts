@@ -12,7 +12,9 @@ import { registerRoutes } from './routes/index.js';
 
 /** `openapi`: collect the route schemas into an OpenAPI document (docs generation only: it costs memory). */
 export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, ajv: { customOptions: { allowUnionTypes: true } } });
+  // pluginTimeout 0: the start-up hook restores every managed save, which on a loaded TCG host takes
+  // longer than fastify's default 10 s (xenod then exited); each restore has its own bounds.
+  const app = Fastify({ logger: false, pluginTimeout: 0, bodyLimit: 4 * 1024 * 1024, ajv: { customOptions: { allowUnionTypes: true } } });
   if (opts.openapi) {
     const { default: swagger } = await import('@fastify/swagger');
     await app.register(swagger, {

@@ -18,6 +18,7 @@ import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.j
 import { composeHooks } from '../toolstack/hooks.js';
 import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
+import { QemuAccess, ensureQemuUser, openRunTree, openTunDevice } from '../host/qemu-user.js';
 import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
 import { recoverMigrations } from '../migration/recovery.js';
@@ -107,10 +108,15 @@ export async function main(argv: string[]): Promise<void> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const pidFile = takePidLock(config.stateDir);
   const logFile = config.logfile ?? path.join(config.stateDir, 'xenod.log');
-  const log = createLogger(config.loglevel, logFile);
+  const log = createLogger(config.loglevel, logFile, { maxBytes: config.logSizeBytes, keep: config.logCount });
+  // Every QEMU runs as this unprivileged user; it can cross into the run dirs, nothing more.
+  const qemuUser = ensureQemuUser(config.qemuUser);
+  const runRoot = path.join(config.stateDir, 'run');
+  openRunTree(runRoot, qemuUser);
+  openTunDevice(qemuUser);
 
   // The host network: re-adopted from an earlier run, else set up when the first vif needs it.
-  const network = new NetworkManager({ config, instanceId: instanceIdFor(config.stateDir), log });
+  const network = new NetworkManager({ config, instanceId: instanceIdFor(config.stateDir), log, tapOwner: qemuUser.uid });
   if (argv.includes('--network-stop')) {
     await network.stopHost(); // the explicit stop: the physical interface gets its address back
     rmSync(pidFile, { force: true });
@@ -119,13 +125,13 @@ export async function main(argv: string[]): Promise<void> {
   }
   await network.resume();
 
-  const backend = await QemuBackend.create({ binary: config.qemuBinary, accel: config.accel, cacheDir: path.dirname(config.unixPath) });
+  const backend = await QemuBackend.create({ binary: config.qemuBinary, accel: config.accel, cacheDir: path.dirname(config.unixPath), runAs: qemuUser });
   if (backend.caps.accel === 'tcg') log.warn(`WARNING: no usable KVM, guests run under TCG emulation (slow): ${backend.caps.accelReason}`);
   else log.info(`accelerator: ${backend.caps.accelReason}`);
 
-  const store = new StateStore(path.join(config.stateDir, 'xeno.db'));
+  const store = new StateStore(path.join(config.stateDir, 'xeno.db'), { eventLimit: config.eventLimit });
   const runtimeHooks = new RuntimeHooks({ config, log });
-  const hooks = composeHooks(runtimeHooks, network.hooks());
+  const hooks = composeHooks(new QemuAccess(qemuUser, runRoot).hooks(), runtimeHooks, network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
   await recoverMigrations(toolstack);

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { XenoError } from '../common/errors.js';
+import { skipIf } from '../../test/helpers/skips.js';
 import {
   DomainCgroups,
   capToCpuMax,
@@ -221,7 +222,7 @@ function waitExit(c: ChildProcess): Promise<void> {
   });
 }
 
-describe('DomainCgroups on this host, for real', { skip: realLayout() ? false : 'needs root and a cgroup cpu controller' }, () => {
+describe('DomainCgroups on this host, for real', { skip: skipIf(!realLayout(), 'needs root and a cgroup cpu controller') }, () => {
   const layout = realLayout()!;
   const cg = new DomainCgroups(layout, cgroupInstanceName(tmp()));
   const children: ChildProcess[] = [];

@@ -86,13 +86,7 @@ export class Migrator {
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
-      const preempt = new AbortController();
-      this.ts.migrationAborts.set(rec.id, preempt);
-      try {
-        return await this.migrateLocked(rec, req, { t0, port, live, where, key, signal: preempt.signal });
-      } finally {
-        this.ts.migrationAborts.delete(rec.id);
-      }
+      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal }));
     });
   }
 

@@ -50,7 +50,7 @@
  * the right one. A xenod killed mid-migration is resolved at its next start (recovery.ts).
  */
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
@@ -146,10 +146,16 @@ export function proofMatches(expected: string, got: unknown): boolean {
   return timingSafeEqual(Buffer.from(expected), Buffer.from(got));
 }
 
-/** Writes DIR/keys.psk (`xeno:HEX`, mode 0600) for QEMU's tls-creds-psk object; returns DIR. */
+/**
+ * Writes DIR/keys.psk (`xeno:HEX`) for QEMU's tls-creds-psk object; returns DIR. Group-readable
+ * (whatever the umask): in a run dir the group is the unprivileged QEMU user's (setgid dir).
+ */
 export function writePskDir(dir: string, hexKey: string): string {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(path.join(dir, 'keys.psk'), `${PSK_IDENTITY}:${hexKey}\n`, { mode: 0o600 });
+  mkdirSync(dir, { recursive: true, mode: 0o750 });
+  chmodSync(dir, 0o2750);
+  const file = path.join(dir, 'keys.psk');
+  writeFileSync(file, `${PSK_IDENTITY}:${hexKey}\n`, { mode: 0o640 });
+  chmodSync(file, 0o640);
   return dir;
 }
 

@@ -48,6 +48,14 @@ export interface DaemonConfig {
    * loopback (default: metrics.token in the state dir, made at first start).
    */
   metricsTokenFile?: string;
+  /** xeno-log-size: bytes after which xenod.log is rotated (0 = never). */
+  logSizeBytes: number;
+  /** xeno-log-count: rotated log files kept (xenod.log.1 ... .N). */
+  logCount: number;
+  /** xeno-event-limit: events kept in the state database (the oldest go first). */
+  eventLimit: number;
+  /** xeno-qemu-user: the unprivileged system user every QEMU runs as (created if missing). */
+  qemuUser: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';
@@ -72,5 +80,9 @@ export function defaultDaemonConfig(): DaemonConfig {
     minGuestMem: 64,
     natSubnet: '10.0.0.0/16',
     saveOnStop: false,
+    logSizeBytes: 10 * 1024 * 1024,
+    logCount: 5,
+    eventLimit: 10_000,
+    qemuUser: 'xeno-qemu',
   };
 }

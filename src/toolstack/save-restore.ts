@@ -27,6 +27,7 @@ import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { RestoreSource } from './savefile/offload.js';
 import { openSaveFile } from './savefile/reader.js';
 import { partialPathFor, syncDir } from './savefile/writer.js';
+import { sleepUnlessAborted } from './long-ops.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -161,7 +162,7 @@ export class SaveRestore {
     if (!path.isAbsolute(file)) throw fail('BAD_REQUEST', `save file must be an absolute path (got '${file}')`);
     const target = path.resolve(file);
     const checkpoint = opts.checkpoint ?? false;
-    return this.ts.withDomain(dom, 'save', async (rec) => {
+    return this.ts.withDomain(dom, 'save', (rec) => this.ts.longOperation(rec.id, 'save', async (signal) => {
       this.checkDestination(rec, target);
       const vm = this.ts.liveOf(rec).vm;
       const wasRunning = rec.state === 'running';
@@ -187,6 +188,7 @@ export class SaveRestore {
       let res;
       try {
         res = await saveVmToFile(vm, target, header, opts.onProgress, {
+          signal,
           beforeMigrate: async () => {
             started = true;
             this.writeIntent(intent);
@@ -195,10 +197,16 @@ export class SaveRestore {
               await vm.pause();
               pausedAt = performance.now();
             }
-            await testHold();
+            await testHold(signal);
           },
         });
       } catch (e) {
+        if (signal.aborted) {
+          // destroy preempted the save: the partial file is gone, the guest goes with the destroy.
+          this.clearIntent(rec.id);
+          this.ts.event(rec, 'save-cancelled', `save of ${rec.name} to ${target} cancelled (${errorMessage(signal.reason)}); the partial file ${intent.partial} was removed`);
+          throw signal.reason;
+        }
         if (!started) throw fail(isXenoError(e) ? e.code : 'HOST_ERROR', `save of ${rec.name} to ${target} failed: ${errorMessage(e)}; the guest was not touched`);
         const left = await this.resumeAfterFailure(rec, vm, wasRunning);
         this.clearIntent(rec.id);
@@ -228,7 +236,7 @@ export class SaveRestore {
         name: rec.name, id: rec.id, file: target, size: res.size, payloadBytes: res.payloadBytes, sha256: res.sha256, checkpoint,
         state: header.state, elapsedMs: performance.now() - t0, pausedMs, qemuTotalMs: res.totalTimeMs, durableMs,
       };
-    });
+    }));
   }
 
   /** Refuse destinations that cannot work before anything is paused. */
@@ -480,7 +488,7 @@ async function backToPaused(vm: Vm): Promise<void> {
 }
 
 /** Test-only fault injection: hold a save after the guest is paused (to kill xenod mid-save). */
-async function testHold(): Promise<void> {
+async function testHold(signal: AbortSignal): Promise<void> {
   const ms = Number(process.env.XENO_TEST_HOLD_SAVE_MS ?? 0);
-  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+  if (ms > 0) await sleepUnlessAborted(ms, signal);
 }

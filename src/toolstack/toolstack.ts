@@ -22,7 +22,10 @@ import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
 import { validateForDaemon } from './config-guard.js';
 import { ConsoleHub } from './console-hub.js';
+import { dumpGuestMemory } from './coredump.js';
+import { incarnationName } from './incarnation.js';
 import { KeyedLock } from './locks.js';
+import { LongOperations } from './long-ops.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
 
@@ -45,9 +48,8 @@ interface Live {
 export class Toolstack {
   private readonly live = new Map<number, Live>();
   private readonly locks = new KeyedLock();
+  private readonly longOps = new LongOperations();
   readonly hooks: DomainHooks;
-  /** Outgoing migrations by domain id (src/migration/client.ts): destroy aborts one first. */
-  readonly migrationAborts = new Map<number, AbortController>();
 
   constructor(readonly deps: ToolstackDeps) {
     this.hooks = deps.hooks ?? NO_HOOKS;
@@ -69,7 +71,10 @@ export class Toolstack {
   }
 
   event(d: { id: number; name: string } | null, kind: string, message: string): void {
-    this.store.addEvent(d?.id ?? null, d?.name ?? null, kind, message);
+    const wasFailing = this.store.eventsLost;
+    if (!this.store.addEvent(d?.id ?? null, d?.name ?? null, kind, message) && !wasFailing) {
+      this.log.warn('the state database cannot store events (disk full?): they go to xenod.log only until it can');
+    }
     this.log.info({ domid: d?.id, domain: d?.name, kind }, message);
   }
 
@@ -299,7 +304,9 @@ export class Toolstack {
   }
 
   private attach(rec: DomainRecord, vm: Vm): Live {
-    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024);
+    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024, {
+      report: (m) => this.log.warn({ domid: rec.id, domain: rec.name }, m),
+    });
     const live: Live = { vm, console, vcpuTids: [], stopping: false };
     this.live.set(rec.id, live);
     vm.on('guest-stop', (reason: GuestStopReason) => this.background(rec, this.onGuestStop(rec.id, live, reason)));
@@ -328,15 +335,24 @@ export class Toolstack {
       if (rec.extra.rebootRequested) this.store.update(id, { extra: { ...rec.extra, rebootRequested: false } });
       const action = this.actionFor(rec.config, reason);
       this.event(rec, reason, `guest ${reason === 'poweroff' ? 'powered off' : reason === 'reboot' ? 'rebooted' : 'crashed'}: on_${reason === 'crash' ? 'crash' : reason === 'reboot' ? 'reboot' : 'poweroff'}=${action}`);
+      if (action === 'coredump-destroy' || action === 'coredump-restart') {
+        // the dump is best effort: a failed one is reported, and the action still happens
+        await dumpGuestMemory(live.vm, this.deps.config.stateDir, rec).then(
+          (file) => this.event(rec, 'coredump', `${rec.name}: memory dumped to ${file}`),
+          (e: unknown) => this.event(rec, 'error', `${rec.name}: core dump failed: ${e instanceof Error ? e.message : String(e)}`),
+        );
+      }
       switch (action) {
         case 'destroy':
         case 'coredump-destroy':
           await this.destroyLocked(rec);
           return;
         case 'restart':
-        case 'rename-restart':
         case 'coredump-restart':
           await this.restartLocked(rec);
+          return;
+        case 'rename-restart':
+          await this.renameRestartLocked(rec, reason);
           return;
         case 'preserve':
           this.store.update(id, { state: reason === 'crash' ? 'crashed' : 'shutdown' });
@@ -389,6 +405,19 @@ export class Toolstack {
     this.event(rec, 'restart', `${rec.name} restarted (QEMU pid ${this.store.get(rec.id)?.pid})`);
   }
 
+  /** Keep the stopped domain, frozen, as NAME--incarnation-ID and start a new NAME (a new id). */
+  private async renameRestartLocked(rec: DomainRecord, reason: GuestStopReason): Promise<void> {
+    const keptAs = incarnationName(rec.name, rec.id);
+    this.store.update(rec.id, { name: keptAs, config: { ...rec.config, name: keptAs }, state: reason === 'crash' ? 'crashed' : 'shutdown' });
+    this.event({ id: rec.id, name: keptAs }, 'rename', `${rec.name} (${rec.id}) kept as ${keptAs}`);
+    try {
+      const fresh = await this.create(rec.config);
+      this.event(fresh, 'restart', `${rec.name} restarted as domain ${fresh.id}; the old one is ${keptAs}`);
+    } catch (e) {
+      this.event(rec, 'error', `rename-restart: a new ${rec.name} could not start: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
   /**
    * Remove a domain whose state now lives elsewhere (saved to a file): QEMU quits and everything it
    * held is freed, without counting as a destroy. Call under the domain's lock.
@@ -406,10 +435,29 @@ export class Toolstack {
     this.event(rec, 'destroy', `domain ${rec.name} (${rec.id}) destroyed`);
   }
 
-  destroy(dom: string): Promise<void> {
-    // A migration holds the domain's lock: preempt it, so the destroy does not wait for it.
-    this.migrationAborts.get(this.resolve(dom).id)?.abort();
-    return this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+  /**
+   * Destroy preempts: the domain's long operations (save, an unplug wait, a migration...) are
+   * aborted first, so the lock they hold is released promptly, then the domain goes.
+   */
+  async destroy(dom: string): Promise<void> {
+    const first = this.resolve(dom);
+    if (!isLegal(first.state, 'destroy')) return this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+    const { aborted, release } = this.longOps.doom(first.id, `domain ${first.name} is being destroyed`);
+    try {
+      if (aborted.length) this.log.info({ domid: first.id, domain: first.name }, `destroy of ${first.name} cancels its ${aborted.join(', ')}`);
+      await this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Run a long operation on domain `id` that destroy may cancel: `fn` gets a signal destroy aborts
+   * (its reason is the error to end with); it must check it at each wait and then return promptly,
+   * leaving nothing half-made. Refused (BAD_STATE, cancelled) while a destroy is on its way.
+   */
+  longOperation<T>(id: number, kind: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.longOps.run(id, kind, fn);
   }
 
   /** ACPI power button; with wait, returns once the domain is gone (or preserved). */

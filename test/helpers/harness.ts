@@ -3,7 +3,7 @@
  * and cleanup of everything (daemon, QEMUs, temp dirs) even when a test fails.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { XenoClient } from '../../src/client/client.js';
 import type { DomainInfo } from '../../src/model/api.js';
-import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../../src/host/cgroups.js';
+import { DomainCgroups, cgroupInstanceName } from '../../src/host/cgroups.js';
+import { sanitizeInstance, tableName } from '../../src/host/network/firewall.js';
+import { instanceIdFor } from '../../src/host/network/network-manager.js';
+import { cgroupLayout, cmdlineOf, listNetns, processesNaming, run } from './host-probes.js';
 
 const execFileP = promisify(execFile);
 
@@ -54,7 +57,7 @@ export class TestDaemon {
   /** argv prefix to run xenod (e.g. ['ip', 'netns', 'exec', 'ns1']). */
   private wrap: string[];
   /** A network namespace of its own, made at start and removed at cleanup. */
-  private netns?: string;
+  readonly netns?: string;
   private readonly extraArgs: string[];
 
   /**
@@ -94,7 +97,8 @@ export class TestDaemon {
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     this.proc.stderr!.on('data', (d) => (stderr += String(d)));
-    const deadline = Date.now() + 20_000;
+    // a start restores the managed saves before it listens: slow on a loaded TCG host
+    const deadline = Date.now() + 180_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`xenod exited: ${stderr}`);
       if (await canConnect(this.socket)) return;
@@ -217,33 +221,95 @@ export class TestDaemon {
     }
   }
 
-  /** Kill everything this daemon and its guests hold, then remove the temp dir. */
+  /**
+   * Kill everything this daemon and its guests hold, remove the temp dir, then prove nothing of this
+   * daemon is left (its processes, netns, cgroups, nft tables, tagged links). Throws, listing every
+   * failure, so that an `after(() => d.cleanup())` fails the test file when something leaks.
+   */
   async cleanup(): Promise<void> {
+    const problems: string[] = [];
     await this.recordQemuPids();
     for (const pid of this.qemuPidsFromRunDir()) this.qemuPids.add(pid);
-    await this.stop('SIGKILL').catch(() => undefined);
+    await this.stop('SIGKILL').catch((e: unknown) => problems.push(`stopping xenod: ${String(e)}`));
     for (const pid of this.qemuPids) {
       try {
         process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`killing QEMU ${pid}: ${String(e)}`);
       }
     }
-    await this.removeCgroups();
+    // dnsmasq and any other helper started for this daemon names a path under its temp dir
+    for (const pid of processesNaming(this.dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    const cg = await this.removeCgroups();
+    if (cg) problems.push(cg);
     rmSync(this.dir, { recursive: true, force: true });
-    if (this.netns) await execFileP('ip', ['netns', 'del', this.netns]).catch(() => undefined);
+    if (this.netns) {
+      const r = await execFileP('ip', ['netns', 'del', this.netns]).then(() => '', (e: unknown) => String(e));
+      if (r && !/No such file/.test(r)) problems.push(`removing netns ${this.netns}: ${r}`);
+    }
+    problems.push(...(await this.leftovers()));
+    if (problems.length) throw new Error(`cleanup of the test daemon in ${this.dir}:\n  ${problems.join('\n  ')}`);
+  }
+
+  /**
+   * What this daemon left behind, scoped to it: processes naming its temp dir (QEMU, dnsmasq), its
+   * netns, its cgroup group, and, in the namespace it ran in, nft tables and links of its instance.
+   */
+  async leftovers(): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      // a SIGKILLed process is reaped by PID 1 a moment later
+      if (!processesNaming(this.dir).length) break;
+      await sleep(100);
+    }
+    for (const pid of processesNaming(this.dir)) out.push(`process ${pid} left: ${cmdlineOf(pid)}`);
+    if (this.netns && (await listNetns()).includes(this.netns)) out.push(`netns ${this.netns} left`);
+    const layout = cgroupLayout();
+    if (layout) {
+      const base = new DomainCgroups(layout, cgroupInstanceName(this.stateDir)).base;
+      if (existsSync(base)) out.push(`cgroup ${base} left`);
+    }
+    // a daemon sharing a namespace (the host's, or a wrap's): its instance's tables and links
+    if (!this.netns || this.wrap[3] !== this.netns) {
+      const inst = instanceIdFor(this.stateDir);
+      const nsArgv = this.wrap.length && this.wrap[0] === 'ip' ? this.wrap : [];
+      if (nsArgv.length === 0 || (await listNetns()).includes(nsArgv[3] ?? '')) {
+        for (const family of ['inet', 'arp', 'bridge']) {
+          const r = await run([...nsArgv, 'nft', 'list', 'table', family, tableName(inst)]);
+          if (r.code === 0) out.push(`nft table ${family} ${tableName(inst)} left`);
+        }
+        const links = await run([...nsArgv, 'ip', '-j', '-d', 'link', 'show']);
+        if (links.code === 0) {
+          for (const l of JSON.parse(links.stdout || '[]') as Array<{ ifname: string; ifalias?: string }>) {
+            if (l.ifalias && l.ifalias.includes(sanitizeInstance(inst))) out.push(`link ${l.ifname} (${l.ifalias}) left`);
+          }
+        }
+      }
+    }
+    return out;
   }
 
   /** A daemon killed with its guests leaves their CPU cgroups: remove them (retrying while QEMUs exit). */
-  private async removeCgroups(): Promise<void> {
-    for (let i = 0; i < 20; i++) {
+  private async removeCgroups(): Promise<string | undefined> {
+    const layout = cgroupLayout();
+    if (!layout) return undefined;
+    let last: unknown;
+    for (let i = 0; i < 30; i++) {
       try {
-        await new DomainCgroups(detectCgroups(), cgroupInstanceName(this.stateDir)).removeAll();
-        return;
-      } catch {
+        await new DomainCgroups(layout, cgroupInstanceName(this.stateDir)).removeAll();
+        return undefined;
+      } catch (e) {
+        last = e;
         await sleep(100);
       }
     }
+    return `removing cgroups: ${String(last)}`;
   }
 
   /** Every process whose command line names this daemon's state dir: its QEMUs, whatever the daemon knew. */
@@ -291,12 +357,6 @@ function canConnect(sock: string): Promise<boolean> {
   });
 }
 
-/** Processes whose command line contains `needle` (to check nothing is left behind). */
-export async function pgrep(needle: string): Promise<number[]> {
-  try {
-    const { stdout } = await execFileP('pgrep', ['-f', needle]);
-    return stdout.split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
+export { skipIf, skipOrFail, documentedSkips } from './skips.js';
+export { pgrep, processesNaming } from './host-probes.js';
+export { ramByteOffset } from './savefile-bytes.js';

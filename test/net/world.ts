@@ -217,6 +217,20 @@ s.on('close', () => { clearTimeout(t); console.log(JSON.stringify({ ok: true, ou
     return parts.map((p) => p.stdout).join('\n');
   }
 
+  /** Pids and command lines of the processes running in a namespace. */
+  async processList(ns: string): Promise<Array<{ pid: number; cmdline: string }>> {
+    const r = await sh(['ip', 'netns', 'pids', ns]);
+    const out: Array<{ pid: number; cmdline: string }> = [];
+    for (const pid of r.stdout.split('\n').filter(Boolean).map(Number)) {
+      try {
+        out.push({ pid, cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim() });
+      } catch {
+        /* gone */
+      }
+    }
+    return out.filter((p) => p.cmdline);
+  }
+
   /** Command lines of the processes running in a namespace. */
   async processes(ns: string): Promise<string[]> {
     const r = await sh(['ip', 'netns', 'pids', ns]);

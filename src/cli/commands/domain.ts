@@ -45,7 +45,10 @@ export function registerDomainCommands(program: Command): void {
         return;
       }
       out(`Started domain ${res.domain!.name} (id=${res.domain!.id})`);
-      if (opts.console) await attachConsole(res.domain!.name, false);
+      if (opts.console) {
+        await attachConsole(res.domain!.name, false);
+        process.exit(0); // detached: as `xeno console`, nothing of the session may keep the process alive
+      }
     });
 
   program

@@ -167,7 +167,8 @@ export class Firewall {
       `flush chain inet ${t} ${from}`,
       `add rule inet ${t} ${from} ether saddr != ${v.mac} drop`,
       `add rule inet ${t} ${from} meta nfproto != ipv4 drop`,
-      `add rule inet ${t} ${from} ip saddr != ${ipSet} drop`,
+      // counted: what the anti-spoofing dropped is visible in `xeno network-rules`/nft
+      `add rule inet ${t} ${from} ip saddr != ${ipSet} counter drop`,
       `add rule inet ${t} ${from} jump ${chain}`,
       // guest -> host
       `add chain inet ${t} ${inp}`,
@@ -175,7 +176,7 @@ export class Firewall {
       `add rule inet ${t} ${inp} ether saddr != ${v.mac} drop`,
       `add rule inet ${t} ${inp} meta nfproto != ipv4 drop`,
       `add rule inet ${t} ${inp} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept`,
-      `add rule inet ${t} ${inp} ip saddr != ${ipSet} drop`,
+      `add rule inet ${t} ${inp} ip saddr != ${ipSet} counter drop`,
       `add rule inet ${t} ${inp} jump ${chain}`,
       // anywhere -> guest
       `add chain inet ${t} ${to}`,

@@ -11,6 +11,8 @@ import { XenoError } from '../../common/errors.js';
 export interface NetCtx {
   /** Network namespace to act in; absent = the caller's own. */
   netns?: string;
+  /** Uid that owns the taps (QEMU's unprivileged user, who then opens them by name); absent = root. */
+  tapOwner?: number;
 }
 
 export interface RunOptions extends NetCtx {
@@ -110,7 +112,8 @@ export async function linkExists(ctx: NetCtx, dev: string): Promise<boolean> {
 
 export async function tuntapAdd(ctx: NetCtx, dev: string): Promise<void> {
   // vnet_hdr: QEMU negotiates virtio-net offloads on it (its own TUNSETIFF would set it anyway).
-  await run(['ip', 'tuntap', 'add', 'dev', dev, 'mode', 'tap', 'vnet_hdr'], ctx);
+  const owner = ctx.tapOwner === undefined ? [] : ['user', String(ctx.tapOwner)];
+  await run(['ip', 'tuntap', 'add', 'dev', dev, 'mode', 'tap', 'vnet_hdr', ...owner], ctx);
 }
 
 export async function bridgeAdd(ctx: NetCtx, dev: string): Promise<void> {

@@ -48,6 +48,8 @@ export interface NetworkManagerOptions {
   stateDir?: string;
   /** Act inside this network namespace (tests, benchmark); absent = the daemon's own. */
   netns?: string;
+  /** Uid the taps belong to: QEMU's unprivileged user (absent = root). */
+  tapOwner?: number;
   log?: Logger;
 }
 
@@ -124,7 +126,7 @@ export class NetworkManager {
     this.args = args;
     this.instance = sanitizeInstance(opts.instanceId);
     this.dir = path.join(opts.stateDir ?? opts.config.stateDir, 'network');
-    this.ctx = { netns: opts.netns };
+    this.ctx = { netns: opts.netns, tapOwner: opts.tapOwner };
     this.log = opts.log;
     this.fw = new Firewall(this.ctx, this.instance);
     this.files = new NetStateFiles(this.dir);

@@ -56,7 +56,7 @@ function kvmDeviceUsable(): boolean {
  * Real-mode boot sector: `mov dx,0x3f8; mov al,'K'; out dx,al; mov dx,0xf4; mov al,0x10; out dx,al;
  * hlt`. With isa-debug-exit at 0xf4, QEMU exits with status (0x10 << 1) | 1 = 33.
  */
-function probeImage(): Buffer {
+export function probeImage(): Buffer {
   const img = Buffer.alloc(512);
   Buffer.from([0xba, 0xf8, 0x03, 0xb0, 0x4b, 0xee, 0xba, 0xf4, 0x00, 0xb0, 0x10, 0xee, 0xf4, 0xeb, 0xfe]).copy(img);
   img[510] = 0x55;
@@ -65,13 +65,22 @@ function probeImage(): Buffer {
 }
 
 export function probeKvm(qemuBinary: string, timeoutMs = 4000): Promise<{ ok: boolean; detail: string }> {
+  return probeGuest(qemuBinary, { accel: 'kvm', timeoutMs });
+}
+
+/**
+ * Boot the probe image (or `image`, for tests) under `accel`: ok only if QEMU exits with the
+ * isa-debug-exit status 33 having written 'K' to the serial port, within `timeoutMs`.
+ */
+export function probeGuest(qemuBinary: string, opts: { accel: Accel; timeoutMs: number; image?: Buffer }): Promise<{ ok: boolean; detail: string }> {
+  const { accel, timeoutMs } = opts;
   const dir = mkdtempSync(path.join(tmpdir(), 'xeno-kvm-probe-'));
   const img = path.join(dir, 'probe.img');
-  writeFileSync(img, probeImage());
+  writeFileSync(img, opts.image ?? probeImage());
   return new Promise((resolve) => {
     const child = spawn(
       qemuBinary,
-      ['-machine', 'pc,accel=kvm', '-nodefaults', '-no-user-config', '-display', 'none', '-m', '16',
+      ['-machine', `pc,accel=${accel}`, '-nodefaults', '-no-user-config', '-display', 'none', '-m', '16',
         '-drive', `file=${img},format=raw,if=ide`, '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=1'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -93,8 +102,14 @@ export function probeKvm(qemuBinary: string, timeoutMs = 4000): Promise<{ ok: bo
  * Gather the facts and decide. The probe result is cached per boot (keyed by the kernel's boot_id and
  * the QEMU binary) in a host-wide runtime file, so several daemons or restarts do not pay it again.
  */
-export async function detectAccel(choice: AccelChoice, qemuBinary: string, cacheDir = '/run/xeno'): Promise<AccelDecision> {
-  const facts: AccelFacts = { cpuFlags: readCpuFlags(), kvmDeviceUsable: kvmDeviceUsable() };
+export async function detectAccel(
+  choice: AccelChoice,
+  qemuBinary: string,
+  cacheDir = '/run/xeno',
+  /** Tests: the host facts and the probe, instead of this host's. */
+  host: { cpuFlags?: string[]; kvmDeviceUsable?: boolean; probe?: (binary: string) => Promise<{ ok: boolean; detail: string }> } = {},
+): Promise<AccelDecision> {
+  const facts: AccelFacts = { cpuFlags: host.cpuFlags ?? readCpuFlags(), kvmDeviceUsable: host.kvmDeviceUsable ?? kvmDeviceUsable() };
   const needsProbe = choice === 'auto' && facts.kvmDeviceUsable && (facts.cpuFlags.includes('vmx') || facts.cpuFlags.includes('svm'));
   if (needsProbe) {
     let bootId = '';
@@ -111,7 +126,7 @@ export async function detectAccel(choice: AccelChoice, qemuBinary: string, cache
       /* no cache yet */
     }
     if (!facts.probe) {
-      facts.probe = await probeKvm(qemuBinary);
+      facts.probe = await (host.probe ?? probeKvm)(qemuBinary);
       try {
         mkdirSync(cacheDir, { recursive: true });
         if (bootId) writeFileSync(cacheFile, JSON.stringify({ bootId, binary: qemuBinary, probe: facts.probe }));

@@ -15,9 +15,13 @@ export interface NicBackend {
 }
 
 export interface QemuPaths {
+  /** RUNDIR/qemu: the one directory the QEMU user may write (its sockets and pid file). */
+  dir: string;
   qmp: string;
   serial: string;
   pidfile: string;
+  /** Where QEMU listens for a restore stream (`migrate-incoming unix:`). */
+  restore: string;
 }
 
 export interface QemuArgvInput {
@@ -26,7 +30,7 @@ export interface QemuArgvInput {
   uuid: string;
   machineType: string;
   accel: Accel;
-  paths: QemuPaths;
+  paths: Pick<QemuPaths, 'qmp' | 'serial' | 'pidfile'>;
   nics: NicBackend[];
   /** Start with vcpus stopped (`-S`): restore/incoming and `create -p`. */
   startPaused?: boolean;

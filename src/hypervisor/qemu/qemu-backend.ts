@@ -3,7 +3,7 @@
  * daemon's death (even kill -9) never takes the guests with it, and re-adopts them by pid + QMP.
  */
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { XenoError } from '../../common/errors.js';
@@ -20,12 +20,56 @@ const execFileP = promisify(execFile);
 /** Unix socket paths are limited to 107 bytes. */
 const SUN_PATH_MAX = 107;
 
+/**
+ * The run dir is root's, group-owned by the QEMU user's group (setgid, 02750): QEMU can reach what
+ * xenod puts there for it (the save socket, TLS-PSK keys) but create nothing, so a compromised QEMU
+ * cannot plant a symlink where xenod writes as root. What QEMU creates goes in RUNDIR/qemu, its own.
+ */
 export function qemuPaths(runDir: string): QemuPaths {
+  // A QEMU an older xenod started (as root) has its sockets in the run dir itself: still adoptable.
+  const legacy = existsSync(path.join(runDir, 'qmp.sock')) && !existsSync(path.join(runDir, 'qemu'));
+  const dir = legacy ? runDir : path.join(runDir, 'qemu');
   return {
-    qmp: path.join(runDir, 'qmp.sock'),
-    serial: path.join(runDir, 'serial.sock'),
-    pidfile: path.join(runDir, 'qemu.pid'),
+    dir,
+    qmp: path.join(dir, 'qmp.sock'),
+    serial: path.join(dir, 'serial.sock'),
+    pidfile: path.join(dir, 'qemu.pid'),
+    restore: path.join(dir, 'restore.sock'),
   };
+}
+
+/** The unprivileged identity QEMU runs as (see host/qemu-user.ts). */
+export interface QemuRunAs {
+  user: string;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The argv prefix that starts QEMU as `who`: setpriv sets the uids and gids, the user's
+ * supplementary groups (kvm), drops every capability and sets no_new_privs, then execs QEMU (same
+ * pid). Node's own spawn uid/gid cannot keep supplementary groups (libuv clears them). QEMU's own
+ * `-runas` is not used: it would parse the disk images and open the devices as root and only drop
+ * afterwards, and it needs setuid calls that `-sandbox elevateprivileges=deny` forbids.
+ */
+export function runAsPrefix(who: QemuRunAs): string[] {
+  return [
+    'setpriv', `--reuid=${who.uid}`, `--regid=${who.gid}`, '--init-groups',
+    '--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all', '--no-new-privs', '--',
+  ];
+}
+
+/** The run dir as described at qemuPaths, for `who`. */
+function prepareRunDir(runDir: string, who: QemuRunAs | undefined): QemuPaths {
+  const paths = qemuPaths(runDir);
+  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  if (who) {
+    chownSync(runDir, 0, who.gid);
+    chmodSync(runDir, 0o2750);
+    chownSync(paths.dir, who.uid, who.gid);
+    chmodSync(paths.dir, 0o700);
+  }
+  return paths;
 }
 
 export async function qemuVersion(binary: string): Promise<string> {
@@ -48,9 +92,11 @@ export class QemuBackend implements HypervisorBackend {
     readonly binary: string,
     readonly caps: HostCaps,
     private readonly tbSizeMb: number,
+    /** Who QEMU runs as; absent = as xenod itself (root), for callers that never launch guests. */
+    readonly runAs?: QemuRunAs,
   ) {}
 
-  static async create(opts: { binary: string; accel: AccelChoice; cacheDir?: string; tbSizeMb?: number }): Promise<QemuBackend> {
+  static async create(opts: { binary: string; accel: AccelChoice; cacheDir?: string; tbSizeMb?: number; runAs?: QemuRunAs }): Promise<QemuBackend> {
     try {
       const [version, machineType, decision] = await Promise.all([
         qemuVersion(opts.binary),
@@ -61,6 +107,7 @@ export class QemuBackend implements HypervisorBackend {
         opts.binary,
         { accel: decision.accel, accelReason: decision.reason, qemuVersion: version, machineType },
         opts.tbSizeMb ?? 64,
+        opts.runAs,
       );
     } catch (e) {
       if (e instanceof XenoError) throw e;
@@ -96,10 +143,11 @@ export class QemuBackend implements HypervisorBackend {
         throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
       }
     }
-    mkdirSync(req.runDir, { recursive: true, mode: 0o700 });
+    prepareRunDir(req.runDir, this.runAs);
     for (const p of [paths.qmp, paths.serial, paths.pidfile]) rmSync(p, { force: true });
     const logFd = openSync(req.logFile, 'a');
-    const child = spawn(this.binary, this.argv(req), {
+    const cmd = [...(this.runAs ? runAsPrefix(this.runAs) : []), this.binary, ...this.argv(req)];
+    const child = spawn(cmd[0]!, cmd.slice(1), {
       detached: true, // own session: no signal aimed at xenod's process group reaches the guests
       stdio: ['ignore', logFd, logFd],
     });

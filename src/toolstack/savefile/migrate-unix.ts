@@ -10,10 +10,11 @@
  * Neither function pauses or resumes the guest: the caller decides (the guest is paused before a
  * save, and resumed after a restore only once the checksum has been verified).
  */
-import { rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
 import type { Vm } from '../../hypervisor/backend.js';
+import { qemuPaths } from '../../hypervisor/qemu/qemu-backend.js';
 import { liftBandwidthCap, waitMigration, type QueryMigrate } from '../../hypervisor/qemu/migration-status.js';
 import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
 import { RestoreSource, SaveSink } from './offload.js';
@@ -43,6 +44,11 @@ export interface MigrateOptions {
   pollMs?: number;
   /** Give up after this long, ms (default 30 min). */
   timeoutMs?: number;
+  /**
+   * Cancels the save (destroy): it ends with the signal's reason, the partial file removed, and
+   * QEMU left to its killer (no migrate_cancel wait).
+   */
+  signal?: AbortSignal;
 }
 
 export interface SaveOptions extends MigrateOptions {
@@ -61,8 +67,9 @@ export interface LoadOptions extends MigrateOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function socketPathFor(vm: Vm, name: string, opts: MigrateOptions): string {
-  const p = opts.socketPath ?? path.join(vm.runDir, name);
+/** save.sock is xenod's, in the run dir; restore.sock is QEMU's, in its own dir (qemuPaths). */
+function socketPathFor(vm: Vm, name: 'save.sock' | 'restore.sock', opts: MigrateOptions): string {
+  const p = opts.socketPath ?? (name === 'save.sock' ? path.join(vm.runDir, name) : qemuPaths(vm.runDir).restore);
   if (Buffer.byteLength(p) > SUN_PATH_MAX) throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
   return p;
 }
@@ -108,14 +115,17 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
     report();
   });
   try {
+    // QEMU runs unprivileged: let its group connect (the run dir is root's, group the QEMU user's).
+    chmodSync(sockPath, 0o770);
     await liftBandwidthCap(vm);
     await opts.beforeMigrate?.();
+    if (opts.signal?.aborted) throw opts.signal.reason;
     await vm.command('migrate', { uri: `unix:${sockPath}` });
     const q = await waitMigration(vm, {
       pollMs: opts.pollMs ?? 5,
       timeoutMs: opts.timeoutMs,
       wantStats: true,
-      abort: () => sink.error,
+      abort: () => (opts.signal?.aborted ? (opts.signal.reason as Error) : sink.error),
       onPoll: (m) => {
         if (m.ram?.total) ramTotal = m.ram.total;
         if (m.ram?.total !== undefined && m.ram.remaining !== undefined) ramDone = m.ram.total - m.ram.remaining;
@@ -126,12 +136,17 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
     // QEMU closes its end once the stream is written; wait for the last bytes to reach the file.
     await sink.settled();
     if (sink.error) throw sink.error;
+    if (opts.signal?.aborted) throw opts.signal.reason;
     const res = await sink.finish();
     bytes = res.payloadBytes;
     ramDone = ramTotal;
     report();
     return { ...res, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
   } catch (e0) {
+    if (opts.signal?.aborted) {
+      await sink.abort();
+      throw opts.signal.reason;
+    }
     // When writing the file failed, QEMU only sees the socket close (and may say so first): let the
     // copy settle, then report its cause rather than QEMU's broken pipe.
     await sink.settled(2000);

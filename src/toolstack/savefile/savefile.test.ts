@@ -19,6 +19,7 @@ import {
 } from './format.js';
 import { openSaveFile, streamPayload } from './reader.js';
 import { SaveWriter, partialPathFor } from './writer.js';
+import { skipOrFail } from '../../../test/helpers/skips.js';
 
 const config: DomainConfig = {
   name: 'web1', type: 'pvh', memory: 256, maxmem: 256, vcpus: 1, maxvcpus: 1, kernel: '/boot/vmlinuz',
@@ -123,9 +124,20 @@ describe('save file format', () => {
   it('overwrites an existing FILE only once the new one is complete', async () => {
     const file = path.join(dir, 'over.save');
     await writeSave(file, [Buffer.from('first')]);
-    await writeSave(file, [Buffer.from('second one')]);
+    const w = await SaveWriter.open(file, header);
+    await w.consume(Readable.from([Buffer.from('second one')]));
+    // while the new save is written (and after a failed one), FILE still holds the old complete save
+    const during = await openSaveFile(file);
+    assert.equal(during.payloadLength, 5);
+    const sink = new Collect();
+    await streamPayload(file, during, sink);
+    assert.equal(sink.data.toString(), 'first');
+    await w.finish();
     const info = await openSaveFile(file);
     assert.equal(info.payloadLength, 10);
+    const failed = await SaveWriter.open(file, header);
+    await failed.abort();
+    assert.equal((await openSaveFile(file)).payloadLength, 10, 'an aborted save leaves the previous FILE alone');
   });
 
   it('detects flipped payload bytes with the checksum, at the end of the stream', async () => {
@@ -261,12 +273,11 @@ describe('save file format', () => {
   it('fails cleanly on a full disk (tiny tmpfs) and leaves nothing behind', async (t) => {
     const mnt = path.join(dir, 'tiny');
     mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'xeno-test-tiny', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a tmpfs here (not root?)');
+    if (process.getuid?.() !== 0) {
+      skipOrFail(t, 'needs root to mount a tmpfs');
       return;
     }
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'xeno-test-tiny', mnt], { stdio: 'ignore' });
     try {
       const file = path.join(mnt, 'big.save');
       const w = await SaveWriter.open(file, header);
