@@ -238,6 +238,17 @@ describe('toDaemonConfig', () => {
     err(() => parseDaemonConfig('(xeno-relocation-key-file relocation.psk)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:27: key "xeno-relocation-key-file" expects an absolute path/);
   });
 
+  it('reads the metrics listener and its token file (off by default; an IP address and a port only)', () => {
+    assert.equal(defaultDaemonConfig().metrics, undefined);
+    assert.deepEqual(parseDaemonConfig('(xeno-metrics 127.0.0.1:9101)').metrics, { host: '127.0.0.1', port: 9101 });
+    assert.deepEqual(parseDaemonConfig("(xeno-metrics '[::1]:9101')").metrics, { host: '::1', port: 9101 });
+    assert.equal(parseDaemonConfig('(xeno-metrics-token-file /etc/xeno/metrics.token)').metricsTokenFile, '/etc/xeno/metrics.token');
+    err(() => parseDaemonConfig('(xeno-metrics 9101)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:15: xeno-metrics "9101" is not ADDRESS:PORT/);
+    err(() => parseDaemonConfig('(xeno-metrics localhost:9101)', 'x.sxp'), 'CONFIG_INVALID', /"localhost" is not an IP address/);
+    err(() => parseDaemonConfig('(xeno-metrics 0.0.0.0:70000)', 'x.sxp'), 'CONFIG_INVALID', /port must be between 1 and 65535/);
+    err(() => parseDaemonConfig('(xeno-metrics-token-file metrics.token)', 'x.sxp'), 'CONFIG_INVALID', /expects an absolute path/);
+  });
+
   it('reads the QEMU user (xeno-qemu by default; never root, a valid user name)', () => {
     assert.equal(defaultDaemonConfig().qemuUser, 'xeno-qemu');
     assert.equal(parseDaemonConfig('(xeno-qemu-user qemu_guests)').qemuUser, 'qemu_guests');

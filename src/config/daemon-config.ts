@@ -14,6 +14,7 @@ import { readConfigFile } from './read-file.js';
 import { parseMemSize } from './sizes.js';
 import { parseSxp, type SxpNode, type SxpPos } from './sxp.js';
 import { scriptBaseName, VIF_SCRIPTS } from './vif-spec.js';
+import { parseListenAddress } from './listen-address.js';
 
 export const NETWORK_SCRIPTS = ['network-bridge', 'network-nat', 'network-route'] as const;
 
@@ -258,6 +259,12 @@ class DaemonNormaliser {
       case 'xeno-relocation-key-file':
         cfg.relocationKeyFile = this.absPath(p, key, v);
         break;
+      case 'xeno-metrics':
+        cfg.metrics = this.at(p, () => parseListenAddress(v, 'xeno-metrics'));
+        break;
+      case 'xeno-metrics-token-file':
+        cfg.metricsTokenFile = this.absPath(p, key, v);
+        break;
       case 'xeno-log-size':
         cfg.logSizeBytes = this.byteSize(p, key, v);
         break;
@@ -287,6 +294,7 @@ const HANDLED = new Set([
   'xend-relocation-address', 'xend-relocation-hosts-allow', 'network-script', 'vif-script',
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
+  'xeno-metrics', 'xeno-metrics-token-file',
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
   'xeno-qemu-user',
   'xeno-restart-limit', 'xeno-restart-window',

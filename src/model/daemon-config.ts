@@ -41,6 +41,13 @@ export interface DaemonConfig {
   /** NAT mode: the pool the per-guest subnets are cut from. */
   natSubnet: string;
   saveOnStop: boolean;
+  /** xeno-metrics: where the Prometheus endpoint listens (TCP); absent = no endpoint. */
+  metrics?: { host: string; port: number };
+  /**
+   * xeno-metrics-token-file: the bearer token the endpoint asks for when it listens beyond
+   * loopback (default: metrics.token in the state dir, made at first start).
+   */
+  metricsTokenFile?: string;
   /** xeno-log-size: bytes after which xenod.log is rotated (0 = never). */
   logSizeBytes: number;
   /** xeno-log-count: rotated log files kept (xenod.log.1 ... .N). */
