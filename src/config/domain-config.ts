@@ -20,6 +20,7 @@ import {
 import { normaliseCpuList } from './cpu-list.js';
 import { parseDiskSpec } from './disk-spec.js';
 import { parseMemSize } from './sizes.js';
+import { MANAGED_KEYS } from './managed-keys.js';
 import { readConfigFile } from './read-file.js';
 import { parseVifSpec } from './vif-spec.js';
 import { parseXlCfg, type XlCfgAst, type XlEntry, type XlPos, type XlValue } from './xlcfg-parser.js';
@@ -249,6 +250,7 @@ class Normaliser {
   run(): DomainConfig {
     for (const e of this.entries.values()) {
       if ((KNOWN_KEYS as readonly string[]).includes(e.key) || SILENTLY_IGNORED.has(e.key)) continue;
+      if ((MANAGED_KEYS as readonly string[]).includes(e.key)) continue; // read by managedKeysOf()
       this.warn(`${this.where(e, e)}: warning: ignoring unknown key "${e.key}"`);
     }
 

@@ -21,6 +21,7 @@ import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
 import { RelocationServer } from '../migration/server.js';
 import { buildApp } from './app.js';
+import { notifySystemd } from './notify.js';
 import type { DaemonContext } from './context.js';
 
 const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop]
@@ -131,12 +132,14 @@ export async function main(argv: string[]): Promise<void> {
   chmodSync(config.unixPath, 0o600);
   const relocation = await RelocationServer.start(toolstack, config, log);
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
+  await notifySystemd(log, ['--ready', `--status=serving ${config.unixPath}`]);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info(`${signal}: stopping xenod; guests keep running`);
+    void notifySystemd(log, ['STOPPING=1']);
     await relocation?.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     toolstack.detachAll();

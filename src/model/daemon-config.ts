@@ -41,6 +41,22 @@ export interface DaemonConfig {
   /** NAT mode: the pool the per-guest subnets are cut from. */
   natSubnet: string;
   saveOnStop: boolean;
+  /** xeno-auto-dir: links to the configs of guests started at boot (xendomains' /etc/xen/auto). */
+  autoDir?: string;
+  /** xeno-on-host-stop: what `xeno host-stop` (the host shutting down) does with running guests. */
+  onHostStop?: HostStopMode;
+  /** xeno-host-stop-timeout: seconds a host stop waits for the guests (clean shut down or save). */
+  hostStopTimeout?: number;
+}
+
+export type HostStopMode = 'save' | 'shutdown' | 'leave';
+export const HOST_STOP_MODES: readonly HostStopMode[] = ['save', 'shutdown', 'leave'];
+export const DEFAULT_AUTO_DIR = '/etc/xeno/auto';
+export const DEFAULT_HOST_STOP_TIMEOUT = 300;
+
+/** The operating keys with their defaults applied (they are optional in DaemonConfig). */
+export function operatingKeys(c: DaemonConfig): { autoDir: string; onHostStop: HostStopMode; hostStopTimeout: number } {
+  return { autoDir: c.autoDir ?? DEFAULT_AUTO_DIR, onHostStop: c.onHostStop ?? 'save', hostStopTimeout: c.hostStopTimeout ?? DEFAULT_HOST_STOP_TIMEOUT };
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';

@@ -6,6 +6,7 @@ import { registerDomainRoutes } from './domains.js';
 import { registerHostRoutes } from './host.js';
 import { registerMigrationRoutes } from './migration.js';
 import { registerNetworkRoutes } from './network.js';
+import { registerOperateRoutes } from './operate.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
 
@@ -17,4 +18,5 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   registerRuntimeRoutes(app, ctx);
   registerSaveRestoreRoutes(app, ctx);
   registerMigrationRoutes(app, ctx);
+  registerOperateRoutes(app, ctx); // after save-restore: its start-up hook runs after the managed restore
 }
