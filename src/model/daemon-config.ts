@@ -54,9 +54,14 @@ export const HOST_STOP_MODES: readonly HostStopMode[] = ['save', 'shutdown', 'le
 export const DEFAULT_AUTO_DIR = '/etc/xeno/auto';
 export const DEFAULT_HOST_STOP_TIMEOUT = 300;
 
-/** The operating keys with their defaults applied (they are optional in DaemonConfig). */
-export function operatingKeys(c: DaemonConfig): { autoDir: string; onHostStop: HostStopMode; hostStopTimeout: number } {
-  return { autoDir: c.autoDir ?? DEFAULT_AUTO_DIR, onHostStop: c.onHostStop ?? 'save', hostStopTimeout: c.hostStopTimeout ?? DEFAULT_HOST_STOP_TIMEOUT };
+/**
+ * The operating keys with their defaults applied (they are optional in DaemonConfig). The auto dir
+ * defaults to /etc/xeno/auto for the system's xenod (the default state dir) only: a daemon on a state
+ * dir of its own (a test, a second instance) autostarts nothing of the host's unless told to.
+ */
+export function operatingKeys(c: DaemonConfig): { autoDir: string | null; onHostStop: HostStopMode; hostStopTimeout: number } {
+  const autoDir = c.autoDir ?? (c.stateDir === DEFAULT_STATE_DIR ? DEFAULT_AUTO_DIR : null);
+  return { autoDir, onHostStop: c.onHostStop ?? 'save', hostStopTimeout: c.hostStopTimeout ?? DEFAULT_HOST_STOP_TIMEOUT };
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';

@@ -61,13 +61,13 @@ export function autoDirEntries(dir: string, warn: (m: string) => void): Autostar
 }
 
 /** What to start, in order: definitions with autostart, then the auto dir (a definition wins a name). */
-export function autostartPlan(defs: Definitions, autoDir: string, warn: (m: string) => void): AutostartEntry[] {
+export function autostartPlan(defs: Definitions, autoDir: string | null, warn: (m: string) => void): AutostartEntry[] {
   const byName = new Map<string, AutostartEntry>();
   for (const d of defs.list()) {
     if (!d.autostart) continue;
     byName.set(d.name, { name: d.name, config: d.config, managed: d, source: 'definition' });
   }
-  for (const e of autoDirEntries(autoDir, warn)) if (!byName.has(e.name)) byName.set(e.name, e);
+  for (const e of autoDir ? autoDirEntries(autoDir, warn) : []) if (!byName.has(e.name)) byName.set(e.name, e);
   return [...byName.values()].sort((a, b) => a.managed.autostartOrder - b.managed.autostartOrder || a.name.localeCompare(b.name));
 }
 
@@ -78,7 +78,7 @@ export function autostartPlan(defs: Definitions, autoDir: string, warn: (m: stri
 export async function runAutostart(
   ts: Toolstack,
   defs: Definitions,
-  opts: { autoDir: string; unixPath: string; log: Logger; force?: boolean },
+  opts: { autoDir: string | null; unixPath: string; log: Logger; force?: boolean },
 ): Promise<AutostartResult[]> {
   const marker = autostartMarker(opts.unixPath);
   if (!opts.force && existsSync(marker)) {
