@@ -76,6 +76,7 @@ describe('the CLI for operators', () => {
     const bin = path.join(d.dir, 'bin');
     mkdirSync(bin, { recursive: true });
     symlinkSync(path.join(REPO, 'bin/xeno.cjs'), path.join(bin, 'xeno'));
+    symlinkSync('xeno', path.join(bin, 'xm'));
     const cwd = path.join(d.dir, 'cfgs');
     mkdirSync(cwd);
     writeFileSync(path.join(cwd, 'web.cfg'), guestCfg('web'));
