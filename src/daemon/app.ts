@@ -10,7 +10,9 @@ import { registerRoutes } from './routes/index.js';
 
 /** `openapi`: collect the route schemas into an OpenAPI document (docs generation only: it costs memory). */
 export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, ajv: { customOptions: { allowUnionTypes: true } } });
+  // pluginTimeout 0: the start-up hooks restore saved guests, which takes as long as it takes (the
+  // default 10 s made a loaded host's xenod exit half-way through a restore).
+  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, pluginTimeout: 0, ajv: { customOptions: { allowUnionTypes: true } } });
   if (opts.openapi) {
     const { default: swagger } = await import('@fastify/swagger');
     await app.register(swagger, {
