@@ -206,6 +206,30 @@ describe('save and restore a real QEMU through Unix sockets', { skip }, () => {
     await vm.kill();
   });
 
+  it('a save cancelled while its bytes move (a destroy) ends with the reason and leaves no partial file', async () => {
+    const info = await openSaveFile(saveFile);
+    const vm = await launch(true);
+    await serial.connect(qemuPaths(vm.runDir).serial);
+    await loadVmFromFile(vm, saveFile, info);
+    await vm.resume();
+    await serial.waitBeyond(savedAt + 1);
+    await vm.pause();
+    const target = path.join(dir, 'cancelled.save');
+    const ctl = new AbortController();
+    const reason = new XenoError('BAD_STATE', 'save cancelled: the domain is being destroyed', { cancelled: true });
+    let abortedAt = -1;
+    const onProgress = (p: SaveProgress) => {
+      if (abortedAt < 0 && p.bytes > 0) {
+        abortedAt = p.bytes;
+        ctl.abort(reason);
+      }
+    };
+    await assert.rejects(saveVmToFile(vm, target, headerFor('running'), onProgress, { signal: ctl.signal }), (e: unknown) => e === reason);
+    assert.ok(abortedAt > 0, 'cancelled once bytes were moving');
+    assert.ok(!existsSync(target) && !existsSync(partialPathFor(target)), 'no file, partial or whole');
+    await vm.kill();
+  });
+
   it('a save that fails half-way (full disk) removes the partial file and the guest runs on', async (t) => {
     const mnt = path.join(dir, 'tiny');
     mkdirSync(mnt);

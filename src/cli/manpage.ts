@@ -61,20 +61,27 @@ export function sxpKeyDocs(sxp: string): Array<{ form: string; key: string; doc:
   const out: Array<{ form: string; key: string; doc: string }> = [];
   let comment: string[] = [];
   let header = true;
+  let afterForm = false;
   for (const raw of sxp.split('\n')) {
     const line = raw.trim();
     if (line === '') {
       comment = [];
       header = false;
+      afterForm = false;
       continue;
     }
     const form = /^#?\s*(\(([a-z0-9-]+)\s.*\))\s*$/.exec(line);
     if (form && !header) {
+      // Forms right under one another share the comment above them.
       out.push({ form: form[1]!, key: form[2]!, doc: comment.join(' ') + (line.startsWith('#') ? ' (no default: commented out)' : '') });
-      comment = [];
+      afterForm = true;
       continue;
     }
-    if (line.startsWith('#')) comment.push(line.replace(/^#\s?/, ''));
+    if (line.startsWith('#')) {
+      if (afterForm) comment = [];
+      afterForm = false;
+      comment.push(line.replace(/^#\s?/, ''));
+    }
   }
   return out;
 }

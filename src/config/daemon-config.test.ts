@@ -102,6 +102,9 @@ const SAMPLE = `# -*- sh -*-
 (xeno-min-guest-mem 32)
 (xeno-nat-subnet 10.77.0.0/16)
 (xeno-save-on-stop yes)
+(xeno-log-size 512k)
+(xeno-log-count 3)
+(xeno-event-limit 500)
 `;
 
 describe('parseSxp', () => {
@@ -185,6 +188,9 @@ describe('toDaemonConfig', () => {
       minGuestMem: 32,
       natSubnet: '10.77.0.0/16',
       saveOnStop: true,
+      logSizeBytes: 512 * 1024,
+      logCount: 3,
+      eventLimit: 500,
     });
     assert.ok(c.relocationHostsAllow.some((re) => new RegExp(re).test('localhost.localdomain')));
     assert.ok(!c.relocationHostsAllow.some((re) => new RegExp(re).test('localhostXlocaldomain')));
@@ -257,6 +263,9 @@ describe('toDaemonConfig', () => {
     bad('(xeno-min-guest-mem 1.5m)', /not a whole number of MiB/);
     bad('(dom0-min-mem lots)', /invalid memory size "lots"/);
     bad('(console-limit -1)', /expects a number/);
+    bad('(xeno-log-size lots)', /key "xeno-log-size" expects a size such as 10M/);
+    bad('(xeno-log-count -1)', /expects a number/);
+    bad('(xeno-event-limit 0)', /must be between 1 and/);
     bad('(xeno-qemu "")', /xeno-qemu is empty/);
     bad('(xend-relocation-address "not an address!")', /invalid xend-relocation-address/);
     bad('(network-script network-bridge netdev=eth0)', /^x\.sxp:1:32: key "network-script" takes one value \(quote values/);

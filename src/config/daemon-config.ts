@@ -144,6 +144,15 @@ class DaemonNormaliser {
     return n;
   }
 
+  /** A size in bytes: 10M, 512k, 1g, or plain bytes. */
+  private byteSize(p: SxpPos, key: string, v: string): number {
+    const m = /^(\d+)\s*([kmg])?(?:i?b)?$/i.exec(v.trim());
+    if (!m) throw this.error(p, `key "${key}" expects a size such as 10M, 512k or 1g, found "${v}"`);
+    const n = Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] ?? ' ').toLowerCase());
+    if (!Number.isSafeInteger(n)) throw this.error(p, `key "${key}": ${v} is too large`);
+    return n;
+  }
+
   private bool(p: SxpPos, key: string, v: string): boolean {
     const w = v.toLowerCase();
     if (TRUE_WORDS.includes(w)) return true;
@@ -259,6 +268,15 @@ class DaemonNormaliser {
       case 'xeno-host-stop-timeout':
         cfg.hostStopTimeout = this.int(p, key, v, 1, 86400);
         break;
+      case 'xeno-log-size':
+        cfg.logSizeBytes = this.byteSize(p, key, v);
+        break;
+      case 'xeno-log-count':
+        cfg.logCount = this.int(p, key, v, 0, 1000);
+        break;
+      case 'xeno-event-limit':
+        cfg.eventLimit = this.int(p, key, v, 1, 100_000_000);
+        break;
     }
   }
 }
@@ -269,6 +287,7 @@ export const HANDLED = new Set([
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
   'xeno-auto-dir', 'xeno-on-host-stop', 'xeno-host-stop-timeout',
+  'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

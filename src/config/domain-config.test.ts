@@ -187,8 +187,8 @@ describe('toDomainConfig', () => {
   it('checks ranges and cross-key constraints', () => {
     invalid('name="a"\nmemory=0', /^guest\.cfg:2:8: key "memory" must be at least 1 MiB/);
     invalid('name="a"\nmemory=512\nmaxmem=256', /^guest\.cfg:3:8: maxmem \(256\) must not be less than memory \(512\)/);
-    invalid('name="a"\nvcpus=0', /^guest\.cfg:2:7: key "vcpus" must be between 1 and 512 \(got 0\)/);
-    invalid('name="a"\nvcpus="-1"', /key "vcpus" must be between 1 and 512 \(got -1\)/);
+    invalid('name="a"\nvcpus=0', /^guest\.cfg:2:7: key "vcpus" must be between 1 and 128 \(got 0\)/);
+    invalid('name="a"\nvcpus="-1"', /key "vcpus" must be between 1 and 128 \(got -1\)/);
     invalid('name="a"\nvcpus=4\nmaxvcpus=2', /^guest\.cfg:3:10: maxvcpus \(2\) must not be less than vcpus \(4\)/);
     invalid('name="a"\ncpu_weight=0', /key "cpu_weight" must be between 1 and 65535/);
     invalid('name="a"\ncpu_weight=65536', /key "cpu_weight" must be between 1 and 65535/);

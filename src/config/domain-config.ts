@@ -22,6 +22,7 @@ import { parseDiskSpec } from './disk-spec.js';
 import { parseMemSize } from './sizes.js';
 import { MANAGED_KEYS } from './managed-keys.js';
 import { readConfigFile } from './read-file.js';
+import { HOSTNAME_RE, MAX_VCPUS, UUID_RE } from './validate-fields.js';
 import { parseVifSpec } from './vif-spec.js';
 import { parseXlCfg, type XlCfgAst, type XlEntry, type XlPos, type XlValue } from './xlcfg-parser.js';
 
@@ -35,7 +36,7 @@ export interface DomainConfigOptions {
   baseDir?: string;
 }
 
-export const MAX_VCPUS = 512;
+export { MAX_VCPUS } from './validate-fields.js';
 export const DEFAULT_MEMORY_MIB = 128;
 
 /** Keys this module understands. */
@@ -51,9 +52,6 @@ const SILENTLY_IGNORED = new Set([
   'device_model_override', 'on_xend_start', 'on_xend_stop', 'shadow_memory', 'videoram',
 ]);
 
-const HOSTNAME_RE =
-  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 class Normaliser {
   private readonly entries = new Map<string, XlEntry>();

@@ -38,3 +38,5 @@ export {
   NETWORK_SCRIPTS,
 } from './daemon-config.js';
 export { readConfigFile } from './read-file.js';
+export { validateDomainConfig, validateDomainName, validateMachineType, type ValidateOptions } from './validate.js';
+export { MAX_VCPUS, MAX_MEMORY_MIB, MAX_DISKS, MAX_VIFS, MAX_CMDLINE, MAX_XLCFG_NESTING, NIC_MODELS } from './validate-fields.js';

@@ -7,13 +7,11 @@
 import { isIP } from 'node:net';
 import { XenoError } from '../common/errors.js';
 import type { VifSpec } from '../model/domain-config.js';
+import { IFNAME_RE, MAC_RE } from './validate-fields.js';
 
 export const VIF_SCRIPTS = ['vif-bridge', 'vif-nat', 'vif-route'] as const;
 export const VIF_TYPES = ['ioemu', 'vif', 'netfront'] as const;
 
-const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
-/** Linux interface names: 1-15 characters, no slash, colon or whitespace. */
-const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MODEL_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 
 /** Default interval over which the rate's credit is replenished (xl: 50 ms). */

@@ -178,4 +178,13 @@ describe('parseXlCfg syntax errors', () => {
   it('uses <string> as the default file name and reports the first error in the file', () => {
     assert.throws(() => parseXlCfg('a = 1\nb 2\nc = 1 % 2'), /^XenoError: <string>:2:3: expected '='/);
   });
+
+  it('bounds list nesting: 32 levels parse, deeper is a syntax error at the list that is too deep', () => {
+    const ok = parseXlCfg(`a = ${'['.repeat(32)}1${']'.repeat(32)}`);
+    assert.equal(ok.entries.length, 1);
+    syntaxErr(`a = ${'['.repeat(33)}${']'.repeat(33)}`, /^test\.cfg:1:37: lists nested deeper than 32 levels$/);
+    syntaxErr(`x = 1\na = ${'['.repeat(100_000)}${']'.repeat(100_000)}`, /^test\.cfg:2:37: lists nested deeper than 32 levels$/);
+    // Depth is per list, not per file: many shallow lists are fine.
+    assert.equal(parseXlCfg(`a = [${'[1],'.repeat(1000)}]`).entries.length, 1);
+  });
 });

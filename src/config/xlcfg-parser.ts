@@ -9,6 +9,7 @@
  * (as xl does).
  */
 
+import { MAX_XLCFG_NESTING } from './validate-fields.js';
 import { describeToken, PYTHON_CHARS, syntaxError, XlCfgLexer, type Token } from './xlcfg-lexer.js';
 
 export interface XlPos {
@@ -51,6 +52,8 @@ export interface XlCfgAst {
 class Parser {
   private readonly lexer: XlCfgLexer;
   private tok: Token;
+  /** Lists open around the current token: bounded, so a crafted file cannot exhaust the stack. */
+  private depth = 0;
 
   constructor(
     text: string,
@@ -131,6 +134,9 @@ class Parser {
 
   private list(): XlList {
     const open = this.advance();
+    if (++this.depth > MAX_XLCFG_NESTING) {
+      throw syntaxError(this.file, open.line, open.col, `lists nested deeper than ${MAX_XLCFG_NESTING} levels`);
+    }
     const items: XlValue[] = [];
     const where = `(the list opened at ${open.line}:${open.col})`;
     this.skipNewlines();
@@ -146,6 +152,7 @@ class Parser {
       }
     }
     this.advance();
+    this.depth--;
     return { kind: 'list', items, line: open.line, col: open.col };
   }
 }

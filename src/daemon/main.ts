@@ -19,6 +19,7 @@ import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
 import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
+import { recoverMigrations } from '../migration/recovery.js';
 import { RelocationServer } from '../migration/server.js';
 import { buildApp } from './app.js';
 import { notifySystemd } from './notify.js';
@@ -102,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const pidFile = takePidLock(config.stateDir);
   const logFile = config.logfile ?? path.join(config.stateDir, 'xenod.log');
-  const log = createLogger(config.loglevel, logFile);
+  const log = createLogger(config.loglevel, logFile, { maxBytes: config.logSizeBytes, keep: config.logCount });
 
   // The host network: re-adopted from an earlier run, else set up when the first vif needs it.
   const network = new NetworkManager({ config, instanceId: instanceIdFor(config.stateDir), log });
@@ -118,11 +119,12 @@ export async function main(argv: string[]): Promise<void> {
   if (backend.caps.accel === 'tcg') log.warn(`WARNING: no usable KVM, guests run under TCG emulation (slow): ${backend.caps.accelReason}`);
   else log.info(`accelerator: ${backend.caps.accelReason}`);
 
-  const store = new StateStore(path.join(config.stateDir, 'xeno.db'));
+  const store = new StateStore(path.join(config.stateDir, 'xeno.db'), { eventLimit: config.eventLimit });
   const runtimeHooks = new RuntimeHooks({ config, log });
   const hooks = composeHooks(runtimeHooks, network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
+  await recoverMigrations(toolstack);
 
   const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks } };
   const app = await buildApp(ctx);

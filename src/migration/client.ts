@@ -10,10 +10,13 @@ import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
+import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
-import { Channel, DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, writePskDir } from './protocol.js';
-import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
 import { rmSync } from 'node:fs';
+import { Channel } from './channel.js';
+import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
+import { clearOutgoing, markOutgoing } from './recovery.js';
 
 export interface MigrateRequest {
   host: string;
@@ -82,109 +85,141 @@ export class Migrator {
     const where = `${req.host}:${port}`;
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
-      const vm = this.ts.liveOf(rec).vm;
-      const wasRunning = rec.state === 'running';
-      const what = `migration of ${rec.name} to ${where}`;
-      const untouched = (e: unknown) => new XenoError(isXenoError(e) ? e.code : 'HOST_ERROR', `${what} failed: ${errorMessage(e)}; the guest was not touched and keeps ${wasRunning ? 'running' : 'paused'} here`);
-
-      // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
-      let ch: Channel;
-      let tlsKey: string;
-      let prepared: { domid: number; port: number };
-      try {
-        ch = new Channel(await connect(req.host, port), `the target ${where}`);
-      } catch (e) {
-        throw untouched(e);
-      }
-      try {
-        const nonce = newNonce();
-        ch.send({ t: 'hello', proto: PROTOCOL_VERSION, xeno: XENO_VERSION, nonce });
-        const hello = await ch.recv('hello', 10_000);
-        if (hello.proto !== PROTOCOL_VERSION) throw new XenoError('BAD_REQUEST', `the target speaks relocation protocol ${hello.proto}, this host ${PROTOCOL_VERSION}`);
-        if (!proofMatches(targetProof(key, nonce, hello.nonce), hello.proof)) {
-          throw new XenoError('BAD_REQUEST', 'authentication failed: the target does not hold the same relocation key (xeno-relocation-key-file)');
-        }
-        ch.send({ t: 'auth', proof: sourceProof(key, hello.nonce, nonce) });
-        await ch.recv('welcome', 10_000);
-        tlsKey = sessionTlsKey(key, nonce, hello.nonce);
-        const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
-        ch.send({
-          t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
-          qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
-        });
-        prepared = await ch.recv('prepared', 120_000);
-      } catch (e) {
-        // Tell the target why (a wrong key shows in its log too), then close.
-        ch.refuse(isXenoError(e) ? e.code : 'HOST_ERROR', `the source gave up: ${errorMessage(e)}`);
-        throw untouched(e);
-      }
-
-      // From here the guest is involved: any failure before commit puts it back as it was.
-      this.ts.deps.store.update(rec.id, { state: 'migrating' });
-      const dir = path.join(rec.runDir, 'mig-tls');
-      let pausedAt: number | undefined;
-      let committed = false;
-      let completedAt = 0;
-      try {
-        writePskDir(dir, tlsKey);
-        await useTlsPsk(vm, 'client', dir);
-        if (!live && wasRunning) {
-          await vm.pause();
-          pausedAt = performance.now();
-        }
-        const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
-        await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
-        const q = await waitMigration(vm, { wantStats: true, abort: () => (ch.closed ? new XenoError('HOST_ERROR', `the target ${where} closed the connection`) : undefined) });
-        completedAt = performance.now();
-        ch.send({ t: 'done', paused: !wasRunning });
-        await ch.recv('loaded', 5 * 60_000);
-        ch.send({ t: 'commit' });
-        committed = true;
-        const ok = await ch.recv('ok', 60_000);
-        const resumedAt = performance.now();
-        ch.close();
-        rmSync(dir, { recursive: true, force: true });
-        await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
-        const resumeMs = resumedAt - completedAt;
-        return {
-          name: rec.name, fromId: rec.id, id: ok.domid, host: req.host, port, live, state: ok.state,
-          elapsedMs: resumedAt - t0, totalTimeMs: q['total-time'], downtimeMs: q.downtime, resumeMs,
-          guestDowntimeMs: !wasRunning ? undefined : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined,
-          bytes: q.ram?.transferred,
-        };
-      } catch (e) {
-        rmSync(dir, { recursive: true, force: true });
-        if (committed) {
-          // The target may be running it: keep this copy paused, never run it twice.
-          ch.close();
-          this.ts.deps.store.update(rec.id, { state: 'paused' });
-          const msg = `${what}: the outcome is unknown (${errorMessage(e)}): the guest was handed over but the target did not confirm; it is kept PAUSED here, check ${req.host} before unpausing either copy`;
-          this.ts.event(rec, 'migrate-failed', msg);
-          throw new XenoError('HOST_ERROR', msg);
-        }
-        if (!ch.closed) {
-          try {
-            ch.send({ t: 'abort', reason: errorMessage(e) });
-          } catch {
-            /* gone */
-          }
-          ch.close();
-        }
-        let left: string;
-        try {
-          await cancelMigration(vm);
-          await dropTlsPsk(vm);
-          await backToOwnState(vm, wasRunning);
-          this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
-          left = `the guest keeps ${wasRunning ? 'running' : 'paused'} here`;
-        } catch (e2) {
-          this.ts.deps.store.update(rec.id, { state: 'paused' });
-          left = vm.exited ? 'its QEMU here exited' : `the guest could not be resumed here (${errorMessage(e2)}) and is paused`;
-        }
-        const msg = `${what} failed: ${errorMessage(e)}; ${left}`;
-        this.ts.event(rec, 'migrate-failed', msg);
-        throw new XenoError(isXenoError(e) ? e.code : 'HOST_ERROR', msg);
-      }
+      // A destroy of this domain aborts the migration (before it waits for the domain's lock).
+      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal }));
     });
+  }
+
+  private async migrateLocked(
+    rec: DomainRecord,
+    req: MigrateRequest,
+    { t0, port, live, where, key, signal }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal },
+  ): Promise<MigrateResult> {
+    const vm = this.ts.liveOf(rec).vm;
+    const wasRunning = rec.state === 'running';
+    const what = `migration of ${rec.name} to ${where}`;
+    const untouched = (e: unknown) => new XenoError(isXenoError(e) ? e.code : 'HOST_ERROR', `${what} failed: ${errorMessage(e)}; the guest was not touched and keeps ${wasRunning ? 'running' : 'paused'} here`);
+
+    // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
+    let ch: Channel;
+    let tlsKey: string;
+    let prepared: { domid: number; port: number };
+    try {
+      ch = new Channel(await connect(req.host, port), `the target ${where}`);
+    } catch (e) {
+      throw untouched(e);
+    }
+    const onAbort = () => ch.fail(new XenoError('BAD_STATE', `the migration of ${rec.name} was cancelled: the domain is being destroyed`, { preempted: true }));
+    signal.addEventListener('abort', onAbort);
+    const handshake = setTimeout(() => ch.fail(new XenoError('TIMEOUT', `the target ${where} did not complete the handshake within 10 s`)), 10_000);
+    try {
+      const nonce = newNonce();
+      ch.send({ t: 'hello', proto: PROTOCOL_VERSION, xeno: XENO_VERSION, nonce });
+      const hello = await ch.recv('hello');
+      if (hello.proto !== PROTOCOL_VERSION) throw versionMismatch(PROTOCOL_VERSION, hello.proto, 'target');
+      if (typeof hello.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(hello.nonce)) throw new XenoError('BAD_REQUEST', 'malformed hello from the target');
+      if (!proofMatches(targetProof(key, nonce, hello.nonce), hello.proof)) {
+        throw new XenoError('BAD_REQUEST', 'authentication failed: the target does not hold the same relocation key (xeno-relocation-key-file)');
+      }
+      ch.send({ t: 'auth', proof: sourceProof(key, hello.nonce, nonce) });
+      ch.secure(controlKeys(key, nonce, hello.nonce, 'source'));
+      await ch.recv('welcome');
+      clearTimeout(handshake);
+      tlsKey = sessionTlsKey(key, nonce, hello.nonce);
+      const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
+      ch.send({
+        t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
+        qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
+      });
+      prepared = await ch.recv('prepared', 120_000);
+    } catch (e) {
+      // Tell the target why (a wrong key shows in its log too), then close.
+      clearTimeout(handshake);
+      signal.removeEventListener('abort', onAbort);
+      ch.refuse(isXenoError(e) ? e.code : 'HOST_ERROR', `the source gave up: ${errorMessage(e)}`);
+      throw untouched(e);
+    }
+
+    // From here the guest is involved: any failure before commit puts it back as it was. The
+    // intent is on disk first, so a xenod killed from here on resolves it at start (recovery.ts).
+    markOutgoing(this.ts, rec, { to: where, wasRunning, committed: false, since: Date.now() });
+    this.ts.deps.store.update(rec.id, { state: 'migrating' });
+    const dir = path.join(rec.runDir, 'mig-tls');
+    let pausedAt: number | undefined;
+    let committed = false;
+    let completedAt = 0;
+    try {
+      writePskDir(dir, tlsKey);
+      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await useTlsPsk(vm, 'client', dir)}`);
+      if (!live && wasRunning) {
+        await vm.pause();
+        pausedAt = performance.now();
+      }
+      const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
+      await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
+      const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error });
+      completedAt = performance.now();
+      ch.send({ t: 'done', paused: !wasRunning });
+      await ch.recv('loaded', 5 * 60_000);
+      markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
+      committed = true;
+      ch.send({ t: 'commit' });
+      const ok = await ch.recv('ok', 60_000);
+      const resumedAt = performance.now();
+      ch.close();
+      rmSync(dir, { recursive: true, force: true });
+      await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
+      const resumeMs = resumedAt - completedAt;
+      return {
+        name: rec.name, fromId: rec.id, id: ok.domid, host: req.host, port, live, state: ok.state,
+        elapsedMs: resumedAt - t0, totalTimeMs: q['total-time'], downtimeMs: q.downtime, resumeMs,
+        guestDowntimeMs: !wasRunning ? undefined : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined,
+        bytes: q.ram?.transferred,
+      };
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      signal.removeEventListener('abort', onAbort);
+      if (committed) {
+        // The target may be running it: keep this copy paused, never run it twice.
+        ch.close();
+        clearOutgoing(this.ts, rec);
+        this.ts.deps.store.update(rec.id, { state: 'paused' });
+        const msg = `${what}: the outcome is unknown (${errorMessage(e)}): the guest was handed over but the target did not confirm; it is kept PAUSED here, check ${req.host} before unpausing either copy`;
+        this.ts.event(rec, 'migrate-failed', msg);
+        throw new XenoError('HOST_ERROR', msg);
+      }
+      if (!ch.closed) {
+        try {
+          ch.send({ t: 'abort', reason: errorMessage(e) });
+        } catch {
+          /* gone */
+        }
+        ch.close();
+      }
+      let left: string;
+      if (signal.aborted) {
+        // Destroy is waiting for the lock and will kill QEMU: cancel, do not bother resuming.
+        await cancelMigration(vm, 3000);
+        clearOutgoing(this.ts, rec);
+        this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
+        this.ts.event(rec, 'migrate-failed', `${what} cancelled: the domain is being destroyed`);
+        throw new XenoError('BAD_STATE', `${what} cancelled: the domain was destroyed during it`);
+      }
+      try {
+        await cancelMigration(vm);
+        await dropTlsPsk(vm);
+        await backToOwnState(vm, wasRunning);
+        clearOutgoing(this.ts, rec);
+        this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
+        left = `the guest keeps ${wasRunning ? 'running' : 'paused'} here`;
+      } catch (e2) {
+        clearOutgoing(this.ts, rec);
+        this.ts.deps.store.update(rec.id, { state: 'paused' });
+        left = vm.exited ? 'its QEMU here exited' : `the guest could not be resumed here (${errorMessage(e2)}) and is paused`;
+      }
+      const msg = `${what} failed: ${errorMessage(e)}; ${left}`;
+      this.ts.event(rec, 'migrate-failed', msg);
+      throw new XenoError(isXenoError(e) ? e.code : 'HOST_ERROR', msg);
+    }
   }
 }

@@ -4,8 +4,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Channel, loadRelocationKey, proofMatches, sessionTlsKey, sourceProof, targetProof } from './protocol.js';
-import { hostAllowed, plainAddress } from './server.js';
+import { Channel } from './channel.js';
+import { controlKeys, loadRelocationKey, proofMatches, sessionTlsKey, sourceProof, targetProof } from './protocol.js';
+import { plainAddress } from './server.js';
 
 test('the relocation key: hex, long enough, owner-only; absent is a clear error', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'xeno-key-'));
@@ -38,11 +39,7 @@ test('proofs: each side answers the other nonce; roles and keys do not mix', () 
   assert.ok(!proofMatches(targetProof(k, ns, nt), 'short'));
 });
 
-test('hosts-allow: empty allows all; regexes match the address or a name', () => {
-  assert.ok(hostAllowed([], ['10.0.0.1']));
-  assert.ok(hostAllowed(['^10\\.0\\.0\\.'], ['10.0.0.1']));
-  assert.ok(hostAllowed(['^localhost$'], ['127.0.0.1', 'localhost']));
-  assert.ok(!hostAllowed(['^192\\.0\\.2\\.7$'], ['127.0.0.1', 'localhost']));
+test('plain addresses: IPv4-mapped IPv6 shown as IPv4', () => {
   assert.equal(plainAddress('::ffff:127.0.0.1'), '127.0.0.1');
   assert.equal(plainAddress('::1'), '::1');
 });
@@ -64,4 +61,94 @@ test('the channel: JSON lines in order, error lines become errors, a close fails
   } finally {
     server.close();
   }
+});
+
+/** Two channels joined by a real TCP connection; `tap` sees (and may rewrite) each line source->target. */
+async function securedPair(tap: (line: string) => string = (l) => l) {
+  const k = Buffer.alloc(32, 7);
+  const [ns, nt] = ['a'.repeat(64), 'b'.repeat(64)];
+  let targetSock!: net.Socket;
+  const server = net.createServer((s) => (targetSock = s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const relay = net.createServer((c) => {
+    const up = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        up.write(tap(buf.slice(0, nl)) + '\n');
+        buf = buf.slice(nl + 1);
+      }
+    });
+    up.pipe(c);
+    c.on('close', () => up.destroy());
+    up.on('close', () => c.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+  const sock = net.connect((relay.address() as net.AddressInfo).port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  while (!targetSock) await new Promise((r) => setTimeout(r, 5));
+  const source = new Channel(sock, 'the target');
+  const target = new Channel(targetSock, 'the source');
+  source.secure(controlKeys(k, ns, nt, 'source'));
+  target.secure(controlKeys(k, ns, nt, 'target'));
+  return { source, target, close: () => (server.close(), relay.close(), source.close(), target.close()) };
+}
+
+test('secured channel: messages pass in order both ways', async () => {
+  const p = await securedPair();
+  try {
+    p.source.send({ t: 'done', paused: false });
+    p.source.send({ t: 'commit' });
+    assert.equal((await p.target.recv('done', 2000)).paused, false);
+    await p.target.recv('commit', 2000);
+    p.target.send({ t: 'loaded' });
+    await p.source.recv('loaded', 2000);
+  } finally {
+    p.close();
+  }
+});
+
+for (const [what, tap] of [
+  ['altered', (l: string) => l.replace('"paused":false', '"paused":true')],
+  ['replayed', (() => { let first = ''; return (l: string) => (first ? first : (first = l)); })()],
+  ['injected without a MAC', (l: string) => l.slice(65)],
+] as const) {
+  test(`secured channel: a line ${what} on the way ends the session`, async () => {
+    const p = await securedPair(tap);
+    try {
+      p.source.send({ t: 'done', paused: false });
+      p.source.send({ t: 'commit' });
+      if (what === 'replayed') {
+        await p.target.recv('done', 2000);
+        await assert.rejects(p.target.recv('commit', 2000), /integrity check failed/);
+      } else await assert.rejects(p.target.recv('done', 2000), /integrity check failed/);
+    } finally {
+      p.close();
+    }
+  });
+}
+
+test('secured channel: a dropped line is detected by the next one', async () => {
+  let n = 0;
+  const p = await securedPair((l) => (n++ === 0 ? '' : l));
+  try {
+    p.source.send({ t: 'done', paused: false });
+    p.source.send({ t: 'commit' });
+    await assert.rejects(p.target.recv('commit', 2000), /integrity check failed/);
+  } finally {
+    p.close();
+  }
+});
+
+test('the control keys differ per direction and per session', () => {
+  const k = Buffer.alloc(32, 1);
+  const s = controlKeys(k, 'a'.repeat(64), 'b'.repeat(64), 'source');
+  const t = controlKeys(k, 'a'.repeat(64), 'b'.repeat(64), 'target');
+  assert.deepEqual(s.send, t.recv);
+  assert.deepEqual(s.recv, t.send);
+  assert.notDeepEqual(s.send, s.recv);
+  assert.notDeepEqual(controlKeys(k, 'a'.repeat(64), 'c'.repeat(64), 'source').send, s.send);
 });

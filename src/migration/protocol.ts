@@ -1,25 +1,31 @@
 /**
- * The relocation protocol (xm migrate), version 1: a small JSON-lines control channel over TCP
+ * The relocation protocol (xm migrate), version 2: a small JSON-lines control channel over TCP
  * between the source xenod (client.ts) and the target xenod's relocation server (server.ts).
  * Xen's relocation had no authentication; here both ends prove they hold the same pre-shared key
  * (`xeno-relocation-key-file`) by an HMAC over fresh nonces from both sides, before anything else
- * is said, and QEMU's own migration stream is encrypted and authenticated with TLS-PSK under a key
- * derived from that key and those nonces (a new one per migration; the file's key never reaches
- * QEMU). Storage is shared: both hosts see the same disk paths; only RAM and device state move.
+ * is said. After that proof every control message, both ways, carries an HMAC-SHA256 under a
+ * per-direction key derived with HKDF from the key and both nonces, over a per-direction sequence
+ * number and the message (channel.ts): a man in the middle who relays the handshake can neither
+ * alter, inject, replay, reorder nor drop a message undetected. QEMU's own migration stream is
+ * encrypted and authenticated with TLS-PSK under a third derived key (new per migration; the
+ * file's key never reaches QEMU). Storage is shared: both hosts see the same disk paths; only RAM
+ * and device state move.
  *
  *   source xenod                                target xenod (relocation server)
  *   ------------                                --------------------------------
- *   connect HOST:PORT ------------------------> peer address checked against hosts-allow
- *   hello {proto, nonce_s} -------------------> 
+ *   connect HOST:PORT ------------------------> peer checked against hosts-allow (else destroyed)
+ *   hello {proto, nonce_s} -------------------> a different proto is refused with a clear error
  *                       <---------------------- hello {proto, nonce_t, proof_t = HMAC(k, "target"|nonce_s|nonce_t)}
- *   checks proof_t (a wrong key stops here)
- *   auth {proof_s = HMAC(k, "source"|nonce_t|nonce_s)} ->  checks proof_s
+ *   checks proto and proof_t (a wrong key stops here)
+ *   auth {proof_s = HMAC(k, "source"|nonce_t|nonce_s)} ->  checks proof_s (else refused, destroyed)
+ *   ======== from here every line is  HMAC(k_dir, seq_dir | json) json  ========
  *                       <---------------------- welcome {host}
  *   prepare {name, uuid, config, machineType,
- *            qemuVersion, memoryMb, state} ---> checks: QEMU not older, machine type offered, name
- *                                                free, kernel/disks exist, memory fits (under the
- *                                                host-memory lock); starts QEMU with -incoming defer,
- *                                                TLS-PSK creds, migrate-incoming tcp:LOCAL_ADDR:0
+ *            qemuVersion, memoryMb, state} ---> checks: QEMU not older, machine type offered, then
+ *                                                the config goes through the same validation as a
+ *                                                create (toolstack.create -> validateForCreate, under
+ *                                                the host-memory lock); starts QEMU with -incoming
+ *                                                defer, TLS-PSK creds, migrate-incoming tcp:LOCAL:0
  *                       <---------------------- prepared {domid, port}
  *   offline: pause the guest
  *   QMP migrate tcp:HOST:port (TLS-PSK) ======> QEMU's precopy stream (iterative RAM copy) ======>
@@ -30,28 +36,31 @@
  *                       <---------------------- ok {domid, state}
  *   releases its copy (QEMU quits, vifs unplugged)
  *
- * Failures: any `error {code, message}` (either way) or a closed connection ends the session.
- * Before `commit` the target destroys its half-made domain and the source cancels QEMU's migration
- * and resumes its guest (left paused if it was paused): nothing is lost, nothing is left half-made.
- * After `commit` without `ok` (the connection died in that window) the outcome cannot be known on
- * either side: the source keeps its copy paused and the target keeps its copy paused (not run
- * twice, not lost); both say so, and the admin unpauses the right one.
+ * Bounds: before authentication a line is at most 64 KiB, the handshake must end within 10 s, at
+ * most 32 connections may be unauthenticated at once (more are destroyed on accept) and at most 4
+ * authenticated sessions run at once (more are refused as BUSY). Both ends set TCP keepalive and,
+ * once authenticated, ping every 10 s: 60 s without a word from the peer ends the session.
+ *
+ * Failures: any `error {code, message}` (either way), a failed integrity check, a silent peer or a
+ * closed connection ends the session. Before `commit` the target destroys its half-made domain and
+ * the source cancels QEMU's migration and resumes its guest (left paused if it was paused):
+ * nothing is lost, nothing is left half-made. After `commit` without `ok` (the connection died in
+ * that window) the outcome cannot be known on either side: the source keeps its copy paused and
+ * the target keeps its copy paused (not run twice, not lost); both say so, and the admin unpauses
+ * the right one. A xenod killed mid-migration is resolved at its next start (recovery.ts).
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import type net from 'node:net';
 import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const DEFAULT_RELOCATION_PORT = 8002;
 /** The TLS-PSK identity both QEMUs use. */
 export const PSK_IDENTITY = 'xeno';
 /** QOM id of the TLS credentials object in either QEMU. */
 export const TLS_OBJECT_ID = 'xenomig0';
-/** A control line longer than this ends the session (a config is a few KiB). */
-const MAX_LINE = 1024 * 1024;
 
 export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
@@ -64,6 +73,7 @@ export type Msg =
   | { t: 'commit' }
   | { t: 'ok'; domid: number; state: 'running' | 'paused' }
   | { t: 'abort'; reason: string }
+  | { t: 'ping' }
   | { t: 'error'; code: string; message: string };
 
 // ---- the key ------------------------------------------------------------------------------
@@ -109,9 +119,26 @@ export function sourceProof(key: Buffer, targetNonce: string, sourceNonce: strin
   return hmac(key, 'source', targetNonce, sourceNonce);
 }
 
+function derive(key: Buffer, sourceNonce: string, targetNonce: string, what: string): Buffer {
+  const salt = Buffer.from(sourceNonce + targetNonce, 'hex');
+  return Buffer.from(hkdfSync('sha256', key, salt, `xeno-relocation/${PROTOCOL_VERSION} ${what}`, 32));
+}
+
 /** The per-migration TLS-PSK key for QEMU's stream (hex). */
 export function sessionTlsKey(key: Buffer, sourceNonce: string, targetNonce: string): string {
-  return hmac(key, 'qemu-tls', sourceNonce, targetNonce);
+  return derive(key, sourceNonce, targetNonce, 'qemu-tls').toString('hex');
+}
+
+/** The control channel's keys, one per direction, as seen from `side`. */
+export function controlKeys(key: Buffer, sourceNonce: string, targetNonce: string, side: 'source' | 'target'): { send: Buffer; recv: Buffer } {
+  const s2t = derive(key, sourceNonce, targetNonce, 'control source-to-target');
+  const t2s = derive(key, sourceNonce, targetNonce, 'control target-to-source');
+  return side === 'source' ? { send: s2t, recv: t2s } : { send: t2s, recv: s2t };
+}
+
+/** The refusal both ends give for a protocol version they do not speak. */
+export function versionMismatch(mine: number, theirs: unknown, peer: 'source' | 'target'): XenoError {
+  return new XenoError('BAD_REQUEST', `relocation protocol mismatch: this host speaks version ${mine}, the ${peer} ${typeof theirs === 'number' ? `version ${theirs}` : 'an unknown version'}; upgrade xeno so both hosts run the same protocol`);
 }
 
 export function proofMatches(expected: string, got: unknown): boolean {
@@ -131,105 +158,4 @@ export function writePskDir(dir: string, hexKey: string): string {
 /** An error code the other side sent, kept when it is one of ours. */
 export function remoteCode(code: unknown): ErrorCode {
   return typeof code === 'string' && code in ERROR_CATALOGUE ? (code as ErrorCode) : 'HOST_ERROR';
-}
-
-/** JSON lines over a socket: send(), and recv() in order, with a timeout; `error` lines throw. */
-export class Channel {
-  private buf = '';
-  private readonly queue: Msg[] = [];
-  private waiter?: { resolve: (m: Msg) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout };
-  private failure?: Error;
-
-  constructor(
-    readonly socket: net.Socket,
-    /** Who is at the other end, for messages ("the target 10.0.0.2:8002"). */
-    readonly peer: string,
-  ) {
-    socket.setEncoding('utf8');
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: string) => {
-      this.buf += chunk;
-      if (this.buf.length > MAX_LINE) return this.fail(new XenoError('HOST_ERROR', `${peer} sent an over-long control line`));
-      let nl: number;
-      while ((nl = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 1);
-        if (!line.trim()) continue;
-        let msg: Msg;
-        try {
-          msg = JSON.parse(line) as Msg;
-        } catch {
-          return this.fail(new XenoError('HOST_ERROR', `${peer} sent a malformed control line`));
-        }
-        if (!msg || typeof msg !== 'object' || typeof msg.t !== 'string') return this.fail(new XenoError('HOST_ERROR', `${peer} sent a message without a type`));
-        this.push(msg);
-      }
-    });
-    socket.on('error', (e) => this.fail(new XenoError('HOST_ERROR', `connection to ${peer} failed: ${e.message}`)));
-    socket.on('close', () => this.fail(new XenoError('HOST_ERROR', `${peer} closed the connection`)));
-  }
-
-  get closed(): boolean {
-    return this.failure !== undefined;
-  }
-
-  private push(m: Msg): void {
-    const w = this.waiter;
-    if (w) {
-      this.waiter = undefined;
-      if (w.timer) clearTimeout(w.timer);
-      w.resolve(m);
-    } else this.queue.push(m);
-  }
-
-  private fail(e: Error): void {
-    if (this.failure) return;
-    this.failure = e;
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (w?.timer) clearTimeout(w.timer);
-    w?.reject(e);
-    this.socket.destroy();
-  }
-
-  send(m: Msg): void {
-    if (this.failure) throw this.failure;
-    this.socket.write(JSON.stringify(m) + '\n');
-  }
-
-  /** The next message; `error` from the other side becomes a XenoError with its code. */
-  async recv<T extends Msg['t']>(expect: T, timeoutMs = 0): Promise<Extract<Msg, { t: T }>> {
-    const m = await this.next(timeoutMs, expect);
-    if (m.t === 'error') throw new XenoError(remoteCode(m.code), String(m.message));
-    if (m.t === 'abort') throw new XenoError('HOST_ERROR', `${this.peer} aborted: ${m.reason}`, { abort: true });
-    if (m.t !== expect) throw new XenoError('HOST_ERROR', `${this.peer} sent '${m.t}' where '${expect}' was expected`);
-    return m as Extract<Msg, { t: T }>;
-  }
-
-  private next(timeoutMs: number, what: string): Promise<Msg> {
-    const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise<Msg>((resolve, reject) => {
-      this.waiter = { resolve, reject };
-      if (timeoutMs > 0) {
-        this.waiter.timer = setTimeout(() => this.fail(new XenoError('TIMEOUT', `${this.peer} did not answer (${what}) within ${timeoutMs / 1000} s`)), timeoutMs);
-      }
-    });
-  }
-
-  /** Send an error line (best effort) and close. */
-  refuse(code: string, message: string): void {
-    try {
-      if (!this.failure) this.socket.end(JSON.stringify({ t: 'error', code, message } satisfies Msg) + '\n');
-    } catch {
-      /* already gone */
-    }
-    this.failure ??= new XenoError('HOST_ERROR', 'session ended');
-  }
-
-  close(): void {
-    this.failure ??= new XenoError('HOST_ERROR', 'session ended');
-    this.socket.end();
-  }
 }

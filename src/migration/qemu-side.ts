@@ -15,8 +15,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const ACTIVE = ['setup', 'active', 'device', 'pre-switchover', 'cancelling', 'wait-unplug'];
 
-/** TLS-PSK credentials reading DIR/keys.psk, and QEMU's migration told to use them. */
-export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string): Promise<void> {
+/**
+ * TLS-PSK credentials reading DIR/keys.psk, and QEMU's migration told to use them; QEMU is asked
+ * back (query-migrate-parameters) so a stream is never sent or accepted in clear. Returns what
+ * QEMU says, for the log.
+ */
+export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string): Promise<string> {
   await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined); // left by an earlier attempt
   await vm.command('object-add', {
     'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir,
@@ -26,6 +30,9 @@ export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: stri
     'tls-creds': TLS_OBJECT_ID,
     ...(endpoint === 'client' ? { 'max-bandwidth': UNCAPPED_BANDWIDTH } : {}),
   });
+  const params = await vm.command<{ 'tls-creds'?: string }>('query-migrate-parameters');
+  if (params['tls-creds'] !== TLS_OBJECT_ID) throw new XenoError('QEMU_ERROR', `QEMU did not take the TLS credentials for the migration stream (tls-creds '${params['tls-creds'] ?? ''}')`);
+  return `query-migrate-parameters: tls-creds=${params['tls-creds']} (TLS-PSK, ${endpoint})`;
 }
 
 /** Undo useTlsPsk on a QEMU that stays (a failed migration's source). */
@@ -38,10 +45,10 @@ export async function dropTlsPsk(vm: Vm): Promise<void> {
 export { waitMigration, type QueryMigrate };
 
 /** Cancel an outgoing migration and wait (bounded) until QEMU is no longer migrating. */
-export async function cancelMigration(vm: Vm): Promise<void> {
+export async function cancelMigration(vm: Vm, waitMs = 10_000): Promise<void> {
   if (vm.exited) return;
-  await vm.command('migrate_cancel', undefined, 5000).catch(() => undefined);
-  const deadline = Date.now() + 10_000;
+  await vm.command('migrate_cancel', undefined, Math.min(5000, waitMs)).catch(() => undefined);
+  const deadline = Date.now() + waitMs;
   while (Date.now() < deadline && !vm.exited) {
     try {
       const q = await vm.command<QueryMigrate>('query-migrate', undefined, 2000);

@@ -2,11 +2,11 @@
  * The relocation server (xend-relocation-server): the target side of `xm migrate`. Started by
  * xenod when `(xend-relocation-server yes)`, on xend-relocation-address:xend-relocation-port, and
  * only with a key (`xeno-relocation-key-file`): without one it refuses to start. A peer must match
- * xend-relocation-hosts-allow (its address, or its name as the resolver gives it) and then prove
- * the key; the protocol is described in protocol.ts.
+ * xend-relocation-hosts-allow (hosts-allow.ts: the whole address, or a forward-confirmed name) and
+ * then prove the key; the protocol and its bounds are described in protocol.ts. A refused or
+ * failed peer's socket is destroyed at once.
  */
 import { execFile } from 'node:child_process';
-import { lookupService } from 'node:dns/promises';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -20,40 +20,32 @@ import type { DomainConfig } from '../model/domain-config.js';
 import { compareQemuVersions } from '../toolstack/savefile/format.js';
 import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
-import { Channel, PROTOCOL_VERSION, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, writePskDir, type Msg } from './protocol.js';
+import { Channel } from './channel.js';
+import { compileHostsAllow, peerAllowed } from './hosts-allow.js';
+import { PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir, type Msg } from './protocol.js';
 import { incomingPort, useTlsPsk, waitMigration } from './qemu-side.js';
+import { markIncoming, withoutIncoming } from './recovery.js';
 
 const execFileP = promisify(execFile);
+
+/** Connections still in the handshake at once; more are destroyed on accept. */
+export const MAX_UNAUTHENTICATED = 32;
+/** Authenticated incoming migrations at once (each holds a QEMU); more are refused BUSY. */
+export const MAX_SESSIONS = 4;
+/** From accept to the end of the handshake. */
+export const HANDSHAKE_MS = 10_000;
 
 /** An IPv4-mapped IPv6 address (::ffff:1.2.3.4) as plain IPv4. */
 export function plainAddress(a: string | undefined): string {
   return (a ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
-/** xend-relocation-hosts-allow: empty allows all; else any regex matching the address or a name. */
-export function hostAllowed(patterns: string[], candidates: string[]): boolean {
-  if (patterns.length === 0) return true;
-  return patterns.some((p) => {
-    const re = new RegExp(p);
-    return candidates.some((c) => re.test(c));
-  });
-}
-
-async function namesOf(address: string): Promise<string[]> {
-  try {
-    const r = await Promise.race([
-      lookupService(address, 0),
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000)),
-    ]);
-    return r.hostname && r.hostname !== address ? [r.hostname] : [];
-  } catch {
-    return [];
-  }
-}
-
 export class RelocationServer {
   private server?: net.Server;
   private readonly sessions = new Set<Channel>();
+  private unauthenticated = 0;
+  private active = 0;
+  private floodLogged = false;
   private machineTypes?: Promise<Set<string>>;
 
   private constructor(
@@ -72,6 +64,7 @@ export class RelocationServer {
     let key: Buffer;
     try {
       key = loadRelocationKey(config.relocationKeyFile);
+      compileHostsAllow(config.relocationHostsAllow);
     } catch (e) {
       log.error(`relocation server NOT started: ${errorMessage(e)}`);
       return null;
@@ -108,47 +101,82 @@ export class RelocationServer {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 
-  private async accept(sock: net.Socket): Promise<void> {
+  private accept(sock: net.Socket): void {
+    if (this.unauthenticated >= MAX_UNAUTHENTICATED) {
+      // A flood: drop it on the floor, before any parsing or lookup (logged once per burst).
+      sock.destroy();
+      if (!this.floodLogged) this.log.warn(`relocation: more than ${MAX_UNAUTHENTICATED} unauthenticated connections at once: dropping new ones`);
+      this.floodLogged = true;
+      return;
+    }
+    this.floodLogged = false;
+    this.unauthenticated++;
+    let counted = true;
+    const authenticated = () => {
+      if (counted) this.unauthenticated--;
+      counted = false;
+    };
+    sock.once('close', authenticated);
+    void this.run(sock, authenticated);
+  }
+
+  private async run(sock: net.Socket, authenticated: () => void): Promise<void> {
     const addr = plainAddress(sock.remoteAddress);
     const ch = new Channel(sock, `the source ${addr}`);
     this.sessions.add(ch);
+    const deadline = setTimeout(() => ch.fail(new XenoError('TIMEOUT', `the source ${addr} did not authenticate within ${HANDSHAKE_MS / 1000} s`)), HANDSHAKE_MS);
     try {
-      const allow = this.config.relocationHostsAllow;
-      if (allow.length && !hostAllowed(allow, [addr]) && !hostAllowed(allow, await namesOf(addr))) {
+      if (!(await peerAllowed(this.config.relocationHostsAllow, addr))) {
         this.log.warn(`relocation: refused ${addr}: not in xend-relocation-hosts-allow`);
         ch.refuse('BAD_REQUEST', `the target refuses connections from ${addr}: it is not in its xend-relocation-hosts-allow`);
         return;
       }
-      await this.session(ch, addr, sock);
+      const nonces = await this.handshake(ch, addr);
+      clearTimeout(deadline);
+      authenticated();
+      if (this.active >= MAX_SESSIONS) throw new XenoError('BUSY', `the target already runs ${MAX_SESSIONS} incoming migrations: try again later`);
+      this.active++;
+      try {
+        await this.session(ch, addr, sock, nonces);
+      } finally {
+        this.active--;
+      }
     } catch (e) {
       this.log.warn(`relocation session from ${addr} ended: ${errorMessage(e)}`);
       ch.refuse(isXenoError(e) ? e.code : 'INTERNAL', errorMessage(e));
     } finally {
+      clearTimeout(deadline);
+      authenticated();
       this.sessions.delete(ch);
     }
   }
 
-  private async session(ch: Channel, addr: string, sock: net.Socket): Promise<void> {
-    // Authentication, both ways.
-    const hello = await ch.recv('hello', 10_000);
+  /** Both proofs, then the channel secured; the nonces for the keys that follow. */
+  private async handshake(ch: Channel, addr: string): Promise<{ source: string; target: string }> {
+    const hello = await ch.recv('hello');
     if (hello.proto !== PROTOCOL_VERSION) {
-      throw new XenoError('BAD_REQUEST', `the target speaks relocation protocol ${PROTOCOL_VERSION}, the source ${hello.proto}`);
+      this.log.warn(`relocation: ${addr} speaks relocation protocol ${String(hello.proto)}, this host ${PROTOCOL_VERSION}: refused`);
+      throw versionMismatch(PROTOCOL_VERSION, hello.proto, 'source');
     }
     if (typeof hello.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(hello.nonce)) throw new XenoError('BAD_REQUEST', 'malformed hello');
     const nonce = newNonce();
     ch.send({ t: 'hello', proto: PROTOCOL_VERSION, xeno: XENO_VERSION, nonce, proof: targetProof(this.key, hello.nonce, nonce) });
-    const auth = await ch.recv('auth', 10_000);
+    const auth = await ch.recv('auth');
     if (!proofMatches(sourceProof(this.key, nonce, hello.nonce), auth.proof)) {
-      this.log.warn(`relocation: ${addr} failed authentication (different key)`);
+      this.log.warn(`relocation: ${addr} failed authentication (wrong proof: a different key, or not a xeno source): refused`);
       throw new XenoError('BAD_REQUEST', 'authentication failed: the hosts do not share the same relocation key');
     }
+    ch.secure(controlKeys(this.key, hello.nonce, nonce, 'target'));
     ch.send({ t: 'welcome', host: os.hostname() });
+    return { source: hello.nonce, target: nonce };
+  }
 
-    const prep = await ch.recv('prepare', 30_000);
-    const rec = await this.prepare(prep);
+  private async session(ch: Channel, addr: string, sock: net.Socket, nonces: { source: string; target: string }): Promise<void> {
+    const prep = await ch.recv('prepare', 60_000);
+    const { rec, config } = await this.prepare(prep, addr);
     const done = { rec, committed: false };
     try {
-      await this.receive(ch, prep, rec, sessionTlsKey(this.key, hello.nonce, nonce), plainAddress(sock.localAddress), done);
+      await this.receive(ch, prep, rec, config, sessionTlsKey(this.key, nonces.source, nonces.target), plainAddress(sock.localAddress), done);
     } catch (e) {
       if (done.committed) throw e;
       const left = await this.ts.destroy(String(rec.id)).then(
@@ -161,7 +189,7 @@ export class RelocationServer {
   }
 
   /** Every check that can refuse, then the domain created, QEMU waiting for the stream. */
-  private async prepare(p: Extract<Msg, { t: 'prepare' }>): Promise<DomainRecord> {
+  private async prepare(p: Extract<Msg, { t: 'prepare' }>, from: string): Promise<{ rec: DomainRecord; config: DomainConfig }> {
     const caps = this.ts.deps.backend.caps;
     if (typeof p.name !== 'string' || !p.config || typeof p.memoryMb !== 'number') throw new XenoError('BAD_REQUEST', 'malformed prepare');
     if (compareQemuVersions(caps.qemuVersion, p.qemuVersion) < 0) {
@@ -170,20 +198,24 @@ export class RelocationServer {
     if (p.machineType !== caps.machineType && !(await this.supportedMachineTypes()).has(p.machineType)) {
       throw new XenoError('QEMU_ERROR', `the target's QEMU ${caps.qemuVersion} does not offer machine type ${p.machineType}`);
     }
-    const config: DomainConfig = { ...p.config, name: p.name, uuid: p.uuid };
+    // The config kept after commit is the one validated here, exactly as a create would.
+    const config = refusing(() => this.ts.validateConfig({ ...p.config, name: p.name, uuid: p.uuid }));
     // QEMU is started with the RAM size the stream has (the source's boot size).
     const launch: DomainConfig = { ...config, maxmem: p.memoryMb, memory: Math.min(config.memory, p.memoryMb) };
     // create() checks name, files and memory under the host-memory lock, and undoes itself on failure.
     const rec = await this.ts.create(launch, { incoming: true, state: 'starting', machineType: p.machineType }).catch((e: unknown) => {
-      throw isXenoError(e) ? new XenoError(e.code, `the target refuses: ${e.message}`) : e;
+      throw asRefusal(e);
     });
-    return rec;
+    // Never committed until `commit`: a xenod restarted before that destroys it (recovery.ts).
+    markIncoming(this.ts, rec, from);
+    return { rec, config };
   }
 
   private async receive(
     ch: Channel,
     p: Extract<Msg, { t: 'prepare' }>,
     rec: DomainRecord,
+    config: DomainConfig,
     tlsKey: string,
     localAddr: string,
     state: { committed: boolean },
@@ -192,13 +224,13 @@ export class RelocationServer {
     const dir = writePskDir(path.join(rec.runDir, 'tls'), tlsKey);
     let done: Extract<Msg, { t: 'done' }>;
     try {
-      await useTlsPsk(vm, 'server', dir);
+      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} in: QEMU ${await useTlsPsk(vm, 'server', dir)}`);
       const host = net.isIPv6(localAddr) ? `[${localAddr}]` : localAddr;
       await vm.command('migrate-incoming', { uri: `tcp:${host}:0` });
       const port = await incomingPort(vm);
       ch.send({ t: 'prepared', domid: rec.id, port });
-      done = await ch.recv('done');
-      await waitMigration(vm, { timeoutMs: 5 * 60_000 });
+      done = await ch.recv('done', 30 * 60_000);
+      await waitMigration(vm, { timeoutMs: 5 * 60_000, abort: () => ch.error });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -209,14 +241,14 @@ export class RelocationServer {
       if (isXenoError(e) && e.details?.abort) throw e; // the source resumes its own copy
       // The source may have committed on its side: never run the guest, never destroy it.
       state.committed = true;
-      this.ts.deps.store.update(rec.id, { state: 'paused' });
+      this.ts.deps.store.update(rec.id, { state: 'paused', extra: withoutIncoming(rec) });
       this.ts.event(rec, 'migrate-in', `incoming migration of ${rec.name}: the source went away before committing (${errorMessage(e)}); the guest is kept PAUSED here as domain ${rec.id}: check the source before unpausing it`);
       throw e;
     }
     state.committed = true;
     const paused = done.paused === true || p.state === 'paused';
     if (!paused) await vm.resume();
-    this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config: { ...p.config, name: p.name, uuid: p.uuid } });
+    this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config, extra: withoutIncoming(rec) });
     ch.send({ t: 'ok', domid: rec.id, state: paused ? 'paused' : 'running' });
     this.ts.event(rec, 'migrate-in', `${rec.name} migrated in as domain ${rec.id} (${paused ? 'paused' : 'running'})`);
     ch.close();
@@ -228,5 +260,18 @@ export class RelocationServer {
       () => new Set<string>(),
     );
     return this.machineTypes;
+  }
+}
+
+/** A refusal of the target's checks, said as such to the source. */
+function asRefusal(e: unknown): unknown {
+  return isXenoError(e) ? new XenoError(e.code, `the target refuses: ${e.message}`) : e;
+}
+
+function refusing<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw asRefusal(e);
   }
 }

@@ -41,6 +41,12 @@ export interface DaemonConfig {
   /** NAT mode: the pool the per-guest subnets are cut from. */
   natSubnet: string;
   saveOnStop: boolean;
+  /** xeno-log-size: bytes after which xenod.log is rotated (0 = never). */
+  logSizeBytes: number;
+  /** xeno-log-count: rotated log files kept (xenod.log.1 ... .N). */
+  logCount: number;
+  /** xeno-event-limit: events kept in the state database (the oldest go first). */
+  eventLimit: number;
   /** xeno-auto-dir: links to the configs of guests started at boot (xendomains' /etc/xen/auto). */
   autoDir?: string;
   /** xeno-on-host-stop: what `xeno host-stop` (the host shutting down) does with running guests. */
@@ -86,5 +92,8 @@ export function defaultDaemonConfig(): DaemonConfig {
     minGuestMem: 64,
     natSubnet: '10.0.0.0/16',
     saveOnStop: false,
+    logSizeBytes: 10 * 1024 * 1024,
+    logCount: 5,
+    eventLimit: 10_000,
   };
 }

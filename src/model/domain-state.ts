@@ -35,8 +35,9 @@ const LEGAL: Record<DomainState, readonly DomainOp[]> = {
   shutdown: ['destroy', 'console', 'reboot'],
   crashed: ['destroy', 'console', 'reboot'],
   dying: [],
-  saving: ['console'],
-  migrating: ['console'],
+  // destroy preempts the save or migration (toolstack long operations)
+  saving: ['console', 'destroy'],
+  migrating: ['console', 'destroy'],
 };
 
 export function isLegal(state: DomainState, op: DomainOp): boolean {

@@ -18,6 +18,7 @@ import type { Vm } from '../hypervisor/backend.js';
 import type { QmpEvent } from '../hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { RuntimeHooks, VCPU_PINS_KEY, pinFor, vcpuPinsOf, type VcpuPins } from './runtime-hooks.js';
+import { sleepUnlessAborted, unlessAborted } from './long-ops.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -40,6 +41,8 @@ export interface MemSetResult {
   deferred?: boolean;
   /** Another mem-set replaced this target while it was being waited for. */
   superseded?: boolean;
+  /** A destroy of the domain ended the wait. */
+  cancelled?: boolean;
   /** Set when the target was not (yet) reached: the gap and why. */
   message?: string;
 }
@@ -221,6 +224,7 @@ export class Runtime {
       if (mb > c.maxmem) {
         throw badRequest(`mem-set ${rec.name}: ${mb} MiB is above its maxmem of ${c.maxmem} MiB (raise it first with mem-max)`);
       }
+      const next = this.ts.validateChange(rec, { ...c, memory: mb }, 'mem-set');
       const vm = this.vmOf(rec);
       const boot = await this.bootMemory(vm);
       if (boot !== null && mb > boot) {
@@ -232,7 +236,7 @@ export class Runtime {
       ensureFits(this.ts.memoryAccount(rec.id), this.ts.chargeOf(c), `set the memory of ${rec.name}`);
       await vm.command('balloon', { value: mb * MiB });
       const old = c.memory;
-      this.save(rec, { ...c, memory: mb });
+      this.save(rec, next);
       this.ts.event(rec, 'mem-set', `memory target of ${rec.name}: ${old} -> ${mb} MiB`);
       const res: MemSetResult = { name: rec.name, id: rec.id, target: mb, actual: null, reached: false, waitedMs: 0 };
       return { rec, vm, res };
@@ -247,8 +251,14 @@ export class Runtime {
       }
       return res;
     }
-    // ...and the wait for the guest outside it (a destroy or another mem-set need not queue behind it).
+    // ...and the wait for the guest outside it (a destroy or another mem-set need not queue behind
+    // it), as a long operation a destroy ends at once.
     const timeoutMs = opts.timeoutMs ?? this.balloonTimeoutMs;
+    return this.ts.longOperation(rec.id, 'mem-set', (signal) => this.waitBalloon(rec, vm, mb, res, t0, timeoutMs, signal));
+  }
+
+  private async waitBalloon(rec: DomainRecord, vm: Vm, mb: number, res: MemSetResult, t0: number, timeoutMs: number, signal: AbortSignal): Promise<MemSetResult> {
+    const there = (a: number | null) => a !== null && Math.abs(a - mb) < 1;
     let why = '';
     for (;;) {
       res.actual = await this.balloonActual(vm);
@@ -272,7 +282,12 @@ export class Runtime {
         why = `not within ${(timeoutMs / 1000).toFixed(0)} s`;
         break;
       }
-      await sleep(5); // a QMP query costs well under a millisecond
+      // a QMP query costs well under a millisecond
+      if (!(await sleepUnlessAborted(5, signal))) {
+        why = `the wait was cancelled: ${errorMessage(signal.reason)}`;
+        res.cancelled = true;
+        break;
+      }
     }
     const gap = res.actual === null ? null : Math.round(Math.abs(res.actual - mb));
     res.message =
@@ -286,15 +301,17 @@ export class Runtime {
   /** `xm mem-max`: the most memory the domain may have; above what QEMU started with = next boot. */
   async memMax(dom: string, size: unknown): Promise<MemMaxResult> {
     const mb = parseSizeArg(size, 'mem-max');
-    // Raising maxmem takes host memory: under the host-memory lock, as create/restore do.
-    return this.ts.withHostMemory(() => this.ts.withDomain(dom, 'mem-set', async (rec) => {
+    // Raising maxmem takes host memory: under the host-memory lock, as create/restore do. The
+    // domain's lock first, host memory inside it: waiting for a busy domain never holds up the
+    // host's creates.
+    return this.ts.withDomain(dom, 'mem-set', (rec) => this.ts.withHostMemory(async () => {
       const c = rec.config;
       const floor = this.ts.deps.config.minGuestMem;
       if (mb < floor) throw badRequest(`mem-max ${rec.name}: ${mb} MiB is below the ${floor} MiB floor (xeno-min-guest-mem)`);
       if (mb < c.memory) {
         throw badRequest(`mem-max ${rec.name}: ${mb} MiB is below its current memory of ${c.memory} MiB (lower that first with mem-set)`);
       }
-      const next = { ...c, maxmem: mb };
+      const next = this.ts.validateChange(rec, { ...c, maxmem: mb }, 'mem-max');
       if (mb > c.maxmem) ensureFits(this.ts.memoryAccount(rec.id), this.ts.chargeOf(next), `raise the maxmem of ${rec.name} to ${mb} MiB`);
       const boot = await this.bootMemory(this.vmOf(rec));
       const old = c.maxmem;
@@ -398,12 +415,13 @@ export class Runtime {
    */
   async vcpuSet(dom: string, count: unknown, opts: { timeoutMs?: number } = {}): Promise<VcpuSetResult> {
     const n = parseCount(count, 'vcpu-set: the number of vcpus');
-    return this.ts.withDomain(dom, 'vcpu-set', async (rec) => {
+    return this.ts.withDomain(dom, 'vcpu-set', (rec) => this.ts.longOperation(rec.id, 'vcpu-set', async (signal) => {
       const c = rec.config;
       if (n < 1) throw badRequest(`vcpu-set ${rec.name}: a domain needs at least 1 vcpu`);
       if (n > c.maxvcpus) {
         throw badRequest(`vcpu-set ${rec.name}: ${n} vcpus is above its maxvcpus of ${c.maxvcpus} (set maxvcpus in the config; it takes effect at the next boot)`);
       }
+      this.ts.validateChange(rec, { ...c, vcpus: n }, 'vcpu-set');
       const vm = this.vmOf(rec);
       const slots = await this.slots(vm);
       const pend = this.pendingOf(rec.id);
@@ -456,7 +474,14 @@ export class Runtime {
           }
           if (rec.extra[UNPLUGGED_KEY] !== rec.pid) this.save(rec, rec.config, { ...rec.extra, [UNPLUGGED_KEY]: rec.pid });
           // The event, then QEMU's own list as the proof; also the proof when an event was missed.
-          const signalled = await wait.done;
+          const signalled = await unlessAborted(wait.done, signal);
+          if (signalled === 'aborted') {
+            // destroy preempts the wait: the vcpu goes with the domain.
+            wait.cancel();
+            pend.delete(s.index);
+            if (!pend.size) this.pending.delete(rec.id);
+            throw signal.reason;
+          }
           if (await this.vcpuGone(vm, path, signalled ? 5000 : 0)) {
             pend.delete(s.index);
             removed.push(s.index);
@@ -476,7 +501,7 @@ export class Runtime {
       }
       if (!pend.size) this.pending.delete(rec.id);
       return res;
-    });
+    }));
   }
 
   /** `xm vcpu-pin DOM VCPU|all CPUS`: the real affinity of the vcpu threads, kept in the config. */

@@ -20,12 +20,14 @@ import { XenoError, errorMessage, isXenoError, type ErrorCode } from '../common/
 import { XENO_VERSION } from '../common/version.js';
 import { ensureFits } from '../host/memory.js';
 import type { Vm } from '../hypervisor/backend.js';
+import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { compareQemuVersions, type ProgressFn, type SaveFileInfo, type SaveHeader } from './savefile/format.js';
 import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { RestoreSource } from './savefile/offload.js';
 import { openSaveFile } from './savefile/reader.js';
 import { partialPathFor, syncDir } from './savefile/writer.js';
+import { sleepUnlessAborted } from './long-ops.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -160,7 +162,7 @@ export class SaveRestore {
     if (!path.isAbsolute(file)) throw fail('BAD_REQUEST', `save file must be an absolute path (got '${file}')`);
     const target = path.resolve(file);
     const checkpoint = opts.checkpoint ?? false;
-    return this.ts.withDomain(dom, 'save', async (rec) => {
+    return this.ts.withDomain(dom, 'save', (rec) => this.ts.longOperation(rec.id, 'save', async (signal) => {
       this.checkDestination(rec, target);
       const vm = this.ts.liveOf(rec).vm;
       const wasRunning = rec.state === 'running';
@@ -186,6 +188,7 @@ export class SaveRestore {
       let res;
       try {
         res = await saveVmToFile(vm, target, header, opts.onProgress, {
+          signal,
           beforeMigrate: async () => {
             started = true;
             this.writeIntent(intent);
@@ -194,10 +197,16 @@ export class SaveRestore {
               await vm.pause();
               pausedAt = performance.now();
             }
-            await testHold();
+            await testHold(signal);
           },
         });
       } catch (e) {
+        if (signal.aborted) {
+          // destroy preempted the save: the partial file is gone, the guest goes with the destroy.
+          this.clearIntent(rec.id);
+          this.ts.event(rec, 'save-cancelled', `save of ${rec.name} to ${target} cancelled (${errorMessage(signal.reason)}); the partial file ${intent.partial} was removed`);
+          throw signal.reason;
+        }
         if (!started) throw fail(isXenoError(e) ? e.code : 'HOST_ERROR', `save of ${rec.name} to ${target} failed: ${errorMessage(e)}; the guest was not touched`);
         const left = await this.resumeAfterFailure(rec, vm, wasRunning);
         this.clearIntent(rec.id);
@@ -227,7 +236,7 @@ export class SaveRestore {
         name: rec.name, id: rec.id, file: target, size: res.size, payloadBytes: res.payloadBytes, sha256: res.sha256, checkpoint,
         state: header.state, elapsedMs: performance.now() - t0, pausedMs, qemuTotalMs: res.totalTimeMs, durableMs,
       };
-    });
+    }));
   }
 
   /** Refuse destinations that cannot work before anything is paused. */
@@ -279,18 +288,26 @@ export class SaveRestore {
     const h = info.header;
     const caps = this.ts.deps.backend.caps;
     const refuse = (code: ErrorCode, why: string) => fail(code, `cannot restore ${info.path}: ${why}`, { file: info.path, name: h.name });
+    let config: DomainConfig;
+    try {
+      // A header is input like any other (its checksum proves only that it is unchanged): the one validator first.
+      validateMachineType(h.machineType);
+      config = this.ts.validateConfig({ ...h.config, name: h.name, uuid: h.uuid ?? h.config.uuid });
+    } catch (e) {
+      if (isXenoError(e)) throw refuse(e.code, e.message);
+      throw e;
+    }
     if (compareQemuVersions(caps.qemuVersion, h.qemuVersion) < 0) {
       throw refuse('SAVE_FORMAT', `it was saved by QEMU ${h.qemuVersion}, this host has the older QEMU ${caps.qemuVersion}`);
     }
     if (h.machineType !== caps.machineType && !(await this.supportedMachineTypes()).has(h.machineType)) {
       throw refuse('SAVE_FORMAT', `it needs QEMU machine type ${h.machineType}, which ${this.ts.deps.backend.binary} ${caps.qemuVersion} does not offer`);
     }
-    const config: DomainConfig = { ...h.config, name: h.name, uuid: h.uuid ?? h.config.uuid };
-    const launchConfig: DomainConfig = { ...config, maxmem: h.maxmemMb, memory: Math.min(config.memory, h.maxmemMb) };
     const existing = this.ts.deps.store.byName(config.name);
     if (existing) throw refuse('DOMAIN_EXISTS', `a domain named ${config.name} already exists (id ${existing.id}, ${existing.state})`);
+    let launchConfig: DomainConfig;
     try {
-      this.ts.validateForCreate(launchConfig);
+      launchConfig = this.ts.validateForCreate({ ...config, maxmem: h.maxmemMb, memory: Math.min(config.memory, h.maxmemMb) });
       // Charge what the domain may grow to, as before the save.
       ensureFits(this.ts.memoryAccount(), this.ts.chargeOf(config), `restore ${config.name}`);
     } catch (e) {
@@ -471,7 +488,7 @@ async function backToPaused(vm: Vm): Promise<void> {
 }
 
 /** Test-only fault injection: hold a save after the guest is paused (to kill xenod mid-save). */
-async function testHold(): Promise<void> {
+async function testHold(signal: AbortSignal): Promise<void> {
   const ms = Number(process.env.XENO_TEST_HOLD_SAVE_MS ?? 0);
-  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+  if (ms > 0) await sleepUnlessAborted(ms, signal);
 }

@@ -85,10 +85,18 @@ function fromRow(r: Row): DomainRecord {
   };
 }
 
+export interface StoreOptions {
+  /** Events kept (xeno-event-limit): older ones are pruned as new ones come. */
+  eventLimit?: number;
+}
+
 export class StateStore {
   private readonly db: Database.Database;
+  private readonly eventLimit: number;
+  private eventsFailing = false;
 
-  constructor(file: string) {
+  constructor(file: string, opts: StoreOptions = {}) {
+    this.eventLimit = opts.eventLimit ?? 10_000;
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -152,8 +160,27 @@ export class StateStore {
     return (this.db.prepare(`SELECT * FROM domains ORDER BY id`).all() as Row[]).map(fromRow);
   }
 
-  addEvent(domid: number | null, name: string | null, kind: string, message: string): void {
-    this.db.prepare(`INSERT INTO events (ts, domid, name, kind, message) VALUES (?, ?, ?, ?, ?)`).run(Date.now() / 1000, domid, name, kind, message);
+  /**
+   * Records an event and prunes the oldest beyond the limit. An event that cannot be stored (a full
+   * disk) is dropped rather than failing what it reports: false, and the caller's log keeps it.
+   */
+  addEvent(domid: number | null, name: string | null, kind: string, message: string): boolean {
+    try {
+      const { lastInsertRowid } = this.db
+        .prepare(`INSERT INTO events (ts, domid, name, kind, message) VALUES (?, ?, ?, ?, ?)`)
+        .run(Date.now() / 1000, domid, name, kind, message);
+      this.db.prepare(`DELETE FROM events WHERE seq <= ?`).run(Number(lastInsertRowid) - this.eventLimit);
+      this.eventsFailing = false;
+      return true;
+    } catch {
+      this.eventsFailing = true;
+      return false;
+    }
+  }
+
+  /** The last addEvent could not be stored. */
+  get eventsLost(): boolean {
+    return this.eventsFailing;
   }
 
   events(limit = 200): EventRecord[] {

@@ -17,10 +17,13 @@ import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../h
 import { threadStat } from '../host/proc.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
-import { DOMAIN_NAME_RE, type DomainConfig, type LifecycleAction } from '../model/domain-config.js';
+import { validateMachineType } from '../config/validate.js';
+import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, stateFlags, type DomainOp } from '../model/domain-state.js';
+import { validateForDaemon } from './config-guard.js';
 import { ConsoleHub } from './console-hub.js';
 import { KeyedLock } from './locks.js';
+import { LongOperations } from './long-ops.js';
 import type { DomainRecord, StateStore } from './store.js';
 import { NO_HOOKS, type DomainHooks } from './hooks.js';
 
@@ -43,6 +46,7 @@ interface Live {
 export class Toolstack {
   private readonly live = new Map<number, Live>();
   private readonly locks = new KeyedLock();
+  private readonly longOps = new LongOperations();
   readonly hooks: DomainHooks;
 
   constructor(readonly deps: ToolstackDeps) {
@@ -65,7 +69,10 @@ export class Toolstack {
   }
 
   event(d: { id: number; name: string } | null, kind: string, message: string): void {
-    this.store.addEvent(d?.id ?? null, d?.name ?? null, kind, message);
+    const wasFailing = this.store.eventsLost;
+    if (!this.store.addEvent(d?.id ?? null, d?.name ?? null, kind, message) && !wasFailing) {
+      this.log.warn('the state database cannot store events (disk full?): they go to xenod.log only until it can');
+    }
     this.log.info({ domid: d?.id, domain: d?.name, kind }, message);
   }
 
@@ -216,10 +223,28 @@ export class Toolstack {
 
   // ---- create -------------------------------------------------------------------------------
 
-  /** Checks that leave nothing behind when they fail. */
-  validateForCreate(c: DomainConfig, excludeId?: number): void {
-    if (!DOMAIN_NAME_RE.test(c.name)) throw new XenoError('INVALID_NAME', `invalid domain name '${c.name}': use 1-64 characters of [A-Za-z0-9_.-]`);
-    if (c.name === 'Domain-0') throw new XenoError('INVALID_NAME', `'Domain-0' is the host's own name`);
+  /**
+   * The one config validator (config/validate.ts, with this daemon's floor and protected paths,
+   * plus the filesystem checks of config-guard.ts): every door calls it. Returns the config
+   * normalised; throws a 4xx naming the field.
+   */
+  validateConfig(raw: unknown): DomainConfig {
+    return validateForDaemon(raw, this.deps.config);
+  }
+
+  /** A runtime change (mem-set, vcpu-set, network-attach...) validated as a whole new config. */
+  validateChange(rec: DomainRecord, next: DomainConfig, op: string): DomainConfig {
+    try {
+      return this.validateConfig(next);
+    } catch (e) {
+      if (e instanceof XenoError) throw new XenoError(e.code, `${op} ${rec.name}: ${e.message}`, e.details);
+      throw e;
+    }
+  }
+
+  /** Checks that leave nothing behind when they fail; returns the validated config. */
+  validateForCreate(raw: unknown, excludeId?: number): DomainConfig {
+    const c = this.validateConfig(raw);
     const existing = this.store.byName(c.name);
     if (existing && existing.id !== excludeId) throw new XenoError('DOMAIN_EXISTS', `a domain named '${c.name}' already exists (id ${existing.id})`);
     for (const [what, file] of [['kernel', c.kernel], ['ramdisk', c.ramdisk]] as const) {
@@ -228,14 +253,14 @@ export class Toolstack {
     for (const d of c.disks) {
       if (d.target && !existsSync(d.target)) throw new XenoError('NO_SUCH_FILE', `disk ${d.vdev}: ${d.target} does not exist`);
     }
-    if (c.type !== 'hvm' && !c.kernel) throw new XenoError('CONFIG_INVALID', `a ${c.type} domain needs a kernel`);
-    if (c.type === 'hvm' && !c.kernel && c.disks.length === 0) throw new XenoError('CONFIG_INVALID', 'an hvm domain needs a disk to boot from');
     ensureFits(this.memoryAccount(excludeId), this.chargeOf(c), `create ${c.name}`);
+    return c;
   }
 
-  async create(c: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
+  async create(raw: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
     return this.withHostMemory(async () => {
-      this.validateForCreate(c);
+      const c = this.validateForCreate(raw);
+      if (opts.machineType !== undefined) validateMachineType(opts.machineType);
       const id = this.store.allocateDomid();
       const rec: DomainRecord = {
         id, name: c.name, uuid: c.uuid ?? randomUUID(), config: c, state: 'starting', pid: null,
@@ -277,7 +302,9 @@ export class Toolstack {
   }
 
   private attach(rec: DomainRecord, vm: Vm): Live {
-    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024);
+    const console = new ConsoleHub(qemuPaths(rec.runDir).serial, this.consoleLogFor(rec.name), this.deps.config.consoleLimitKb * 1024, {
+      report: (m) => this.log.warn({ domid: rec.id, domain: rec.name }, m),
+    });
     const live: Live = { vm, console, vcpuTids: [], stopping: false };
     this.live.set(rec.id, live);
     vm.on('guest-stop', (reason: GuestStopReason) => this.background(rec, this.onGuestStop(rec.id, live, reason)));
@@ -384,8 +411,29 @@ export class Toolstack {
     this.event(rec, 'destroy', `domain ${rec.name} (${rec.id}) destroyed`);
   }
 
-  destroy(dom: string): Promise<void> {
-    return this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+  /**
+   * Destroy preempts: the domain's long operations (save, an unplug wait, a migration...) are
+   * aborted first, so the lock they hold is released promptly, then the domain goes.
+   */
+  async destroy(dom: string): Promise<void> {
+    const first = this.resolve(dom);
+    if (!isLegal(first.state, 'destroy')) return this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+    const { aborted, release } = this.longOps.doom(first.id, `domain ${first.name} is being destroyed`);
+    try {
+      if (aborted.length) this.log.info({ domid: first.id, domain: first.name }, `destroy of ${first.name} cancels its ${aborted.join(', ')}`);
+      await this.withDomain(dom, 'destroy', (rec) => this.destroyLocked(rec));
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Run a long operation on domain `id` that destroy may cancel: `fn` gets a signal destroy aborts
+   * (its reason is the error to end with); it must check it at each wait and then return promptly,
+   * leaving nothing half-made. Refused (BAD_STATE, cancelled) while a destroy is on its way.
+   */
+  longOperation<T>(id: number, kind: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.longOps.run(id, kind, fn);
   }
 
   /** ACPI power button; with wait, returns once the domain is gone (or preserved). */

@@ -1,12 +1,14 @@
 /**
  * Guest consoles. `GET /v1/domains/:dom/console` upgraded to the raw `xeno-console` protocol gives a
  * two-way byte stream on the guest's serial line; any number of clients at once. Without the upgrade
- * it returns the bounded console log.
+ * it returns the bounded console log. A client that stops reading is dropped (console-hub.ts), so
+ * it never holds the daemon's memory.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { XenoError, errorMessage } from '../../common/errors.js';
+import type { ConsoleSink } from '../../toolstack/console-hub.js';
 import type { DaemonContext } from '../context.js';
 import { domParam } from './schemas.js';
 
@@ -39,9 +41,10 @@ export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext):
       return;
     }
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: xeno-console\r\nConnection: Upgrade\r\n\r\n');
-    if (new URLSearchParams(m[2]?.slice(1) ?? '').get('history') === '1') socket.write(hub.history());
+    const history = new URLSearchParams(m[2]?.slice(1) ?? '').get('history') === '1' ? hub.history() : Buffer.alloc(0);
+    if (history.length) socket.write(history);
     if (head.length) hub.input(head);
-    const detach = hub.attach({ write: (d) => socket.write(d) });
+    const detach = hub.attach(socketSink(socket), history.length);
     const onClose = () => socket.end();
     hub.once('close', onClose);
     socket.on('data', (d: Buffer) => hub.input(d));
@@ -51,4 +54,18 @@ export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext):
       hub.off('close', onClose);
     });
   });
+}
+
+/** A client connection as the hub sees it; a dropped client gets a short grace to read the goodbye. */
+function socketSink(socket: Duplex): ConsoleSink {
+  return {
+    write: (d) => void socket.write(d),
+    get writableLength() {
+      return socket.writableLength;
+    },
+    drop: (message) => {
+      socket.end(message);
+      setTimeout(() => socket.destroy(), 2000).unref();
+    },
+  };
 }

@@ -4,6 +4,7 @@ import { XenoError } from '../../common/errors.js';
 import { applyOverrides, formatXlCfg, parseXlCfg, toDomainConfig } from '../../config/index.js';
 import type { CreateRequest, CreateResponse } from '../../model/api.js';
 import type { DomainConfig } from '../../model/domain-config.js';
+import type { Toolstack } from '../../toolstack/toolstack.js';
 import type { DaemonContext } from '../context.js';
 import { domainInfo, domParam, okResponse } from './schemas.js';
 
@@ -19,6 +20,19 @@ export function configFromRequest(body: CreateRequest, warnings: string[]): Doma
   }
   if (body.config) return body.config;
   throw new XenoError('BAD_REQUEST', 'a create request needs cfgText or config');
+}
+
+/**
+ * The one validator (the toolstack runs it again in create), here so that a refusal names where the
+ * config came from: `bad.cfg: memory: ...`, `config: disks[0].vdev: ...`.
+ */
+function validated(ts: Toolstack, config: unknown, from: string): DomainConfig {
+  try {
+    return ts.validateConfig(config);
+  } catch (e) {
+    if (e instanceof XenoError) throw new XenoError(e.code, `${from}: ${e.message}`, e.details);
+    throw e;
+  }
 }
 
 export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): void {
@@ -55,11 +69,8 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: DaemonContext): 
     async (req, reply): Promise<CreateResponse> => {
       const t0 = performance.now();
       const warnings: string[] = [];
-      const config = configFromRequest(req.body, warnings);
-      if (req.body.dryRun) {
-        ts.validateForCreate(config);
-        return { config, warnings };
-      }
+      const config = validated(ts, configFromRequest(req.body, warnings), req.body.cfgText !== undefined ? (req.body.cfgFile ?? '<request>') : 'config');
+      if (req.body.dryRun) return { config: ts.validateForCreate(config), warnings };
       const rec = await ts.create(config, { paused: req.body.paused });
       const done = performance.now();
       if (rec.accel === 'tcg') warnings.push(`warning: no usable KVM on this host: ${rec.name} runs under TCG emulation (slow); see xeno info`);

@@ -9,6 +9,7 @@ import { parseVifSpec } from '../../config/vif-spec.js';
 import { waitVmEvent, type EventWait } from '../../hypervisor/vm-events.js';
 import type { Vm } from '../../hypervisor/backend.js';
 import type { VifSpec } from '../../model/domain-config.js';
+import { unlessAborted } from '../../toolstack/long-ops.js';
 import type { DomainRecord } from '../../toolstack/store.js';
 import type { Toolstack } from '../../toolstack/toolstack.js';
 import type { NetworkListResult, VifListEntry } from '../../model/api.js';
@@ -47,6 +48,7 @@ export async function networkAttach(ts: Toolstack, nm: NetworkManager, dom: stri
     let devid = 0;
     while (used.has(devid)) devid++;
     const vif = parseVifSpec(spec, devid);
+    ts.validateChange(rec, { ...rec.config, vifs: [...rec.config.vifs, vif] }, 'network-attach');
     const { nic } = await nm.plug(rec.id, rec.name, vif, { ethIndex: rec.config.vifs.length });
     let netdevAdded = false;
     try {
@@ -72,7 +74,7 @@ function waitDeviceDeleted(vm: Vm, id: string, timeoutMs: number): EventWait {
 
 /** Unplugs a vif (by devid or MAC): the guest releases the NIC, then its backend is removed. */
 export async function networkDetach(ts: Toolstack, nm: NetworkManager, dom: string, which: string, timeoutMs = 30_000): Promise<{ devid: number; ifname: string }> {
-  return ts.withDomain(dom, 'network', async (rec) => {
+  return ts.withDomain(dom, 'network', (rec) => ts.longOperation(rec.id, 'network-detach', async (signal) => {
     const vifs = nm.list(rec.id);
     const st = /^\d+$/.test(which) ? vifs.find((v) => v.devid === Number(which)) : vifs.find((v) => v.mac === which.toLowerCase());
     if (!st) throw new XenoError('BAD_REQUEST', `${rec.name} has no vif ${which} (network-list shows its vifs)`);
@@ -86,7 +88,12 @@ export async function networkDetach(ts: Toolstack, nm: NetworkManager, dom: stri
       // Already gone from QEMU (an earlier detach that timed out and completed since): go on.
       if (!/not found/i.test((e as Error).message)) throw new XenoError('QEMU_ERROR', `device_del ${id}: ${(e as Error).message}`);
     }
-    const released = await wait.done;
+    const released = await unlessAborted(wait.done, signal);
+    if (released === 'aborted') {
+      // destroy preempts the wait: the vif goes with the domain (its teardown removes the backend).
+      wait.cancel();
+      throw signal.reason;
+    }
     if (!released) {
       const still = await deviceExists(vm, id);
       if (still) {
@@ -98,7 +105,7 @@ export async function networkDetach(ts: Toolstack, nm: NetworkManager, dom: stri
     saveVifs(ts, rec, rec.config.vifs.filter((v) => v.devid !== st.devid));
     ts.event(rec, 'network-detach', `vif ${st.devid} (${st.ifname}) detached from ${rec.name}`);
     return { devid: st.devid, ifname: st.ifname };
-  });
+  }));
 }
 
 async function deviceExists(vm: Vm, id: string): Promise<boolean> {

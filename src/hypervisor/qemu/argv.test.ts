@@ -78,3 +78,18 @@ test('accelerator: KVM only when the CPU has vmx/svm, /dev/kvm opens and the pro
   assert.equal(decideAccel('tcg', { cpuFlags: ['vmx'], kvmDeviceUsable: true, probe: { ok: true, detail: '' } }).accel, 'tcg');
   assert.equal(decideAccel('kvm', { cpuFlags: [], kvmDeviceUsable: false }).accel, 'kvm');
 });
+
+test('the argv builder refuses what would break out of an option string, whatever the caller validated', () => {
+  const build = (config: DomainConfig, extra: Partial<Parameters<typeof buildQemuArgv>[0]> = {}) => () =>
+    buildQemuArgv({ domid: 3, config, uuid: 'u', machineType: 'pc', accel: 'tcg', paths, nics: [], ...extra });
+  const refused = /CONFIG_INVALID|cannot go into a QEMU option string|not a whole number|control character|above maxvcpus/;
+  assert.throws(build({ ...base, disks: [{ ...base.disks[0]!, vdev: 'xvda,addr=0x1f' }] }), /vdev "xvda,addr=0x1f" cannot go into a QEMU option string/);
+  assert.throws(build({ ...base, disks: [{ ...base.disks[0]!, target: '/srv/a\nb' }] }), /control character/);
+  assert.throws(build(base, { machineType: 'pc,accel=kvm' }), /machine type "pc,accel=kvm"/);
+  assert.throws(build(base, { uuid: 'u,x=y' }), refused);
+  assert.throws(build({ ...base, maxvcpus: '4,x=y' as unknown as number }), /maxvcpus 4,x=y is not a whole number/);
+  assert.throws(build({ ...base, maxmem: -1 }), /maxmem -1 is not a whole number/);
+  assert.throws(build({ ...base, vcpus: 100_000_000 }), /vcpus 100000000 is above maxvcpus 2/);
+  assert.throws(build(base, { nics: [{ devid: 0, ifname: 'vif3.0', mac: '00:16:3e:00:00:01', model: 'e1000,romfile=/x' }] }), /NIC model/);
+  assert.throws(build(base, { nics: [{ devid: 0, ifname: 'vif3.0,x', mac: '00:16:3e:00:00:01' }] }), /vif name/);
+});

@@ -3,6 +3,7 @@
  * benchmark can start "raw QEMU" with exactly the argv xeno would use.
  */
 import { effectiveCmdline, type DomainConfig } from '../../model/domain-config.js';
+import { XenoError } from '../../common/errors.js';
 import type { Accel } from '../backend.js';
 
 export interface NicBackend {
@@ -45,11 +46,11 @@ function diskArgs(c: DomainConfig): string[] {
     const ro = d.access === 'ro' ? ',readonly=on' : '';
     const format = d.format === 'qcow' ? 'qcow' : d.format === 'vhd' ? 'vpc' : d.format;
     if (d.devtype === 'cdrom') {
-      out.push('-drive', `if=none,id=${id},media=cdrom,readonly=on${d.target ? `,file=${escapeOpt(d.target)},format=${format}` : ''}`);
+      out.push('-drive', `if=none,id=${id},media=cdrom,readonly=on${d.target ? `,file=${pathOpt('disk target', d.target)},format=${format}` : ''}`);
       out.push('-device', `ide-cd,drive=${id},id=dev-${id}`);
     } else {
-      out.push('-drive', `if=none,id=${id},file=${escapeOpt(d.target)},format=${format},cache=writeback${ro}`);
-      out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${d.vdev}${i === 0 && c.type === 'hvm' ? ',bootindex=0' : ''}`);
+      out.push('-drive', `if=none,id=${id},file=${pathOpt('disk target', d.target)},format=${format},cache=writeback${ro}`);
+      out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${plainOpt('vdev', d.vdev)}${i === 0 && c.type === 'hvm' ? ',bootindex=0' : ''}`);
     }
   });
   return out;
@@ -70,21 +71,42 @@ export function vcpuDeviceArgs(c: DomainConfig, accel: Accel): string[] {
   return out;
 }
 
+/**
+ * Structural protection behind the config validator: a value put into an option string without
+ * escaping (names, ids, vdev, NIC fields, machine type) must be a plain token.
+ */
+export function plainOpt(what: string, v: string): string {
+  if (!/^[A-Za-z0-9_.:-]+$/.test(v)) throw new XenoError('CONFIG_INVALID', `${what} ${JSON.stringify(v)} cannot go into a QEMU option string`);
+  return v;
+}
+
+/** A path given to QEMU as an option value: escaped for commas, and never with control characters. */
+function pathOpt(what: string, v: string): string {
+  if (/[\u0000-\u001f\u007f]/.test(v)) throw new XenoError('CONFIG_INVALID', `${what} ${JSON.stringify(v)} contains a control character`);
+  return escapeOpt(v);
+}
+
 /** QEMU's option syntax doubles commas inside values. */
 export function escapeOpt(v: string): string {
   return v.replace(/,/g, ',,');
+}
+
+/** A whole number for the command line (the validator bounds it; this keeps a non-number out). */
+function count(what: string, n: number, min = 1): number {
+  if (!Number.isSafeInteger(n) || n < min) throw new XenoError('CONFIG_INVALID', `${what} ${String(n)} is not a whole number of at least ${min}`);
+  return n;
 }
 
 export function buildQemuArgv(input: QemuArgvInput): string[] {
   const { config: c, paths } = input;
   const argv: string[] = [
     '-name', `guest=${escapeOpt(c.name)},debug-threads=on`,
-    '-uuid', input.uuid,
-    '-machine', input.machineType,
+    '-uuid', plainOpt('uuid', input.uuid),
+    '-machine', plainOpt('machine type', input.machineType),
     '-accel', input.accel === 'tcg' && input.tbSizeMb ? `tcg,tb-size=${input.tbSizeMb}` : input.accel,
     '-cpu', cpuModel(input.accel),
-    '-m', `size=${c.maxmem}M`,
-    '-smp', `1,sockets=1,cores=${c.maxvcpus},threads=1,maxcpus=${c.maxvcpus}`,
+    '-m', `size=${count('maxmem', c.maxmem)}M`,
+    '-smp', `1,sockets=1,cores=${count('maxvcpus', c.maxvcpus)},threads=1,maxcpus=${c.maxvcpus}`,
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-qmp', `unix:${escapeOpt(paths.qmp)},server=on,wait=off`,
@@ -102,11 +124,13 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     if (c.ramdisk) argv.push('-initrd', c.ramdisk);
     argv.push('-append', guestCmdline(c));
   }
+  if (count('vcpus', c.vcpus) > c.maxvcpus) throw new XenoError('CONFIG_INVALID', `vcpus ${c.vcpus} is above maxvcpus ${c.maxvcpus}`);
   argv.push(...vcpuDeviceArgs(c, input.accel));
   argv.push(...diskArgs(c));
   for (const nic of input.nics) {
-    argv.push('-netdev', `tap,id=net${nic.devid},ifname=${nic.ifname},script=no,downscript=no`);
-    argv.push('-device', `${nic.model ?? 'virtio-net-pci'},netdev=net${nic.devid},mac=${nic.mac},id=nic${nic.devid}`);
+    const devid = count('vif devid', nic.devid, 0);
+    argv.push('-netdev', `tap,id=net${devid},ifname=${plainOpt('vif name', nic.ifname)},script=no,downscript=no`);
+    argv.push('-device', `${plainOpt('NIC model', nic.model ?? 'virtio-net-pci')},netdev=net${devid},mac=${plainOpt('mac', nic.mac)},id=nic${devid}`);
   }
   if (input.startPaused || input.incoming) argv.push('-S');
   if (input.incoming && input.tlsPskDir) argv.push('-object', `tls-creds-psk,id=xenomig0,endpoint=server,dir=${escapeOpt(input.tlsPskDir)}`);

@@ -43,6 +43,11 @@ export interface MigrateOptions {
   pollMs?: number;
   /** Give up after this long, ms (default 30 min). */
   timeoutMs?: number;
+  /**
+   * Cancels the save (destroy): it ends with the signal's reason, the partial file removed, and
+   * QEMU left to its killer (no migrate_cancel wait).
+   */
+  signal?: AbortSignal;
 }
 
 export interface SaveOptions extends MigrateOptions {
@@ -110,12 +115,13 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
   try {
     await liftBandwidthCap(vm);
     await opts.beforeMigrate?.();
+    if (opts.signal?.aborted) throw opts.signal.reason;
     await vm.command('migrate', { uri: `unix:${sockPath}` });
     const q = await waitMigration(vm, {
       pollMs: opts.pollMs ?? 5,
       timeoutMs: opts.timeoutMs,
       wantStats: true,
-      abort: () => sink.error,
+      abort: () => (opts.signal?.aborted ? (opts.signal.reason as Error) : sink.error),
       onPoll: (m) => {
         if (m.ram?.total) ramTotal = m.ram.total;
         if (m.ram?.total !== undefined && m.ram.remaining !== undefined) ramDone = m.ram.total - m.ram.remaining;
@@ -126,12 +132,17 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
     // QEMU closes its end once the stream is written; wait for the last bytes to reach the file.
     await sink.settled();
     if (sink.error) throw sink.error;
+    if (opts.signal?.aborted) throw opts.signal.reason;
     const res = await sink.finish();
     bytes = res.payloadBytes;
     ramDone = ramTotal;
     report();
     return { ...res, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
   } catch (e0) {
+    if (opts.signal?.aborted) {
+      await sink.abort();
+      throw opts.signal.reason;
+    }
     // When writing the file failed, QEMU only sees the socket close (and may say so first): let the
     // copy settle, then report its cause rather than QEMU's broken pipe.
     await sink.settled(2000);

@@ -214,6 +214,14 @@ describe('save file format', () => {
     // A well-formed, self-consistent header with missing fields.
     const raw = encodeHeader({ ...header, state: 'frozen' as 'running' });
     assert.throws(() => decodeHeader(raw), /state must be running or paused/);
+
+    // The config's whole shape goes through the one validator; unknown header keys are dropped.
+    const vdev = encodeHeader({ ...header, config: { ...config, disks: [{ ...config.disks[0]!, vdev: 'xvda,addr=0x1f' }] } });
+    assert.throws(() => decodeHeader(vdev), /invalid header: config: disks\[0\]\.vdev: "xvda,addr=0x1f" is not a guest disk name/);
+    const extra = encodeHeader({ ...header, config: { ...config, qemuArgs: ['-S'] } as DomainConfig });
+    assert.throws(() => decodeHeader(extra), /invalid header: config: qemuArgs: unknown field/);
+    const later = decodeHeader(encodeHeader({ ...header, future: { deep: [[[1]]] } } as SaveHeader)).header;
+    assert.deepEqual(later, header);
   });
 
   it('reports a missing file and a directory clearly', async () => {

@@ -1,0 +1,126 @@
+/**
+ * Crash consistency of migration between two real xenods in namespaces of their own (A -> B):
+ * kill -9 of the source xenod during a live migration, of the target during one, of the source
+ * after the handover, and a link cut (100 % loss, 90 s) during an offline migration. After each,
+ * exactly one copy of the guest runs (QEMU by pid, heartbeat going on), no domain is left in a
+ * transitional state and nothing is left on the other host. The link is slowed (nft rate limit on
+ * QEMU's stream only) so that the migration lasts long enough to act during it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { processGone } from '../src/host/proc.js';
+import { pgrep, sleep, type TestDaemon } from './helpers/harness.js';
+import { A, B, RelocationLab, until } from './helpers/relocation-lab.js';
+
+const TRANSITIONAL = ['starting', 'migrating', 'saving', 'dying'];
+
+describe('migration survives a killed xenod or a cut link', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'xeno-rc-'));
+  const lab = new RelocationLab(dir);
+  let a: TestDaemon;
+  let b: TestDaemon;
+
+  before(async () => {
+    await lab.setup();
+    [a, b] = await Promise.all([lab.daemon(lab.nsA), lab.daemon(lab.nsB)]);
+    await a.createGuest('rc1');
+    await a.waitConsole('rc1', /heartbeat 2\r?\n/, 120_000);
+  });
+  after(async () => {
+    await lab.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const state = async (d: TestDaemon) => (await d.row('rc1'))?.state;
+
+  /** rc1 runs on `on` only (QEMU pid alive, heartbeat going on), nothing of it on `off`. */
+  async function runsOnlyOn(on: TestDaemon, off: TestDaemon, pid?: number): Promise<void> {
+    await until('rc1 runs on one host and is gone from the other', async () => (await state(on)) === 'running' && (await off.row('rc1')) === undefined, 90_000);
+    const row = (await on.row('rc1'))!;
+    if (pid !== undefined) assert.equal(row.pid, pid, 'the same QEMU');
+    assert.ok(!processGone(row.pid!));
+    const beat = on.lastHeartbeat('rc1');
+    await on.waitConsole('rc1', new RegExp(`heartbeat ${beat + 2}\\r?\\n`), 60_000);
+    for (const d of [on, off]) for (const r of await d.rows()) assert.ok(!TRANSITIONAL.includes(r.state), `${r.name} is ${r.state}`);
+    await until('no QEMU left on the other host', async () => (await pgrep(`${off.stateDir}/run`)).length === 0, 30_000);
+  }
+
+  it('kill -9 of the source xenod during a live migration: at restart the guest runs on there, the target is empty', async () => {
+    await lab.link('slow');
+    const pid = (await a.row('rc1'))!.pid!;
+    const m = a.xeno(['migrate', 'rc1', B, '-l']);
+    await until('the source is migrating', async () => (await state(a)) === 'migrating', 60_000, 100);
+    await a.stop('SIGKILL');
+    assert.notEqual((await m).code, 0);
+    await a.start();
+    await runsOnlyOn(a, b, pid);
+    assert.match(a.log, /interrupted by a restart of xenod before it was committed: cancelled, the guest keeps running here/);
+  });
+
+  it('kill -9 of the target xenod during a live migration: the source resumes, the restarted target destroys its half-made domain', async () => {
+    const pid = (await a.row('rc1'))!.pid!;
+    const m = a.xeno(['migrate', 'rc1', B, '-l']);
+    await until('the source is migrating', async () => (await state(a)) === 'migrating', 60_000, 100);
+    const incoming = (await b.row('rc1'))!.pid!;
+    await b.stop('SIGKILL');
+    const r = await m;
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /keeps running here/);
+    await b.start();
+    await runsOnlyOn(a, b, pid);
+    assert.ok(processGone(incoming), "the target's incoming QEMU is gone");
+    // Its QEMU either outlived it (destroyed at the restart) or quit when the source cancelled.
+    assert.match(b.log, /interrupted by a restart of xenod before it was committed: the half-made domain \d+ was destroyed|domain rc1 \(\d+\): QEMU pid \d+ is gone; removed/);
+  });
+
+  it("kill -9 of the target xenod while its incoming QEMU still waits (link cut): its restart destroys the half-made domain", async () => {
+    await lab.link('slow');
+    const [src, dst, to] = (await b.row('rc1')) ? [b, a, A] : [a, b, B];
+    const pid = (await src.row('rc1'))!.pid!;
+    const m = src.xeno(['migrate', 'rc1', to, '-l'], { timeoutMs: 300_000 });
+    await until('the source is migrating', async () => (await state(src)) === 'migrating', 60_000, 100);
+    // The cut keeps the source's cancel from reaching the incoming QEMU: it outlives its xenod.
+    await lab.link('cut');
+    const incoming = (await dst.row('rc1'))!.pid!;
+    await dst.stop('SIGKILL');
+    await dst.start();
+    assert.match(dst.log, /interrupted by a restart of xenod before it was committed: the half-made domain \d+ was destroyed/);
+    assert.equal(await dst.row('rc1'), undefined);
+    assert.ok(processGone(incoming));
+    const r = await m;
+    assert.match(r.stderr, /keeps running here/);
+    await lab.link('whole');
+    await runsOnlyOn(src, dst, pid);
+  });
+
+  it('kill -9 of the source xenod after the handover: exactly one copy runs, on the target', async () => {
+    await lab.link('whole');
+    const pid = (await a.row('rc1'))!.pid!;
+    const m = a.xeno(['migrate', 'rc1', B, '-l']);
+    await until('the target runs it', async () => (await state(b)) === 'running', 120_000, 50);
+    await a.stop('SIGKILL');
+    await m;
+    await a.start();
+    await runsOnlyOn(b, a);
+    assert.ok(processGone(pid), "the source's QEMU is gone");
+  });
+
+  it('a link cut for 90 s during an offline migration: the source guest runs again, the target is empty', async () => {
+    await lab.link('slow');
+    const [src, dst, to] = (await b.row('rc1')) ? [b, a, A] : [a, b, B];
+    const pid = (await src.row('rc1'))!.pid!;
+    const m = src.xeno(['migrate', 'rc1', to], { timeoutMs: 300_000 });
+    await until('the source is migrating', async () => (await state(src)) === 'migrating', 60_000, 100);
+    await lab.link('cut');
+    const t0 = Date.now();
+    const r = await m;
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no word from the target .* for 60 s.*keeps running here/);
+    await sleep(Math.max(0, 90_000 - (Date.now() - t0)));
+    await lab.link('whole');
+    await runsOnlyOn(src, dst, pid);
+  });
+});
