@@ -2,7 +2,7 @@
 # xeno's main job: set everything up, install xeno as a system daemon (scripts/install.sh: xeno and
 # xm on PATH, xenod, /etc/xeno, the systemd units), start xenod (systemctl when systemd runs, else
 # in the background the way the unit does), define and start the demo guest on a disk image of its
-# own (/var/lib/xeno/images/demo.ext4: the tests never share it), then show `xeno list` and its console.
+# own (/var/lib/xeno-images/demo.ext4: the tests never share it), then show `xeno list` and its console.
 #
 # XENO_DEMO_ROOT=DIR runs the same demo contained in DIR (install with DESTDIR=DIR, state, socket and
 # images under DIR; what the test suite does); XENO_DEMO_SETUP=0 skips scripts/setup.sh.
@@ -35,7 +35,7 @@ fi
 xeno info | grep -E '^(accel|qemu_version|free_memory)'
 
 # The demo guest's own copies of the guest image: nothing else ever opens them.
-images=$state/images
+images=$root/var/lib/xeno-images # outside the state dir: xenod refuses guests its own files
 mkdir -p "$images"
 if xeno domid demo >/dev/null 2>&1; then xeno destroy demo; fi
 for f in vmlinuz initrd.img; do cp "guest/out/$f" "$images/demo-$f"; done

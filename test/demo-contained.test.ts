@@ -60,7 +60,7 @@ describe('the demo and the tests side by side', () => {
     assert.match(out, /^demo\s+\d+\s+128\s+1\s+-?[rb]-+\s/m, 'the demo shows its running guest');
     assert.match(out, /heartbeat \d+/);
     const cfg = JSON.parse((await xeno(['config', 'demo', '--json'])).stdout) as { disks: Array<{ target: string; access: string }>; kernel: string };
-    assert.equal(cfg.disks[0]!.target, path.join(state, 'images/demo.ext4'));
+    assert.equal(cfg.disks[0]!.target, path.join(root, 'var/lib/xeno-images/demo.ext4'));
     assert.equal(cfg.disks[0]!.access, 'rw');
     assert.ok(!cfg.kernel.startsWith(REPO), 'nothing of the checkout is held by the demo guest');
     assert.match((await xeno(['list', '--all'])).stdout, /^demo\s/m);

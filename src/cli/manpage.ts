@@ -108,8 +108,8 @@ export function manXenoCfg(): string {
   lines.push('.SH KEYS');
   for (const k of DOMAIN_KEY_DOCS) lines.push('.TP', `.B ${esc(`${k.key} = ${k.value}`)}`, esc(`${k.doc} Default: ${k.default}.`));
   lines.push('.SH EXAMPLE', '.nf', ...[
-    'name   = "web"', 'type   = "pv"', 'kernel = "/var/lib/xeno/images/vmlinuz"', 'memory = 256', 'vcpus  = 2',
-    "disk   = [ 'format=raw, vdev=xvda, access=rw, target=/var/lib/xeno/images/web.ext4' ]", "vif    = [ '' ]", 'autostart = 1',
+    'name   = "web"', 'type   = "pv"', 'kernel = "/var/lib/xeno-images/vmlinuz"', 'memory = 256', 'vcpus  = 2',
+    "disk   = [ 'format=raw, vdev=xvda, access=rw, target=/var/lib/xeno-images/web.ext4' ]", "vif    = [ '' ]", 'autostart = 1',
   ].map(esc), '.fi');
   lines.push('.SH SEE ALSO', 'xeno(1), xenod(8), xl.cfg(5)');
   return lines.join('\n') + '\n';

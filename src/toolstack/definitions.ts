@@ -101,7 +101,8 @@ export class Definitions {
   }
 
   /** `xeno new CFG`: store (or replace) a definition; nothing starts. */
-  define(config: DomainConfig, managed: ManagedKeys): DomainDefinition {
+  define(raw: DomainConfig, managed: ManagedKeys): DomainDefinition {
+    const config = this.ts.validateConfig(raw); // the one validator every door goes through
     if (!DOMAIN_NAME_RE.test(config.name) || config.name === 'Domain-0') {
       throw new XenoError('INVALID_NAME', `invalid domain name '${config.name}': use 1-64 characters of [A-Za-z0-9_.-]`);
     }
