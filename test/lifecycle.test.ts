@@ -116,6 +116,7 @@ describe('domain lifecycle on a real xenod', () => {
   });
 
   it('creates from an xm-style file with command-line overrides, and dry-runs with -n', async () => {
+    const disk = d.privateDisk('xm.ext4');
     const xm = d.writeCfg('xm', [
       '# an old xm config: plain assignments',
       `kernel = "${GUEST.kernel}"`,
@@ -123,7 +124,7 @@ describe('domain lifecycle on a real xenod', () => {
       'memory = 128',
       'name = "xmguest"',
       "vif = [ '' ]",
-      `disk = [ 'file:${GUEST.disk},xvda,r' ]`,
+      `disk = [ 'file:${disk},xvda,r' ]`,
       'root = "/dev/xvda ro"',
       'extra = "quiet hostname=xmguest"',
     ].join('\n'));
@@ -132,7 +133,7 @@ describe('domain lifecycle on a real xenod', () => {
     const cfg = JSON.parse(dry.stdout) as { name: string; memory: number; disks: Array<{ target: string; access: string }>; vifs: unknown[] };
     assert.equal(cfg.name, 'dry1');
     assert.equal(cfg.memory, 96);
-    assert.equal(cfg.disks[0]!.target, GUEST.disk);
+    assert.equal(cfg.disks[0]!.target, disk);
     assert.equal(cfg.disks[0]!.access, 'ro');
     assert.equal(cfg.vifs.length, 1);
     assert.doesNotMatch(await d.ok(['list']), /dry1/, 'a dry run starts nothing');

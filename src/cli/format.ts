@@ -11,6 +11,11 @@ export function formatList(domains: DomainInfo[]): string {
   return lines.join('\n') + '\n';
 }
 
+/** Defined guests that are off, in list's columns (no id, no time). */
+export function formatOffRows(off: Array<{ name: string; memory: number; vcpus: number }>): string {
+  return off.map((d) => `${d.name.padEnd(40)} ${'-'.padStart(5)} ${String(d.memory).padStart(5)} ${String(d.vcpus).padStart(5)} ${'off'.padStart(10)} ${'0.0'.padStart(9)}\n`).join('');
+}
+
 export function formatUptime(seconds: number): string {
   const s = Math.floor(seconds);
   const days = Math.floor(s / 86400);

@@ -1,30 +1,28 @@
 /**
  * xeno: the thin CLI. Names and output follow xm/xl; any unambiguous prefix of a command works, as in
- * xl. It only talks to xenod; nothing daemon-side is imported.
+ * xl. It only talks to xenod; nothing daemon-side is imported. Exit codes: see EXIT_CODES.
  */
-import { Command, CommanderError } from 'commander';
-import { XENO_VERSION } from '../common/version.js';
-import { registerCommands } from './commands/index.js';
+import { CommanderError } from 'commander';
+import { ApiError } from '../client/client.js';
+import { EXIT_ERROR, EXIT_NO_DAEMON, EXIT_USAGE } from './examples.js';
 import { expandPrefix } from './prefix.js';
+import { buildProgram } from './program.js';
+
+class UsageError extends Error {}
 
 export async function main(argv: string[]): Promise<void> {
-  const program = new Command('xeno')
-    .description('xeno: manage virtual machines the Xen way (xm/xl commands), talking to xenod')
-    .version(XENO_VERSION)
-    .option('-s, --socket <path>', "xenod's socket (default $XENO_SOCKET or /run/xeno/xenod.sock)")
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  program.hook('preAction', (cmd) => {
-    const sock = cmd.optsWithGlobals<{ socket?: string }>().socket;
-    if (sock) process.env.XENO_SOCKET = sock;
-  });
-  registerCommands(program);
-  for (const c of program.commands) c.exitOverride();
-  await program.parseAsync(expandPrefix(program, argv), { from: 'user' });
+  const program = buildProgram();
+  let args: string[];
+  try {
+    args = expandPrefix(program, argv);
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  await program.parseAsync(args, { from: 'user' });
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
-  if (e instanceof CommanderError) process.exit(e.exitCode);
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : EXIT_USAGE);
   process.stderr.write(`xeno: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
+  process.exit(e instanceof UsageError ? EXIT_USAGE : e instanceof ApiError && e.code === 'NO_DAEMON' ? EXIT_NO_DAEMON : EXIT_ERROR);
 });

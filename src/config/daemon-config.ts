@@ -8,7 +8,7 @@
 
 import { isIP, isIPv4 } from 'node:net';
 import { XenoError } from '../common/errors.js';
-import { defaultDaemonConfig, type AccelChoice, type DaemonConfig, type NetworkMode } from '../model/daemon-config.js';
+import { defaultDaemonConfig, HOST_STOP_MODES, type AccelChoice, type DaemonConfig, type HostStopMode, type NetworkMode } from '../model/daemon-config.js';
 import type { Warn } from './domain-config.js';
 import { readConfigFile } from './read-file.js';
 import { parseMemSize } from './sizes.js';
@@ -265,6 +265,16 @@ class DaemonNormaliser {
       case 'xeno-metrics-token-file':
         cfg.metricsTokenFile = this.absPath(p, key, v);
         break;
+      case 'xeno-auto-dir':
+        cfg.autoDir = this.absPath(p, key, v);
+        break;
+      case 'xeno-on-host-stop':
+        if (!(HOST_STOP_MODES as readonly string[]).includes(v)) throw this.error(p, `unknown xeno-on-host-stop "${v}" (${HOST_STOP_MODES.join(', ')})`);
+        cfg.onHostStop = v as HostStopMode;
+        break;
+      case 'xeno-host-stop-timeout':
+        cfg.hostStopTimeout = this.int(p, key, v, 1, 86400);
+        break;
       case 'xeno-log-size':
         cfg.logSizeBytes = this.byteSize(p, key, v);
         break;
@@ -289,12 +299,13 @@ class DaemonNormaliser {
   }
 }
 
-const HANDLED = new Set([
+export const HANDLED = new Set([
   'logfile', 'loglevel', 'xend-unix-path', 'xend-relocation-server', 'xend-relocation-port',
   'xend-relocation-address', 'xend-relocation-hosts-allow', 'network-script', 'vif-script',
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
   'xeno-metrics', 'xeno-metrics-token-file',
+  'xeno-auto-dir', 'xeno-on-host-stop', 'xeno-host-stop-timeout',
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
   'xeno-qemu-user',
   'xeno-restart-limit', 'xeno-restart-window',

@@ -23,6 +23,7 @@ import { validateVnc } from './validate.js';
 import { normaliseCpuList } from './cpu-list.js';
 import { parseDiskSpec } from './disk-spec.js';
 import { parseMemSize } from './sizes.js';
+import { MANAGED_KEYS } from './managed-keys.js';
 import { readConfigFile } from './read-file.js';
 import { HOSTNAME_RE, MAX_VCPUS, UUID_RE } from './validate-fields.js';
 import { parseVifSpec } from './vif-spec.js';
@@ -328,6 +329,7 @@ class Normaliser {
   run(): DomainConfig {
     for (const e of this.entries.values()) {
       if ((KNOWN_KEYS as readonly string[]).includes(e.key)) continue;
+      if ((MANAGED_KEYS as readonly string[]).includes(e.key)) continue; // read by managedKeysOf()
       if (Object.hasOwn(NO_EFFECT_KEYS, e.key)) this.warn(`${this.where(e, e)}: warning: "${e.key}" has no effect: ${NO_EFFECT_KEYS[e.key]}`);
       else this.warn(`${this.where(e, e)}: warning: ignoring unknown key "${e.key}"`);
     }

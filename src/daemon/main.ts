@@ -25,6 +25,7 @@ import { recoverMigrations } from '../migration/recovery.js';
 import { RelocationServer } from '../migration/server.js';
 import { Sampler } from '../metrics/sampler.js';
 import { buildApp } from './app.js';
+import { notifySystemd } from './notify.js';
 import type { DaemonContext } from './context.js';
 
 const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop] [--metrics ADDRESS:PORT]
@@ -152,12 +153,14 @@ export async function main(argv: string[]): Promise<void> {
     ? await (await import('../metrics/server.js')).startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
     : undefined;
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
+  await notifySystemd(log, ['--ready', `--status=serving ${config.unixPath}`]);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info(`${signal}: stopping xenod; guests keep running`);
+    void notifySystemd(log, ['STOPPING=1']);
     await relocation?.close().catch(() => undefined);
     await new Promise((r) => (metrics ? metrics.close(r) : r(undefined)));
     await app.close().catch(() => undefined);

@@ -63,6 +63,27 @@ export interface DaemonConfig {
    */
   restartLimit: number;
   restartWindowS: number;
+  /** xeno-auto-dir: links to the configs of guests started at boot (xendomains' /etc/xen/auto). */
+  autoDir?: string;
+  /** xeno-on-host-stop: what `xeno host-stop` (the host shutting down) does with running guests. */
+  onHostStop?: HostStopMode;
+  /** xeno-host-stop-timeout: seconds a host stop waits for the guests (clean shut down or save). */
+  hostStopTimeout?: number;
+}
+
+export type HostStopMode = 'save' | 'shutdown' | 'leave';
+export const HOST_STOP_MODES: readonly HostStopMode[] = ['save', 'shutdown', 'leave'];
+export const DEFAULT_AUTO_DIR = '/etc/xeno/auto';
+export const DEFAULT_HOST_STOP_TIMEOUT = 300;
+
+/**
+ * The operating keys with their defaults applied (they are optional in DaemonConfig). The auto dir
+ * defaults to /etc/xeno/auto for the system's xenod (the default state dir) only: a daemon on a state
+ * dir of its own (a test, a second instance) autostarts nothing of the host's unless told to.
+ */
+export function operatingKeys(c: DaemonConfig): { autoDir: string | null; onHostStop: HostStopMode; hostStopTimeout: number } {
+  const autoDir = c.autoDir ?? (c.stateDir === DEFAULT_STATE_DIR ? DEFAULT_AUTO_DIR : null);
+  return { autoDir, onHostStop: c.onHostStop ?? 'save', hostStopTimeout: c.hostStopTimeout ?? DEFAULT_HOST_STOP_TIMEOUT };
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';

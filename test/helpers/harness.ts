@@ -3,7 +3,7 @@
  * and cleanup of everything (daemon, QEMUs, temp dirs) even when a test fails.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -186,6 +186,17 @@ export class TestDaemon {
 
   async row(name: string): Promise<DomainInfo | undefined> {
     return (await this.rows()).find((r) => r.name === name);
+  }
+
+  /**
+   * A private copy of the guest's disk image in this daemon's temp dir: no test shares an image with
+   * another test, the demo or a user's guest (QEMU locks images; a read-write holder elsewhere would
+   * fail this test's open).
+   */
+  privateDisk(name = 'disk.ext4'): string {
+    const f = path.join(this.dir, name);
+    copyFileSync(GUEST.disk, f);
+    return f;
   }
 
   writeCfg(name: string, text: string): string {

@@ -5,8 +5,9 @@ import type { Command } from 'commander';
 import { domPath } from '../../client/client.js';
 import type { CreateResponse, DomainDetail, DomainInfo } from '../../model/api.js';
 import { api, json, out, warn } from '../context.js';
-import { formatList, formatUptimeTable } from '../format.js';
+import { formatList, formatOffRows, formatUptimeTable } from '../format.js';
 import { attachConsole } from './console.js';
+import { offDomains } from './manage.js';
 
 async function listDomains(doms: string[]): Promise<DomainInfo[]> {
   const { domains } = await api().get<{ domains: DomainInfo[] }>('/v1/domains');
@@ -27,7 +28,8 @@ export function registerDomainCommands(program: Command): void {
     .option('-c, --console', 'attach to the console after creation')
     .option('-p, --paused', 'leave the domain paused')
     .option('-n, --dry-run', 'parse and validate, print the domain config as JSON, start nothing')
-    .action(async (cfg: string, overrides: string[], opts: { console?: boolean; paused?: boolean; dryRun?: boolean }) => {
+    .option('--json', 'print the new domain as JSON')
+    .action(async (cfg: string, overrides: string[], opts: { console?: boolean; paused?: boolean; dryRun?: boolean; json?: boolean }) => {
       const file = path.resolve(cfg);
       let text: string;
       try {
@@ -44,7 +46,8 @@ export function registerDomainCommands(program: Command): void {
         json(res.config);
         return;
       }
-      out(`Started domain ${res.domain!.name} (id=${res.domain!.id})`);
+      if (opts.json) json(res.domain);
+      else out(`Started domain ${res.domain!.name} (id=${res.domain!.id})`);
       if (opts.console) {
         await attachConsole(res.domain!.name, false);
         process.exit(0); // detached: as `xeno console`, nothing of the session may keep the process alive
@@ -58,13 +61,15 @@ export function registerDomainCommands(program: Command): void {
     .argument('[doms...]', 'names or ids')
     .option('-l, --long', 'full state of each domain as JSON')
     .option('--json', 'one JSON object per domain')
-    .action(async (doms: string[], opts: { long?: boolean; json?: boolean }) => {
+    .option('-a, --all', 'also the defined guests that are off (state off)')
+    .action(async (doms: string[], opts: { long?: boolean; json?: boolean; all?: boolean }) => {
       const domains = await listDomains(doms);
+      const off = opts.all && !doms.length ? await offDomains() : [];
       if (opts.long) {
         const details = await Promise.all(domains.map((d) => api().get<DomainDetail>(domPath(String(d.id)))));
-        json(details);
-      } else if (opts.json) json(domains);
-      else out(formatList(domains));
+        json([...details, ...off]);
+      } else if (opts.json) json([...domains, ...off]);
+      else out(formatList(domains) + formatOffRows(off));
     });
 
   program
@@ -99,26 +104,35 @@ export function registerDomainCommands(program: Command): void {
     .command('domid')
     .description("a domain's id from its name")
     .argument('<name>')
-    .action(async (name: string) => {
+    .option('--json', 'as JSON')
+    .action(async (name: string, opts: { json?: boolean }) => {
       const d = await api().get<DomainInfo>(domPath(name));
-      out(String(d.id));
+      if (opts.json) json({ name: d.name, id: d.id });
+      else out(String(d.id));
     });
 
   program
     .command('domname')
     .description("a domain's name from its id")
     .argument('<id>')
-    .action(async (id: string) => {
+    .option('--json', 'as JSON')
+    .action(async (id: string, opts: { json?: boolean }) => {
       if (!/^\d+$/.test(id)) throw new Error(`domname: '${id}' is not a domain id`);
       const d = await api().get<DomainInfo>(domPath(id));
-      out(d.name);
+      if (opts.json) json({ name: d.name, id: d.id });
+      else out(d.name);
     });
 
   program
     .command('uptime')
     .description('uptime of domains')
     .argument('[doms...]')
-    .action(async (doms: string[]) => out(formatUptimeTable(await listDomains(doms))));
+    .option('--json', 'as JSON')
+    .action(async (doms: string[], opts: { json?: boolean }) => {
+      const domains = await listDomains(doms);
+      if (opts.json) json(domains.map((d) => ({ name: d.name, id: d.id, uptime: d.uptime })));
+      else out(formatUptimeTable(domains));
+    });
 
   program
     .command('config')

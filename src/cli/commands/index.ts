@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerHostCommands } from './host.js';
+import { registerManageCommands } from './manage.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
   registerTopCommands(program);
+  registerManageCommands(program);
 }

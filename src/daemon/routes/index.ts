@@ -6,6 +6,7 @@ import { registerDomainRoutes } from './domains.js';
 import { registerHostRoutes } from './host.js';
 import { registerMigrationRoutes } from './migration.js';
 import { registerNetworkRoutes } from './network.js';
+import { registerOperateRoutes } from './operate.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
 import { registerStatsRoutes } from './stats.js';
@@ -19,4 +20,5 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   registerSaveRestoreRoutes(app, ctx);
   registerMigrationRoutes(app, ctx);
   registerStatsRoutes(app, ctx);
+  registerOperateRoutes(app, ctx); // after save-restore: its start-up hook runs after the managed restore
 }
