@@ -205,7 +205,7 @@ export class QemuBackend implements HypervisorBackend {
       const i = argv.indexOf('-pidfile');
       const pidfile = i >= 0 ? argv[i + 1] : undefined;
       if (!pidfile?.startsWith(prefix) || path.basename(pidfile) !== 'qemu.pid' || processGone(pid)) continue;
-      out.push({ pid, runDir: path.dirname(pidfile) });
+      out.push({ pid, runDir: runDirOfPidfile(pidfile) });
     }
     return out;
   }
@@ -219,6 +219,12 @@ export class QemuBackend implements HypervisorBackend {
     }
     if (!(await waitProcessGone(pid, 10_000))) throw new XenoError('QEMU_ERROR', `QEMU pid ${pid} did not exit after SIGKILL`);
   }
+}
+
+/** The inverse of qemuPaths(runDir).pidfile: RUNDIR/qemu/qemu.pid, or RUNDIR/qemu.pid (legacy). */
+function runDirOfPidfile(pidfile: string): string {
+  const dir = path.dirname(pidfile);
+  return path.basename(dir) === 'qemu' ? path.dirname(dir) : dir;
 }
 
 /** pid is alive and is the QEMU of runDir: its argv holds that run dir's pid file (pids get reused). */
