@@ -14,6 +14,7 @@ import { readConfigFile } from './read-file.js';
 import { parseMemSize } from './sizes.js';
 import { parseSxp, type SxpNode, type SxpPos } from './sxp.js';
 import { scriptBaseName, VIF_SCRIPTS } from './vif-spec.js';
+import { parseListenAddress } from './listen-address.js';
 
 export const NETWORK_SCRIPTS = ['network-bridge', 'network-nat', 'network-route'] as const;
 
@@ -267,6 +268,12 @@ class DaemonNormaliser {
       case 'xeno-event-limit':
         cfg.eventLimit = this.int(p, key, v, 1, 100_000_000);
         break;
+      case 'xeno-metrics':
+        cfg.metrics = this.at(p, () => parseListenAddress(v, 'xeno-metrics'));
+        break;
+      case 'xeno-metrics-token-file':
+        cfg.metricsTokenFile = this.absPath(p, key, v);
+        break;
     }
   }
 }
@@ -277,6 +284,7 @@ const HANDLED = new Set([
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
+  'xeno-metrics', 'xeno-metrics-token-file',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

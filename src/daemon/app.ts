@@ -6,6 +6,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { ERROR_CATALOGUE, XenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { DaemonContext } from './context.js';
+import type { MetricsExporter } from '../metrics/exporter.js';
+import { registerOperationMetrics } from './operation-metrics.js';
 import { registerRoutes } from './routes/index.js';
 
 /** `openapi`: collect the route schemas into an OpenAPI document (docs generation only: it costs memory). */
@@ -32,6 +34,8 @@ export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } =
     ctx.log.error({ err, url: req.url }, 'internal error');
     void reply.status(500).send({ error: { code: 'INTERNAL', message: e.message ?? String(err) } });
   });
+  const exporter = ctx.services.exporter as MetricsExporter | undefined;
+  if (exporter) registerOperationMetrics(app, exporter);
   registerRoutes(app, ctx);
   return app;
 }

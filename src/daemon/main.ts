@@ -12,6 +12,7 @@ import { createLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import { loadDaemonConfigFile } from '../config/index.js';
+import { parseListenAddress } from '../config/listen-address.js';
 import { QemuBackend } from '../hypervisor/qemu/qemu-backend.js';
 import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.js';
 import { composeHooks } from '../toolstack/hooks.js';
@@ -21,12 +22,16 @@ import { StateStore } from '../toolstack/store.js';
 import { Toolstack } from '../toolstack/toolstack.js';
 import { recoverMigrations } from '../migration/recovery.js';
 import { RelocationServer } from '../migration/server.js';
+import { MetricsExporter } from '../metrics/exporter.js';
+import { Sampler } from '../metrics/sampler.js';
+import { startMetricsServer } from '../metrics/server.js';
 import { buildApp } from './app.js';
 import type { DaemonContext } from './context.js';
 
-const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop]
+const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop] [--metrics ADDRESS:PORT]
 Runs in the foreground; logs to stderr and to its log file. SIGTERM stops it and leaves the guests running.
---network-stop undoes the host network setup (the physical interface gets its address back) and exits.`;
+--network-stop undoes the host network setup (the physical interface gets its address back) and exits.
+--metrics serves Prometheus metrics on GET /metrics there (a bearer token beyond loopback).`;
 
 function loadConfig(argv: string[]): DaemonConfig {
   const { values } = parseArgs({
@@ -38,6 +43,7 @@ function loadConfig(argv: string[]): DaemonConfig {
       accel: { type: 'string' },
       'save-on-stop': { type: 'boolean' },
       'network-stop': { type: 'boolean' },
+      metrics: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -61,6 +67,7 @@ function loadConfig(argv: string[]): DaemonConfig {
     config.accel = values.accel as DaemonConfig['accel'];
   }
   if (values['save-on-stop']) config.saveOnStop = true;
+  if (values.metrics) config.metrics = parseListenAddress(values.metrics, '--metrics');
   return config;
 }
 
@@ -125,13 +132,20 @@ export async function main(argv: string[]): Promise<void> {
   await toolstack.adoptAll();
   await recoverMigrations(toolstack);
 
-  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks } };
+  // one sampler for every domain, running from the start so any view has a real CPU % at once
+  const sampler = new Sampler(toolstack);
+  sampler.start();
+  const exporter = new MetricsExporter(sampler);
+  const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks, sampler, exporter } };
   const app = await buildApp(ctx);
   mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
   await clearStaleSocket(config.unixPath);
   await app.listen({ path: config.unixPath });
   chmodSync(config.unixPath, 0o600);
   const relocation = await RelocationServer.start(toolstack, config, log);
+  const metrics = config.metrics
+    ? await startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
+    : undefined;
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
 
   let stopping = false;
@@ -140,7 +154,9 @@ export async function main(argv: string[]): Promise<void> {
     stopping = true;
     log.info(`${signal}: stopping xenod; guests keep running`);
     await relocation?.close().catch(() => undefined);
+    await new Promise((r) => (metrics ? metrics.close(r) : r(undefined)));
     await app.close().catch(() => undefined);
+    sampler.stop();
     toolstack.detachAll();
     network.close();
     store.close();

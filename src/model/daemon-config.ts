@@ -47,6 +47,13 @@ export interface DaemonConfig {
   logCount: number;
   /** xeno-event-limit: events kept in the state database (the oldest go first). */
   eventLimit: number;
+  /** xeno-metrics: where the Prometheus endpoint listens (TCP); absent = no endpoint. */
+  metrics?: { host: string; port: number };
+  /**
+   * xeno-metrics-token-file: the bearer token the endpoint asks for when it listens beyond
+   * loopback (default: metrics.token in the state dir, made at first start).
+   */
+  metricsTokenFile?: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';

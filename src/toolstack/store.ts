@@ -183,6 +183,11 @@ export class StateStore {
     return this.eventsFailing;
   }
 
+  /** Events after `since` (seconds since the epoch), oldest first, at most `limit`. */
+  eventsSince(since: number, limit = 1000): EventRecord[] {
+    return this.db.prepare(`SELECT * FROM events WHERE ts > ? ORDER BY seq LIMIT ?`).all(since, limit) as EventRecord[];
+  }
+
   events(limit = 200): EventRecord[] {
     const rows = this.db.prepare(`SELECT * FROM events ORDER BY seq DESC LIMIT ?`).all(limit) as EventRecord[];
     return rows.reverse();

@@ -7,6 +7,7 @@ import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
+import { registerTopCommands } from './top.js';
 
 export function registerCommands(program: Command): void {
   registerDomainCommands(program);
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerRuntimeCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
+  registerTopCommands(program);
 }

@@ -8,6 +8,7 @@ import { registerMigrationRoutes } from './migration.js';
 import { registerNetworkRoutes } from './network.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
+import { registerStatsRoutes } from './stats.js';
 
 export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   registerHostRoutes(app, ctx);
@@ -17,4 +18,5 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   registerRuntimeRoutes(app, ctx);
   registerSaveRestoreRoutes(app, ctx);
   registerMigrationRoutes(app, ctx);
+  registerStatsRoutes(app, ctx);
 }
