@@ -274,6 +274,12 @@ class DaemonNormaliser {
       case 'xeno-metrics-token-file':
         cfg.metricsTokenFile = this.absPath(p, key, v);
         break;
+      case 'xeno-web':
+        cfg.web = this.at(p, () => parseListenAddress(v, 'xeno-web'));
+        break;
+      case 'xeno-web-token-file':
+        cfg.webTokenFile = this.absPath(p, key, v);
+        break;
     }
   }
 }
@@ -284,7 +290,7 @@ const HANDLED = new Set([
   'dom0-min-mem', 'dom0-cpus', 'console-limit', 'xeno-state-dir', 'xeno-accel', 'xeno-qemu',
   'xeno-min-guest-mem', 'xeno-nat-subnet', 'xeno-save-on-stop', 'xeno-relocation-key-file',
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
-  'xeno-metrics', 'xeno-metrics-token-file',
+  'xeno-metrics', 'xeno-metrics-token-file', 'xeno-web', 'xeno-web-token-file',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

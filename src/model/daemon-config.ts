@@ -54,6 +54,10 @@ export interface DaemonConfig {
    * loopback (default: metrics.token in the state dir, made at first start).
    */
   metricsTokenFile?: string;
+  /** xeno-web: where the web console listens (TCP); absent = no web console (the default). */
+  web?: { host: string; port: number };
+  /** xeno-web-token-file: the login token of the web console (default: web.token in the state dir, made at first start). */
+  webTokenFile?: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/xeno';

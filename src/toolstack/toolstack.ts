@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -48,6 +49,8 @@ export class Toolstack {
   private readonly locks = new KeyedLock();
   private readonly longOps = new LongOperations();
   readonly hooks: DomainHooks;
+  /** Every lifecycle event as it is recorded (the web console's live feed). */
+  readonly eventFeed = new EventEmitter();
 
   constructor(readonly deps: ToolstackDeps) {
     this.hooks = deps.hooks ?? NO_HOOKS;
@@ -74,6 +77,7 @@ export class Toolstack {
       this.log.warn('the state database cannot store events (disk full?): they go to xenod.log only until it can');
     }
     this.log.info({ domid: d?.id, domain: d?.name, kind }, message);
+    this.eventFeed.emit('event', { ts: Date.now() / 1000, domid: d?.id ?? null, name: d?.name ?? null, kind, message });
   }
 
   // ---- lookup -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
 import { registerTopCommands } from './top.js';
+import { registerWebCommands } from './web.js';
 
 export function registerCommands(program: Command): void {
   registerDomainCommands(program);
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
   registerTopCommands(program);
+  registerWebCommands(program);
 }
