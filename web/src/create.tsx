@@ -33,7 +33,7 @@ export function CreatePage() {
       <h2>Create a domain</h2>
       <p>
         <label>Upload an xl.cfg <input type="file" accept=".cfg,text/plain" onChange={upload} /></label>{' '}
-        <label>file name <input value={file} onInput={(e) => setFile(e.currentTarget.value)} size={16} /></label>
+        <label>file name <input aria-label="file name" value={file} onInput={(e) => setFile(e.currentTarget.value)} size={16} /></label>
       </p>
       <textarea aria-label="config" rows={16} cols={90} value={text} onInput={(e) => setText(e.currentTarget.value)} placeholder={'name = "vm1"\nkernel = "/path/vmlinuz"\nmemory = 128'} />
       <p>

@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
@@ -17,6 +18,12 @@ import type { DaemonContext } from '../context.js';
 import { registerRoutes } from '../routes/index.js';
 import { WebSessions, setSessionCookie, webTokenFile, webUrl } from './auth.js';
 import { registerLiveRoutes } from './live.js';
+
+function refuseUpgrade(socket: Duplex, e: unknown): void {
+  const err = e instanceof XenoError ? e : new XenoError('INTERNAL', String(e));
+  const body = JSON.stringify({ error: { code: err.code, message: err.message } });
+  socket.end(`HTTP/1.1 ${err.status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
 
 /** dist/web, beside dist/src (this file is dist/src/daemon/web/server.js once built). */
 export const WEB_ASSETS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../web');
@@ -39,8 +46,16 @@ export async function startWebServer(ctx: DaemonContext, web: { host: string; po
 
   await app.register(
     async (api) => {
-      api.addHook('onRequest', async (req) => {
-        sessions.check(req);
+      api.addHook('onRequest', async (req, reply) => {
+        if (!req.ws) return void sessions.check(req);
+        try {
+          sessions.check(req);
+        } catch (e) {
+          // A refused handshake: answered on the socket itself, flushed before it closes (the
+          // websocket plugin destroys the socket at once once a reply is sent).
+          refuseUpgrade(req.raw.socket, e);
+          return reply.hijack();
+        }
       });
       api.get('/session', async (req) => ({ csrf: sessions.check(req).csrf }));
       api.post('/logout', async (req, reply) => {
