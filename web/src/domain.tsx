@@ -173,7 +173,7 @@ function Graphs({ name, events }: { name: string; events: StatsEvent[] }) {
         <select aria-label="window" value={win} onChange={(e) => setWin(Number(e.currentTarget.value))}>
           {WINDOWS.map(([label], i) => <option value={i}>{label}</option>)}
         </select>{' '}
-        <small>every {stats?.step ?? '–'} s, {samples.length} samples</small>
+        <small>{samples.length} samples{samples.length > 1 ? `, every ${Math.round((samples.at(-1)!.t - samples[0]!.t) / (samples.length - 1))} s` : ''}</small>
       </h2>
       <div class="graphs">{graphs.map((g) => <Graph {...g} markers={markers} from={from} to={to} />)}</div>
     </div>
