@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -85,6 +85,7 @@ describe('web console', { timeout: 900_000 }, () => {
     assert.equal(token, readFileSync(path.join(d.stateDir, 'web.token'), 'utf8').trim());
     assert.match(out, new RegExp(`http://127\\.0\\.0\\.1:${port}/`));
     assert.ok(token.length >= 32);
+    assert.equal(statSync(path.join(d.stateDir, 'web.token')).mode & 0o777, 0o600);
   });
 
   it('refuses every /api route and the WebSocket without a session, and state changes without the CSRF token', async () => {
