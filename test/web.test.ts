@@ -179,6 +179,24 @@ describe('web console', { timeout: 900_000 }, () => {
     assert.equal(await page.getByRole('button', { name: 'Pause', exact: true }).count(), 1);
   });
 
+  it('a destructive action asks first (dismissed: nothing happens); mem-set from the page reaches xeno list', async () => {
+    await page.goto(`${base}/#/domain/${DOM}`);
+    const asked: string[] = [];
+    page.once('dialog', (dlg) => {
+      asked.push(dlg.message());
+      void dlg.dismiss();
+    });
+    await page.getByRole('button', { name: 'Destroy', exact: true }).click();
+    await until('the confirmation', () => asked.length > 0);
+    assert.match(asked[0]!, /Destroy web1/);
+    await sleep(1000);
+    assert.ok(await d.row(DOM), 'a dismissed destroy destroyed nothing');
+    page.once('dialog', (dlg) => void dlg.accept('96'));
+    await page.getByRole('button', { name: 'Mem-set…', exact: true }).click();
+    await until('xeno list to show 96 MiB', async () => (await d.ok(['list'])).split('\n').some((l) => l.startsWith(DOM) && /\s96\s/.test(l)));
+    await page.locator('p.ok', { hasText: 'mem-set: done' }).waitFor();
+  });
+
   it('a create with a syntax error shows file:line:col, the same as the CLI', async () => {
     const bad = 'name = "bad1"\nmemory = = 128\n';
     const file = path.join(d.dir, 'bad.cfg');
