@@ -52,6 +52,7 @@ export const XENOD_OPTIONS: XenodOption[] = [
   { flags: '--accel auto|kvm|tcg', doc: 'overrides xeno-accel' },
   { flags: '--save-on-stop', doc: 'save every guest when xenod stops, restore them when it starts (xeno-save-on-stop)' },
   { flags: '--metrics ADDRESS:PORT', doc: 'serve Prometheus metrics on GET /metrics there (xeno-metrics; a bearer token beyond loopback)' },
+  { flags: '--web ADDRESS:PORT', doc: 'serve the web console there (xeno-web; log in with the token xeno web-token prints)' },
   { flags: '--network-stop', doc: 'undo the host network set-up (the physical interface gets its address back) and exit' },
   { flags: '--help', doc: 'usage' },
   { flags: '--version', doc: 'version' },

@@ -18,6 +18,8 @@ export const ERROR_CATALOGUE = {
   QEMU_ERROR: { status: 500, doc: 'QEMU refused a command or failed to start.' },
   HOST_ERROR: { status: 500, doc: 'A host resource (network, cgroup, storage) could not be set up.' },
   SAVE_FORMAT: { status: 400, doc: 'A save file is truncated, corrupted or of an unknown format.' },
+  UNAUTHORIZED: { status: 401, doc: 'The web console asks for a session (log in with the web token).' },
+  FORBIDDEN: { status: 403, doc: 'A web console request without its CSRF token, or from another origin.' },
   INTERNAL: { status: 500, doc: 'An unexpected error inside xenod.' },
 } as const;
 

@@ -256,6 +256,15 @@ describe('toDaemonConfig', () => {
     err(() => parseDaemonConfig("(xeno-qemu-user 'a;b')", 'x.sxp'), 'CONFIG_INVALID', /invalid xeno-qemu-user "a;b"/);
   });
 
+  it('reads the web console keys (off by default; an IP address and port; an absolute token file)', () => {
+    assert.equal(defaultDaemonConfig().web, undefined);
+    const c = parseDaemonConfig("(xeno-web 127.0.0.1:8080)\n(xeno-web-token-file /etc/xeno/web.token)");
+    assert.deepEqual(c.web, { host: '127.0.0.1', port: 8080 });
+    assert.equal(c.webTokenFile, '/etc/xeno/web.token');
+    err(() => parseDaemonConfig('(xeno-web localhost:8080)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:11: xeno-web "localhost:8080": "localhost" is not an IP address/);
+    err(() => parseDaemonConfig('(xeno-web-token-file web.token)', 'x.sxp'), 'CONFIG_INVALID', /^x\.sxp:1:22: key "xeno-web-token-file" expects an absolute path/);
+  });
+
   it('warns about unknown keys and vif-script arguments', () => {
     const w: string[] = [];
     const c = parseDaemonConfig("(frobnicate yes)\n  (vif-script 'vif-bridge bridge=xenbr1')", 'x.sxp', (m) => w.push(m));

@@ -295,6 +295,12 @@ class DaemonNormaliser {
       case 'xeno-restart-window':
         cfg.restartWindowS = this.int(p, key, v, 1, 86_400);
         break;
+      case 'xeno-web':
+        cfg.web = this.at(p, () => parseListenAddress(v, 'xeno-web'));
+        break;
+      case 'xeno-web-token-file':
+        cfg.webTokenFile = this.absPath(p, key, v);
+        break;
     }
   }
 }
@@ -309,6 +315,7 @@ export const HANDLED = new Set([
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
   'xeno-qemu-user',
   'xeno-restart-limit', 'xeno-restart-window',
+  'xeno-web', 'xeno-web-token-file',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

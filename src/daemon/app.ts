@@ -9,6 +9,7 @@ import type { DaemonContext } from './context.js';
 import type { MetricsExporter } from '../metrics/exporter.js';
 import { registerOperationMetrics } from './operation-metrics.js';
 import { registerRoutes } from './routes/index.js';
+import { registerWebTokenRoute } from './routes/web-token.js';
 
 /** `openapi`: collect the route schemas into an OpenAPI document (docs generation only: it costs memory). */
 export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } = {}): Promise<FastifyInstance> {
@@ -23,6 +24,16 @@ export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } =
       },
     });
   }
+  installErrorHandler(app, ctx);
+  const exporter = ctx.services.exporter as MetricsExporter | undefined;
+  if (exporter) registerOperationMetrics(app, exporter);
+  registerRoutes(app, ctx);
+  registerWebTokenRoute(app, ctx);
+  return app;
+}
+
+/** XenoError -> its HTTP status, validation errors -> 400, anything else -> 500 (logged). */
+export function installErrorHandler(app: FastifyInstance, ctx: DaemonContext): void {
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof XenoError) {
       void reply.status(err.status).send({ error: { code: err.code, message: err.message, details: err.details } });
@@ -36,10 +47,6 @@ export async function buildApp(ctx: DaemonContext, opts: { openapi?: boolean } =
     ctx.log.error({ err, url: req.url }, 'internal error');
     void reply.status(500).send({ error: { code: 'INTERNAL', message: e.message ?? String(err) } });
   });
-  const exporter = ctx.services.exporter as MetricsExporter | undefined;
-  if (exporter) registerOperationMetrics(app, exporter);
-  registerRoutes(app, ctx);
-  return app;
 }
 
 /** The error catalogue, for the API documentation. */

@@ -26,12 +26,14 @@ import { RelocationServer } from '../migration/server.js';
 import { Sampler } from '../metrics/sampler.js';
 import { buildApp } from './app.js';
 import { notifySystemd } from './notify.js';
+import { startWebServer } from './web/server.js';
 import type { DaemonContext } from './context.js';
 
-const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop] [--metrics ADDRESS:PORT]
+const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop] [--metrics ADDRESS:PORT] [--web ADDRESS:PORT]
 Runs in the foreground; logs to stderr and to its log file. SIGTERM stops it and leaves the guests running.
 --network-stop undoes the host network setup (the physical interface gets its address back) and exits.
---metrics serves Prometheus metrics on GET /metrics there (a bearer token beyond loopback).`;
+--metrics serves Prometheus metrics on GET /metrics there (a bearer token beyond loopback).
+--web serves the web console there (log in with the token xeno web-token prints).`;
 
 function loadConfig(argv: string[]): DaemonConfig {
   const { values } = parseArgs({
@@ -44,6 +46,7 @@ function loadConfig(argv: string[]): DaemonConfig {
       'save-on-stop': { type: 'boolean' },
       'network-stop': { type: 'boolean' },
       metrics: { type: 'string' },
+      web: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -68,6 +71,7 @@ function loadConfig(argv: string[]): DaemonConfig {
   }
   if (values['save-on-stop']) config.saveOnStop = true;
   if (values.metrics) config.metrics = parseListenAddress(values.metrics, '--metrics');
+  if (values.web) config.web = parseListenAddress(values.web, '--web');
   return config;
 }
 
@@ -152,6 +156,7 @@ export async function main(argv: string[]): Promise<void> {
   const metrics = config.metrics && exporter
     ? await (await import('../metrics/server.js')).startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
     : undefined;
+  const web = config.web ? await startWebServer(ctx, config.web) : undefined;
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
   await notifySystemd(log, ['--ready', `--status=serving ${config.unixPath}`]);
 
@@ -163,6 +168,7 @@ export async function main(argv: string[]): Promise<void> {
     void notifySystemd(log, ['STOPPING=1']);
     await relocation?.close().catch(() => undefined);
     await new Promise((r) => (metrics ? metrics.close(r) : r(undefined)));
+    await web?.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     sampler.stop();
     toolstack.detachAll();

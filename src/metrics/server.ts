@@ -20,10 +20,10 @@ export interface MetricsServerOptions {
 }
 
 /** The token in the file, made when the file does not exist yet. */
-export function loadOrMakeToken(file: string): string {
+export function loadOrMakeToken(file: string, what = 'metrics'): string {
   if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
   const token = readFileSync(file, 'utf8').trim();
-  if (token.length < 16) throw new XenoError('CONFIG_INVALID', `metrics token file ${file} holds less than 16 characters`);
+  if (token.length < 16) throw new XenoError('CONFIG_INVALID', `${what} token file ${file} holds less than 16 characters`);
   return token;
 }
 

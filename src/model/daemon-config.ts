@@ -69,6 +69,10 @@ export interface DaemonConfig {
   onHostStop?: HostStopMode;
   /** xeno-host-stop-timeout: seconds a host stop waits for the guests (clean shut down or save). */
   hostStopTimeout?: number;
+  /** xeno-web: where the web console listens (TCP); absent = no web console (the default). */
+  web?: { host: string; port: number };
+  /** xeno-web-token-file: the login token of the web console (default: web.token in the state dir, made at first start). */
+  webTokenFile?: string;
 }
 
 export type HostStopMode = 'save' | 'shutdown' | 'leave';

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
@@ -57,6 +58,8 @@ export class Toolstack {
   readonly adoption: Adoption;
   /** on_reboot/on_crash restarts, with back-off and the restart limit. */
   readonly restarts: RestartScheduler;
+  /** Every lifecycle event as it is recorded (the web console's live feed). */
+  readonly eventFeed = new EventEmitter();
 
   constructor(readonly deps: ToolstackDeps) {
     this.hooks = deps.hooks ?? NO_HOOKS;
@@ -85,6 +88,7 @@ export class Toolstack {
       this.log.warn('the state database cannot store events (disk full?): they go to xenod.log only until it can');
     }
     this.log[level]({ domid: d?.id, domain: d?.name, kind }, message);
+    this.eventFeed.emit('event', { ts: Date.now() / 1000, domid: d?.id ?? null, name: d?.name ?? null, kind, message });
   }
 
   /** Run fn under a domain's lock (the one every operation on it takes). */

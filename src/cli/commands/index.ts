@@ -9,6 +9,7 @@ import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
 import { registerTopCommands } from './top.js';
+import { registerWebCommands } from './web.js';
 
 export function registerCommands(program: Command): void {
   registerDomainCommands(program);
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerMigrationCommands(program);
   registerTopCommands(program);
   registerManageCommands(program);
+  registerWebCommands(program);
 }

@@ -14,7 +14,7 @@ import { domParam } from './schemas.js';
 
 const CONSOLE_RE = /^\/v1\/domains\/([^/?]+)\/console(\?.*)?$/;
 
-export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext, door: 'unix' | 'web' = 'unix'): void {
   app.get<{ Params: { dom: string } }>(
     '/v1/domains/:dom/console',
     { schema: { summary: "The guest's console log; with `Upgrade: xeno-console`, a live two-way stream", params: domParam } },
@@ -25,6 +25,7 @@ export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext):
     },
   );
 
+  if (door === 'web') return; // the web console has its own WebSocket route (daemon/web/console-ws.ts)
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const m = CONSOLE_RE.exec(req.url ?? '');
     if (!m || String(req.headers.upgrade).toLowerCase() !== 'xeno-console') {

@@ -11,13 +11,18 @@ import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
 import { registerStatsRoutes } from './stats.js';
 
-export function registerRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+/**
+ * `door`: 'unix' for the API socket; 'web' for the web console's copy of the same routes under
+ * /api (behind its session check), which leaves out what belongs to the daemon once: the raw
+ * console upgrade and the start/stop hooks of the managed save.
+ */
+export function registerRoutes(app: FastifyInstance, ctx: DaemonContext, door: 'unix' | 'web' = 'unix'): void {
   registerHostRoutes(app, ctx);
   registerNetworkRoutes(app, ctx);
   registerDomainRoutes(app, ctx);
-  registerConsoleRoutes(app, ctx);
+  registerConsoleRoutes(app, ctx, door);
   registerRuntimeRoutes(app, ctx);
-  registerSaveRestoreRoutes(app, ctx);
+  registerSaveRestoreRoutes(app, ctx, door);
   registerMigrationRoutes(app, ctx);
   registerStatsRoutes(app, ctx);
   registerOperateRoutes(app, ctx); // after save-restore: its start-up hook runs after the managed restore

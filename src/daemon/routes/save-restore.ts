@@ -78,10 +78,15 @@ async function streamed<T>(reply: FastifyReply, work: (onProgress: (p: SaveProgr
   }
 }
 
-export function registerSaveRestoreRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+export function registerSaveRestoreRoutes(app: FastifyInstance, ctx: DaemonContext, door: 'unix' | 'web' = 'unix'): void {
   const sr = saveRestoreOf(ctx);
   const ts = ctx.toolstack;
+  if (door === 'unix') registerManagedSave(app, ctx, sr);
+  registerSaveRestoreApi(app, sr, ts);
+}
 
+/** The managed save around xenod's start and stop (once per daemon, on the API socket's app). */
+function registerManagedSave(app: FastifyInstance, ctx: DaemonContext, sr: SaveRestore): void {
   // Start-up: finish saves a dead xenod left half-done, then bring back the managed saves, all
   // before the socket accepts requests.
   app.addHook('onReady', async () => {
@@ -106,7 +111,9 @@ export function registerSaveRestoreRoutes(app: FastifyInstance, ctx: DaemonConte
       ctx.log.error({ err: e }, `managed save failed: ${errorMessage(e)}`);
     }
   });
+}
 
+function registerSaveRestoreApi(app: FastifyInstance, sr: SaveRestore, ts: DaemonContext['toolstack']): void {
   app.post<{ Params: { dom: string }; Body: SaveRequest }>(
     '/v1/domains/:dom/save',
     {
