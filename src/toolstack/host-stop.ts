@@ -11,7 +11,7 @@
  *   records its config, and the next start boots it again.
  * - leave: nothing (the host's own shutdown kills them).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import type { HostStopMode } from '../model/daemon-config.js';
@@ -20,6 +20,7 @@ import type { Definitions } from './definitions.js';
 import type { SaveRestore } from './save-restore.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
+import { writeDurable } from './savefile/writer.js';
 
 export interface DiskPrint {
   path: string;
@@ -68,18 +69,6 @@ export function diskChange(p: DiskPrint): string | null {
   if (s.size !== p.size) return `disk ${p.path} changed size (${s.size} bytes, was ${p.size})`;
   if (s.mtimeMs !== p.mtimeMs) return `disk ${p.path} was modified since the save (${new Date(s.mtimeMs).toISOString()}, saved at ${new Date(p.mtimeMs).toISOString()})`;
   return null;
-}
-
-function writeDurable(file: string, text: string): void {
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
 }
 
 export class HostStop {

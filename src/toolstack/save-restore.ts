@@ -13,7 +13,7 @@
  * and verified, and only then is the guest resumed. A failure destroys the new QEMU.
  */
 import { execFile } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { XenoError, errorMessage, isXenoError, type ErrorCode } from '../common/errors.js';
@@ -27,7 +27,7 @@ import { compareQemuVersions, type ProgressFn, type SaveFileInfo, type SaveHeade
 import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { RestoreSource } from './savefile/offload.js';
 import { openSaveFile } from './savefile/reader.js';
-import { partialPathFor, syncDir } from './savefile/writer.js';
+import { partialPathFor, syncDir, writeDurable } from './savefile/writer.js';
 import { sleepUnlessAborted } from './long-ops.js';
 import { refuseStateCopyAfterUnplug } from './runtime.js';
 import type { DomainRecord } from './store.js';
@@ -110,18 +110,6 @@ export interface RestorePlan {
 
 function fail(code: ErrorCode, message: string, details?: Record<string, unknown>): XenoError {
   return new XenoError(code, message, details);
-}
-
-function writeDurable(file: string, text: string): void {
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
 }
 
 export class SaveRestore {
