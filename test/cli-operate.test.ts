@@ -14,7 +14,8 @@ import { EXAMPLES } from '../src/cli/examples.js';
 import { REPO, TestDaemon, guestCfg, sleep } from './helpers/harness.js';
 
 /** Commands with --json; `migrate` needs a second host: test/migration.test.ts parses its --json. */
-const JSON_ELSEWHERE: Record<string, string> = { migrate: 'test/migration.test.ts' };
+/** Commands whose --json needs what this file's daemon has not (another host, metrics, the web door). */
+const JSON_ELSEWHERE: Record<string, string> = { migrate: 'test/migration.test.ts', top: 'test/metrics.test.ts', 'web-token': 'test/web.test.ts' };
 
 describe('the CLI for operators', () => {
   const d = new TestDaemon({ isolated: true });

@@ -86,6 +86,8 @@ describe('web console', { timeout: 900_000 }, () => {
     assert.match(out, new RegExp(`http://127\\.0\\.0\\.1:${port}/`));
     assert.ok(token.length >= 32);
     assert.equal(statSync(path.join(d.stateDir, 'web.token')).mode & 0o777, 0o600);
+    const asJson = JSON.parse(await d.ok(['web-token', '--json'])) as { token: string; url: string };
+    assert.deepEqual(asJson, { token, url: `http://127.0.0.1:${port}/` });
   });
 
   it('refuses every /api route and the WebSocket without a session, and state changes without the CSRF token', async () => {
