@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
+import { qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { processGone } from '../src/host/proc.js';
 import type { DomainDetail, DomainInfo } from '../src/model/api.js';
 import { TestDaemon, sleep } from './helpers/harness.js';
@@ -37,7 +38,7 @@ async function crashAt(d: TestDaemon, point: string, action: () => Promise<unkno
 
 /** Wait until the QEMU of a run dir reports the QMP status (the daemon being down). */
 async function waitQemuStatus(runDir: string, status: string, timeoutMs = 90_000): Promise<void> {
-  const qmp = await QmpClient.connect(path.join(runDir, 'qmp.sock'), 10_000);
+  const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 10_000);
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -53,7 +54,7 @@ async function waitQemuStatus(runDir: string, status: string, timeoutMs = 90_000
 
 /** Type a line on a guest's serial line directly (xenod is down, so the socket is free). */
 async function typeOnSerial(runDir: string, line: string): Promise<void> {
-  const s = net.createConnection(path.join(runDir, 'serial.sock'));
+  const s = net.createConnection(qemuPaths(runDir).serial);
   await new Promise<void>((resolve, reject) => {
     s.once('connect', resolve);
     s.once('error', reject);
