@@ -14,6 +14,7 @@ import { XENO_VERSION } from '../common/version.js';
 import { loadDaemonConfigFile } from '../config/index.js';
 import { QemuBackend } from '../hypervisor/qemu/qemu-backend.js';
 import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.js';
+import { bootloaderHooks } from '../toolstack/bootloader-hooks.js';
 import { composeHooks } from '../toolstack/hooks.js';
 import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
@@ -120,7 +121,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const store = new StateStore(path.join(config.stateDir, 'xeno.db'));
   const runtimeHooks = new RuntimeHooks({ config, log });
-  const hooks = composeHooks(runtimeHooks, network.hooks());
+  const hooks = composeHooks(bootloaderHooks(log), runtimeHooks, network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
   await recoverMigrations(toolstack);

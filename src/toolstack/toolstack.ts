@@ -12,10 +12,11 @@ import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
+import { GuestAgent, guestAddresses } from '../hypervisor/qemu/guest-agent.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
 import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
 import { threadStat } from '../host/proc.js';
-import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
+import type { DomainDetail, DomainInfo, GuestAgentInfo, HostInfo } from '../model/api.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
 import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
@@ -206,7 +207,25 @@ export class Toolstack {
         /* no balloon answer: leave it out */
       }
     }
-    return { ...base, config: rec.config, balloonActual };
+    const guest = l && !l.vm.exited ? await this.guestAgentInfo(rec) : undefined;
+    return { ...base, config: rec.config, balloonActual, ...(guest ? { guest } : {}) };
+  }
+
+  /** The guest agent's view, or undefined when the guest runs none (or is paused). */
+  private async guestAgentInfo(rec: DomainRecord): Promise<GuestAgentInfo | undefined> {
+    if (rec.state !== 'running') return undefined;
+    const qga = this.guestAgent(rec);
+    try {
+      const ifaces = await qga.interfaces(2000);
+      const os = await qga.osInfo(2000).catch(() => undefined);
+      return { addresses: guestAddresses(ifaces), os: os?.['pretty-name'] ?? os?.name, kernel: os?.['kernel-release'] };
+    } catch {
+      return undefined;
+    }
+  }
+
+  guestAgent(rec: DomainRecord): GuestAgent {
+    return new GuestAgent(qemuPaths(rec.runDir).qga);
   }
 
   list(): DomainInfo[] {
@@ -419,9 +438,25 @@ export class Toolstack {
       if (r.state === 'paused') await l.vm.resume();
       await l.vm.powerdown();
       this.event(r, 'shutdown', `shutdown requested for ${r.name}`);
+      this.agentShutdownFallback(r, l);
       return r;
     });
     if (wait) await this.waitGone(rec.id, timeoutMs);
+  }
+
+  /**
+   * A guest that ignores the ACPI power button (no acpid, a button handler masked) is asked again
+   * through its agent (guest-shutdown) after a while, if it runs one.
+   */
+  private agentShutdownFallback(rec: DomainRecord, live: Live, afterMs = 30_000): void {
+    const t = setTimeout(() => {
+      if (live.vm.exited || live.stopping || this.live.get(rec.id) !== live) return;
+      void this.guestAgent(rec).shutdown().then(
+        () => this.event(rec, 'shutdown', `${rec.name} ignored the ACPI power button: asked through its guest agent`),
+        () => undefined,
+      );
+    }, afterMs);
+    t.unref();
   }
 
   /** A clean reboot: the guest shuts down through ACPI, and xenod restarts it (on_reboot). */

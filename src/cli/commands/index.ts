@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerHostCommands } from './host.js';
+import { registerImageCommands } from './images.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerRuntimeCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
+  registerImageCommands(program);
 }

@@ -18,6 +18,8 @@ export interface QemuPaths {
   qmp: string;
   serial: string;
   pidfile: string;
+  /** The guest agent's virtio-serial port (org.qemu.guest_agent.0), a socket QEMU listens on. */
+  qga: string;
 }
 
 export interface QemuArgvInput {
@@ -118,6 +120,9 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     '-action', 'reboot=shutdown,shutdown=pause,panic=pause',
     '-device', 'pvpanic',
     '-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on',
+    '-chardev', `socket,id=qga0,path=${escapeOpt(paths.qga)},server=on,wait=off`,
+    '-device', 'virtio-serial-pci,id=qgaserial0',
+    '-device', 'virtserialport,bus=qgaserial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
   ];
   if (c.kernel) {
     argv.push('-kernel', c.kernel);
@@ -144,6 +149,7 @@ export function guestCmdline(c: DomainConfig): string {
   const base = effectiveCmdline(c) ?? '';
   if (!/\bconsole=/.test(base)) parts.push('console=ttyS0');
   if (base) parts.push(base);
-  if (c.hostname && !/\b(xeno\.)?hostname=/.test(base)) parts.push(`xeno.hostname=${c.hostname}`);
+  // xeno.hostname= for xeno's test guest, systemd.hostname= for a real distribution (systemd >= 233).
+  if (c.hostname && !/\b(xeno\.|systemd\.)?hostname=/.test(base)) parts.push(`xeno.hostname=${c.hostname}`, `systemd.hostname=${c.hostname}`);
   return parts.join(' ');
 }

@@ -25,6 +25,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     qmp: path.join(runDir, 'qmp.sock'),
     serial: path.join(runDir, 'serial.sock'),
     pidfile: path.join(runDir, 'qemu.pid'),
+    qga: path.join(runDir, 'qga.sock'),
   };
 }
 
@@ -91,13 +92,13 @@ export class QemuBackend implements HypervisorBackend {
 
   async launch(req: LaunchRequest): Promise<Vm> {
     const paths = qemuPaths(req.runDir);
-    for (const p of [paths.qmp, paths.serial]) {
+    for (const p of [paths.qmp, paths.serial, paths.qga]) {
       if (Buffer.byteLength(p) > SUN_PATH_MAX) {
         throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
       }
     }
     mkdirSync(req.runDir, { recursive: true, mode: 0o700 });
-    for (const p of [paths.qmp, paths.serial, paths.pidfile]) rmSync(p, { force: true });
+    for (const p of [paths.qmp, paths.serial, paths.qga, paths.pidfile]) rmSync(p, { force: true });
     const logFd = openSync(req.logFile, 'a');
     const child = spawn(this.binary, this.argv(req), {
       detached: true, // own session: no signal aimed at xenod's process group reaches the guests
