@@ -24,7 +24,7 @@ async function waitRow(d: TestDaemon, name: string, ok: (r: DomainInfo) => boole
 
 describe('restart storms', { timeout: 900_000 }, () => {
   // The daemon-wide limit is 3 restarts in 300 s; guest `storm` overrides it with restart_limit = 4.
-  const d = new TestDaemon({ isolated: true, configText: '(xeno-restart-limit 3)\n(xeno-restart-window 300)\n' });
+  const d = new TestDaemon({ isolated: true, configText: '(xeno-restart-limit 3)\n(xeno-restart-window 300)\n(xeno-min-guest-mem 16)\n' });
   before(() => d.start());
   after(() => d.cleanup());
 

@@ -56,7 +56,7 @@ export interface ValidateOptions extends PathRules {
 
 const CONFIG_KEYS = [
   'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
-  'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'boot', 'vnc',
+  'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'restartLimit', 'boot', 'vnc',
 ] as const satisfies ReadonlyArray<keyof DomainConfig>;
 const DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype'] as const satisfies ReadonlyArray<keyof DiskSpec>;
 const VIF_KEYS = [
@@ -249,6 +249,7 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
   }
   if (r.cpuWeight !== undefined) c.cpuWeight = int('cpuWeight', r.cpuWeight, 1, 65535);
   if (r.cap !== undefined) c.cap = int('cap', r.cap, 0, 100 * maxvcpus, ' = 100 per vcpu');
+  if (r.restartLimit !== undefined) c.restartLimit = int('restartLimit', r.restartLimit, 0, 100_000);
   if (r.kernel !== undefined) c.kernel = hostPath('kernel', r.kernel, rules);
   if (r.ramdisk !== undefined) c.ramdisk = hostPath('ramdisk', r.ramdisk, rules);
   for (const k of ['root', 'extra', 'cmdline'] as const) if (r[k] !== undefined) c[k] = cmdlinePart(k, r[k]);
