@@ -5,6 +5,7 @@
 import Database from 'better-sqlite3';
 import type { DomainConfig } from '../model/domain-config.js';
 import type { DomainState } from '../model/domain-state.js';
+import type { StatsEvent } from '../model/stats.js';
 
 export interface DomainRecord {
   id: number;
@@ -21,14 +22,8 @@ export interface DomainRecord {
   extra: Record<string, unknown>;
 }
 
-export interface EventRecord {
-  seq: number;
-  ts: number;
-  domid: number | null;
-  name: string | null;
-  kind: string;
-  message: string;
-}
+/** One line of the event log: the same shape the stats API returns beside its samples. */
+export type EventRecord = StatsEvent;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
