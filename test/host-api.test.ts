@@ -15,7 +15,7 @@ import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../src/common/errors
 import { buildApp } from '../src/daemon/app.js';
 import type { DaemonContext } from '../src/daemon/context.js';
 import type { HostInfo } from '../src/model/api.js';
-import { GUEST, REPO, TestDaemon, guestCfg } from './helpers/harness.js';
+import { GUEST, REPO, TestDaemon, guestCfg, measureGuestCharge } from './helpers/harness.js';
 
 const info = (d: TestDaemon) => d.client.get<HostInfo>('/v1/host');
 
@@ -122,17 +122,7 @@ describe('memory accounting at its edge: exactly two guests fit', () => {
   let d: TestDaemon;
 
   before(async () => {
-    // what one 128 MiB guest costs the host, as this xenod reports it
-    const probe = new TestDaemon();
-    try {
-      await probe.start();
-      const h0 = await info(probe);
-      await probe.createGuest('m0');
-      charge = h0.free_memory - (await info(probe)).free_memory;
-      total = h0.total_memory;
-    } finally {
-      await probe.cleanup();
-    }
+    ({ charge, total } = await measureGuestCharge());
     assert.ok(charge > 128, `a guest costs its maxmem and QEMU's overhead: ${charge} MiB`);
     const dom0 = total - 2 * charge - Math.floor(charge / 2);
     d = new TestDaemon({ configText: `(dom0-min-mem ${dom0})\n(xeno-accel tcg)\n` });

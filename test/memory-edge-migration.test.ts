@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { HostInfo } from '../src/model/api.js';
 import { processGone } from '../src/host/proc.js';
-import { TestDaemon } from './helpers/harness.js';
+import { TestDaemon, measureGuestCharge } from './helpers/harness.js';
 import { B, RelocationLab } from './helpers/relocation-lab.js';
 
 const info = (d: TestDaemon) => d.client.get<HostInfo>('/v1/host');
@@ -39,18 +39,8 @@ describe('memory accounting at its edge: an incoming migration to a full host', 
   let dst: TestDaemon;
 
   before(async () => {
-    // what one 128 MiB guest costs the host, as a xenod reports it
-    const probe = new TestDaemon();
     let total = 0;
-    try {
-      await probe.start();
-      const h0 = await info(probe);
-      await probe.createGuest('p0');
-      charge = h0.free_memory - (await info(probe)).free_memory;
-      total = h0.total_memory;
-    } finally {
-      await probe.cleanup();
-    }
+    ({ charge, total } = await measureGuestCharge());
     assert.ok(charge > 128, `a guest costs its maxmem and QEMU's overhead: ${charge} MiB`);
     await lab.setup();
     src = await lab.daemon(lab.nsA);

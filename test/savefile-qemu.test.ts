@@ -111,6 +111,18 @@ describe('save and restore a real QEMU through Unix sockets', { skip }, () => {
     return vm;
   }
 
+  /** The saved guest restored into a fresh QEMU, run past its saved heartbeat, then paused. */
+  async function restoredPaused(): Promise<Vm> {
+    const info = await openSaveFile(saveFile);
+    const vm = await launch(true);
+    await serial.connect(qemuPaths(vm.runDir).serial);
+    await loadVmFromFile(vm, saveFile, info);
+    await vm.resume();
+    await serial.waitBeyond(savedAt + 1);
+    await vm.pause();
+    return vm;
+  }
+
   function headerFor(state: 'running' | 'paused'): SaveHeader {
     return {
       xenoVersion: XENO_VERSION, config, name: config.name, machineType: backend.caps.machineType,
@@ -216,13 +228,7 @@ describe('save and restore a real QEMU through Unix sockets', { skip }, () => {
   });
 
   it('a save cancelled while its bytes move (a destroy) ends with the reason and leaves no partial file', async () => {
-    const info = await openSaveFile(saveFile);
-    const vm = await launch(true);
-    await serial.connect(qemuPaths(vm.runDir).serial);
-    await loadVmFromFile(vm, saveFile, info);
-    await vm.resume();
-    await serial.waitBeyond(savedAt + 1);
-    await vm.pause();
+    const vm = await restoredPaused();
     const target = path.join(dir, 'cancelled.save');
     const ctl = new AbortController();
     const reason = new XenoError('BAD_STATE', 'save cancelled: the domain is being destroyed', { cancelled: true });
@@ -248,13 +254,7 @@ describe('save and restore a real QEMU through Unix sockets', { skip }, () => {
     }
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'xeno-test-tiny', mnt], { stdio: 'ignore' });
     try {
-      const info = await openSaveFile(saveFile);
-      const vm = await launch(true);
-      await serial.connect(qemuPaths(vm.runDir).serial);
-      await loadVmFromFile(vm, saveFile, info);
-      await vm.resume();
-      await serial.waitBeyond(savedAt + 1);
-      await vm.pause();
+      const vm = await restoredPaused();
       const target = path.join(mnt, 'guest.save');
       await assert.rejects(saveVmToFile(vm, target, headerFor('running')), (e: unknown) => {
         assert.ok(e instanceof XenoError);

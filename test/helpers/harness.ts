@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { XenoClient } from '../../src/client/client.js';
-import type { DomainInfo } from '../../src/model/api.js';
+import type { DomainInfo, HostInfo } from '../../src/model/api.js';
 import { DomainCgroups, cgroupInstanceName } from '../../src/host/cgroups.js';
 import { sanitizeInstance, tableName } from '../../src/host/network/firewall.js';
 import { instanceIdFor } from '../../src/host/network/network-manager.js';
@@ -358,6 +358,24 @@ export class TestDaemon {
       }
     }
     return pids;
+  }
+}
+
+/**
+ * What one 128 MiB test guest costs the host (its maxmem and QEMU's overhead), as a throw-away
+ * xenod reports it, and the host's total memory: the figures a test needs to set dom0-min-mem so
+ * that exactly N guests fit.
+ */
+export async function measureGuestCharge(): Promise<{ charge: number; total: number }> {
+  const probe = new TestDaemon();
+  try {
+    await probe.start();
+    const h0 = await probe.client.get<HostInfo>('/v1/host');
+    await probe.createGuest('probe0');
+    const h1 = await probe.client.get<HostInfo>('/v1/host');
+    return { charge: h0.free_memory - h1.free_memory, total: h0.total_memory };
+  } finally {
+    await probe.cleanup();
   }
 }
 
