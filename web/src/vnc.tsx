@@ -19,7 +19,8 @@ export function VncDisplay({ name }: { name: string }) {
     r.background = '#000';
     rfb.current = r;
     r.addEventListener('connect', () => setStatus('connected'));
-    r.addEventListener('disconnect', (e) => setStatus(e.detail.clean ? 'disconnected' : 'disconnected (the display is not reachable)'));
+    // A refusal (wrong password) is followed by a disconnect: the refusal is what the user needs to see.
+    r.addEventListener('disconnect', (e) => setStatus((s) => (s.startsWith('refused') ? s : e.detail.clean ? 'disconnected' : 'disconnected (the display is not reachable)')));
     r.addEventListener('desktopname', (e) => setDesktop(e.detail.name));
     r.addEventListener('securityfailure', (e) => setStatus(`refused: ${e.detail.reason ?? `security failure ${e.detail.status}`}`));
     r.addEventListener('credentialsrequired', () => {
