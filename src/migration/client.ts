@@ -16,13 +16,21 @@ import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
-import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
 
 export interface MigrateRequest {
   host: string;
   port?: number;
   live?: boolean;
+}
+
+/** How far QEMU's stream is (query-migrate's RAM figures, bytes), for a page or a progress bar. */
+export interface MigrateProgress {
+  status: string;
+  transferred: number;
+  remaining: number;
+  total: number;
 }
 
 export interface MigrateResult {
@@ -79,7 +87,7 @@ export class Migrator {
     private readonly config: DaemonConfig,
   ) {}
 
-  async migrate(dom: string, req: MigrateRequest): Promise<MigrateResult> {
+  async migrate(dom: string, req: MigrateRequest, onProgress?: (p: MigrateProgress) => void): Promise<MigrateResult> {
     const t0 = performance.now();
     const port = req.port ?? DEFAULT_RELOCATION_PORT;
     const live = req.live === true;
@@ -88,14 +96,14 @@ export class Migrator {
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
-      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal }));
+      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal, onProgress }));
     });
   }
 
   private async migrateLocked(
     rec: DomainRecord,
     req: MigrateRequest,
-    { t0, port, live, where, key, signal }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal },
+    { t0, port, live, where, key, signal, onProgress }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal; onProgress?: (p: MigrateProgress) => void },
   ): Promise<MigrateResult> {
     const vm = this.ts.liveOf(rec).vm;
     const wasRunning = rec.state === 'running';
@@ -159,7 +167,8 @@ export class Migrator {
       }
       const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
       await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
-      const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error });
+      const onPoll = onProgress && ((m: QueryMigrate) => onProgress({ status: m.status ?? 'setup', transferred: m.ram?.transferred ?? 0, remaining: m.ram?.remaining ?? 0, total: m.ram?.total ?? 0 }));
+      const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error, onPoll });
       completedAt = performance.now();
       ch.send({ t: 'done', paused: !wasRunning });
       await ch.recv('loaded', 5 * 60_000);
