@@ -68,6 +68,12 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
       const loser = a.code ? a : b;
       assert.match(loser.stderr, new RegExp(`a guest named ${name} is already defined in the pool \\(on host[12]\\)`));
     }
+    // and, closer together (straight to the three APIs, no CLI start-up between them), many times
+    for (let round = 0; round < 15; round++) {
+      const name = `burst${round}`;
+      const answers = await Promise.allSettled(lab.hosts.map((h) => h.daemon!.client.post('/v1/definitions', { cfgText: guestCfg(name), cfgFile: `${name}.cfg` })));
+      assert.equal(answers.filter((a) => a.status === 'fulfilled').length, 1, `round ${round}: ${answers.map((a) => (a.status === 'rejected' ? String(a.reason) : 'ok')).join(' | ')}`);
+    }
     // the pool's definitions are seen from the third host too
     const off = JSON.parse(await lab.daemon('host3').ok(['list', '--all', '--json'])) as Array<{ name: string; state: string }>;
     assert.deepEqual(off.filter((r) => r.name.startsWith('race')).map((r) => [r.name, r.state]), [0, 1, 2, 3].map((i) => [`race${i}`, 'off']));
