@@ -50,15 +50,32 @@ export class PoolService {
    */
   async start(): Promise<void> {
     try {
-      if (!this.config.relocationKeyFile) this.config.relocationKeyFile = await this.relocationKeyFile();
-      await this.member.start();
+      await this.join();
     } catch (e) {
       this.log.error(`pool ${this.config.pool!.name}: cannot reach etcd at start (${errorMessage(e)}); retrying`);
-      void this.member.start().catch(() => undefined);
+      this.retry = setInterval(() => {
+        this.join().then(() => {
+          clearInterval(this.retry);
+          this.log.info(`pool ${this.config.pool!.name}: joined after a retry`);
+        }, () => undefined);
+      }, 5_000);
+      this.retry.unref();
     }
   }
 
+  private retry?: NodeJS.Timeout;
+  private joining?: Promise<void>;
+
+  private join(): Promise<void> {
+    this.joining ??= (async () => {
+      if (!this.config.relocationKeyFile) this.config.relocationKeyFile = await this.relocationKeyFile();
+      await this.member.start();
+    })().finally(() => (this.joining = undefined));
+    return this.joining;
+  }
+
   close(): void {
+    clearInterval(this.retry);
     this.member.stop();
     this.etcd.close();
   }
