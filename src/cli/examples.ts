@@ -29,6 +29,8 @@ export const EXAMPLES: Record<string, string[]> = {
   'vcpu-pin': ['xeno vcpu-pin web all 0-1  # every vcpu on host CPUs 0 and 1'],
   'sched-credit': ['xeno sched-credit -d web -w 512 -c 50'],
   'web-token': ['xeno web-token             # the login token of the web console (xenod --web 127.0.0.1:8080)'],
+  'pool-create': ['xeno pool-create prod --host h1 --address 10.0.0.1 --dir /root/pool-prod   # the CA and h1\'s files'],
+  'pool-join': ['xeno pool-join h2 --address 10.0.0.2 --dir /root/pool-prod --etcd https://10.0.0.1:2379'],
   top: ['xeno top                   # full screen, as xentop: s sorts, q quits', 'xeno top -b -i 2 -d 1       # two samples in xentop\'s batch layout'],
   save: ['xeno save web /var/lib/xeno/web.save      # frees the guest', 'xeno save -c web /srv/web.chk              # checkpoint: keeps running'],
   restore: ['xeno restore /var/lib/xeno/web.save'],

@@ -8,7 +8,7 @@
 
 import { isIP, isIPv4 } from 'node:net';
 import { XenoError } from '../common/errors.js';
-import { defaultDaemonConfig, HOST_STOP_MODES, type AccelChoice, type DaemonConfig, type HostStopMode, type NetworkMode } from '../model/daemon-config.js';
+import { DEFAULT_POOL_API_PORT, DEFAULT_POOL_LEASE_TTL, defaultDaemonConfig, HOST_STOP_MODES, type PoolConfig, type AccelChoice, type DaemonConfig, type HostStopMode, type NetworkMode } from '../model/daemon-config.js';
 import type { Warn } from './domain-config.js';
 import { readConfigFile } from './read-file.js';
 import { parseMemSize } from './sizes.js';
@@ -135,6 +135,7 @@ class DaemonNormaliser {
       if (node.kind === 'list') throw this.error(node, `key "${key}" expects a single value, not a list`);
       this.apply(cfg, key, node.value, node);
     }
+    this.finishPool(cfg, sexps);
     return cfg;
   }
 
@@ -301,9 +302,78 @@ class DaemonNormaliser {
       case 'xeno-web-token-file':
         cfg.webTokenFile = this.absPath(p, key, v);
         break;
+      default:
+        if (key.startsWith('xeno-pool-')) this.poolKey(cfg, key, v, p);
     }
   }
+
+  private pool: Partial<PoolConfig> = {};
+
+  private poolKey(_cfg: DaemonConfig, key: string, v: string, p: SxpPos): void {
+    const pool = this.pool;
+    switch (key) {
+      case 'xeno-pool-name':
+        if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(v)) throw this.error(p, `invalid xeno-pool-name "${v}" ([a-z0-9-], at most 31 characters)`);
+        pool.name = v;
+        break;
+      case 'xeno-pool-host':
+        if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(v)) throw this.error(p, `invalid xeno-pool-host "${v}" ([a-z0-9-], at most 63 characters)`);
+        pool.host = v;
+        break;
+      case 'xeno-pool-etcd': {
+        const urls = v.split(/[\s,]+/).filter(Boolean);
+        for (const u of urls) {
+          const m = /^https:\/\/([^/:]+|\[[0-9a-f:]+\]):(\d{1,5})$/i.exec(u);
+          if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw this.error(p, `xeno-pool-etcd: "${u}" is not https://ADDRESS:PORT (the pool's etcd is reached over TLS only)`);
+        }
+        if (!urls.length) throw this.error(p, 'xeno-pool-etcd is empty');
+        pool.etcd = urls;
+        break;
+      }
+      case 'xeno-pool-ca':
+        pool.ca = this.absPath(p, key, v);
+        break;
+      case 'xeno-pool-cert':
+        pool.cert = this.absPath(p, key, v);
+        break;
+      case 'xeno-pool-key':
+        pool.key = this.absPath(p, key, v);
+        break;
+      case 'xeno-pool-address':
+        if (isIP(v) === 0) throw this.error(p, `xeno-pool-address "${v}" is not an IP address`);
+        pool.address = v;
+        break;
+      case 'xeno-pool-api-port':
+        pool.apiPort = this.int(p, key, v, 1, 65535);
+        break;
+      case 'xeno-pool-lease-ttl':
+        pool.leaseTtl = this.int(p, key, v, 2, 3600);
+        break;
+    }
+  }
+
+  /** The pool keys come all together (a pooled host) or not at all (standalone, as before). */
+  private finishPool(cfg: DaemonConfig, sexps: SxpNode[]): void {
+    const pool = this.pool;
+    if (Object.keys(pool).length === 0) return;
+    const missing = POOL_REQUIRED.filter((k) => pool[k.field] === undefined).map((k) => k.key);
+    if (missing.length) {
+      const first = sexps.find((f) => f.kind === 'list' && f.items[0]?.kind === 'atom' && f.items[0].value.startsWith('xeno-pool-')) ?? sexps[0]!;
+      throw this.error(first, `a pooled host needs every one of ${POOL_REQUIRED.map((k) => k.key).join(', ')}: missing ${missing.join(', ')}`);
+    }
+    cfg.pool = { apiPort: DEFAULT_POOL_API_PORT, leaseTtl: DEFAULT_POOL_LEASE_TTL, ...pool } as PoolConfig;
+  }
 }
+
+const POOL_REQUIRED: Array<{ key: string; field: keyof PoolConfig }> = [
+  { key: 'xeno-pool-name', field: 'name' },
+  { key: 'xeno-pool-host', field: 'host' },
+  { key: 'xeno-pool-etcd', field: 'etcd' },
+  { key: 'xeno-pool-ca', field: 'ca' },
+  { key: 'xeno-pool-cert', field: 'cert' },
+  { key: 'xeno-pool-key', field: 'key' },
+  { key: 'xeno-pool-address', field: 'address' },
+];
 
 export const HANDLED = new Set([
   'logfile', 'loglevel', 'xend-unix-path', 'xend-relocation-server', 'xend-relocation-port',
@@ -316,6 +386,8 @@ export const HANDLED = new Set([
   'xeno-qemu-user',
   'xeno-restart-limit', 'xeno-restart-window',
   'xeno-web', 'xeno-web-token-file',
+  'xeno-pool-name', 'xeno-pool-host', 'xeno-pool-etcd', 'xeno-pool-ca', 'xeno-pool-cert', 'xeno-pool-key',
+  'xeno-pool-address', 'xeno-pool-api-port', 'xeno-pool-lease-ttl',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

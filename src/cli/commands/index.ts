@@ -6,6 +6,7 @@ import { registerHostCommands } from './host.js';
 import { registerManageCommands } from './manage.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
+import { registerPoolAdminCommands } from './pool-admin.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
 import { registerTopCommands } from './top.js';
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerTopCommands(program);
   registerManageCommands(program);
   registerWebCommands(program);
+  registerPoolAdminCommands(program);
 }
