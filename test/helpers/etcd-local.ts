@@ -112,17 +112,30 @@ export class LocalEtcd {
 
   /** The member ids and which one leads, from `etcdctl endpoint status`. */
   async status(): Promise<Array<{ endpoint: string; id: string; leader: string }>> {
-    const out = JSON.parse(await this.etcdctl('endpoint', 'status', '-w', 'json')) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+    // member ids are 64-bit: quoted before JSON.parse, which would round them
+    const text = (await this.etcdctl('endpoint', 'status', '-w', 'json')).replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
+    const out = JSON.parse(text) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
     return out.map((s) => ({ endpoint: s.Endpoint, id: BigInt(s.Status.header.member_id).toString(16), leader: BigInt(s.Status.leader).toString(16) }));
   }
 
   /** Forces a leader change (etcdctl move-leader) to another member; returns the new leader's id. */
   async moveLeader(): Promise<string> {
-    const st = await this.status();
-    const leader = st.find((s) => s.id === s.leader)!;
-    const target = st.find((s) => s.id !== s.leader)!;
-    await run(ETCDCTL_BIN, ['--endpoints', leader.endpoint, 'move-leader', target.id], { env: { ...process.env, ETCDCTL_API: '3' } });
-    return target.id;
+    let last: unknown;
+    // a member just restarted may still be catching up ("bad leader transferee"): try each, retry
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const st = await this.status();
+      const leader = st.find((s) => s.id === s.leader)!;
+      for (const target of st.filter((s) => s.id !== s.leader)) {
+        try {
+          await run(ETCDCTL_BIN, ['--endpoints', leader.endpoint, 'move-leader', target.id], { env: { ...process.env, ETCDCTL_API: '3' } });
+          return target.id;
+        } catch (e) {
+          last = e;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw last;
   }
 
   async waitHealthy(timeoutMs = 60_000): Promise<void> {

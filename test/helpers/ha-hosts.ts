@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Etcd3, type Namespace } from 'etcd3';
 import type { DiskSpec } from '../../src/model/domain-config.js';
+import { haClientOptions } from '../../src/pool/ha/client-options.js';
 import { HaAgent, HA_PREFIX, type HaEntry, type HaHostOps } from '../../src/pool/ha/agent.js';
 import { monoMs } from '../../src/pool/ha/clock.js';
 import { acquireGuestLocks } from '../../src/pool/ha/disk-locks.js';
@@ -43,7 +44,7 @@ export class TestHost {
     endpoints: string[],
     opts: { ttlSec: number; fenceMs: number; holdoffMs?: number },
   ) {
-    this.client = new Etcd3({ hosts: endpoints, dialTimeout: 1000 });
+    this.client = new Etcd3({ hosts: endpoints, dialTimeout: 1000, ...haClientOptions() });
     this.ns = this.client.namespace(`/xeno/${POOL}/`);
     const ops: HaHostOps = {
       haGuests: () => [...this.guests.keys()],

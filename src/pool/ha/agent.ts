@@ -14,26 +14,12 @@ import { monoMs } from './clock.js';
 import { LeaderElection } from './election.js';
 import { FenceGuard } from './fence.js';
 import { LeaseKeeper } from './lease-keeper.js';
-import { planRestarts, type PlanGuest, type PlanHost } from './planner.js';
+import { placeOrphans } from './restart.js';
 import { Witness, type WitnessPeer } from './witness.js';
 
-export const HA_PREFIX = 'ha/';
+import { HA_PREFIX, type HaEntry, type HaGuestInfo } from './restart.js';
 
-/** `P ha/<name>`: persistent; the HA guest is wanted running, last placed on `host`. */
-export interface HaEntry {
-  host: string | null;
-  /** Set by the leader when it places the guest; cleared by the host that starts it. */
-  assigned: boolean;
-  epoch: number;
-  why?: string;
-}
-
-export interface HaGuestInfo {
-  name: string;
-  memoryMiB: number;
-  priority: number;
-  antiAffinity?: string[];
-}
+export { HA_PREFIX, type HaEntry, type HaGuestInfo } from './restart.js';
 
 /** What the agent needs of the host's toolstack. */
 export interface HaHostOps {
@@ -85,6 +71,7 @@ export class HaAgent {
     this.guard = new FenceGuard({
       fenceMs: o.fenceMs,
       staleMs,
+      healthyMs: this.keeper.renewEveryMs * 3,
       renewAge: () => this.keeper.renewAge(),
       peers: () => this.witness.peerHosts(),
       reports: (h) => this.witness.report(h),
@@ -148,7 +135,12 @@ export class HaAgent {
       if (this.fencedGuests.size) await this.releaseFenced();
       await this.takeAssignments();
       const holdoff = this.o.holdoffMs ?? this.o.fenceMs;
-      if (this.election.isLeader() && monoMs() - this.freshSince >= holdoff) await this.placeOrphans();
+      const guard = this.election.leaderGuard();
+      if (guard && monoMs() - this.freshSince >= holdoff) {
+        const r = await placeOrphans(this.o.ns, guard, (n) => this.o.ops.guestInfo(n));
+        for (const m of r.assigned) this.note(`assigned ${m.name} to ${m.host} (was on ${m.from ?? 'nowhere'})`);
+        for (const x of r.stuck) this.note(`cannot place ${x.name}: ${x.why}`);
+      }
     } catch (e) {
       this.log(`ha ${this.o.host}: ${(e as Error).message}`);
     }
@@ -188,45 +180,6 @@ export class HaAgent {
           await this.o.ns.if(HA_PREFIX + name, 'Mod', '==', Number(kv.mod_revision)).then(this.o.ns.put(HA_PREFIX + name).value(JSON.stringify(next))).commit().catch(() => undefined);
         })
         .finally(() => this.starting.delete(name));
-    }
-  }
-
-  private async placeOrphans(): Promise<void> {
-    const ns = this.o.ns;
-    const [hostsR, runR, haR] = await Promise.all([ns.getAll().prefix('hosts/').strings(), ns.getAll().prefix('running/').strings(), ns.getAll().prefix(HA_PREFIX).exec()]);
-    const live = new Map(Object.entries(hostsR).map(([k, v]) => [k.slice('hosts/'.length), JSON.parse(v) as { memFreeKiB?: number; disabled?: boolean }]));
-    const running = new Map(Object.entries(runR).map(([k, v]) => [k.slice('running/'.length), (JSON.parse(v) as { host: string }).host]));
-    const orphans: Array<PlanGuest & { entry: HaEntry; mod: string }> = [];
-    for (const kv of haR.kvs) {
-      const name = kv.key.toString().split(HA_PREFIX).pop()!;
-      const entry = JSON.parse(kv.value.toString()) as HaEntry;
-      if (running.has(name)) continue;
-      if (entry.host !== null && live.has(entry.host)) continue; // its host is alive: its own business
-      const info = await this.o.ops.guestInfo(name);
-      if (!info) continue;
-      orphans.push({ ...info, entry, mod: kv.mod_revision });
-    }
-    if (orphans.length === 0) return;
-    const hosts: PlanHost[] = [...live].map(([name, h]) => ({
-      name,
-      memFreeKiB: h.memFreeKiB ?? 0,
-      disabled: h.disabled,
-      guests: [...running].filter(([, on]) => on === name).map(([g]) => g),
-    }));
-    const plan = planRestarts(orphans, hosts);
-    for (const s of plan.stuck) this.note(`cannot place ${s.name}: ${s.why}`);
-    const guard = this.election.leaderGuard();
-    if (!guard) return;
-    for (const m of plan.moves) {
-      const o = orphans.find((x) => x.name === m.name)!;
-      const next: HaEntry = { host: m.host, assigned: true, epoch: o.entry.epoch + 1 };
-      const r = await ns
-        .if(guard.key, 'Create', '==', guard.createRevision)
-        .and(HA_PREFIX + m.name, 'Mod', '==', Number(o.mod))
-        .and(`running/${m.name}`, 'Create', '==', 0)
-        .then(ns.put(HA_PREFIX + m.name).value(JSON.stringify(next)))
-        .commit();
-      if (r.succeeded) this.note(`assigned ${m.name} to ${m.host} (was on ${o.entry.host ?? 'nowhere'})`);
     }
   }
 }

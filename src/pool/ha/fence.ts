@@ -4,9 +4,13 @@
  *
  * The rule, evaluated every `checkEveryMs`:
  *   - renewal age <= fence time: all is well (the lease cannot have expired: fence < TTL).
- *   - renewal age > fence time, and EVERY other member has told us, within `staleMs`, that its
- *     own renewal age is past the fence time too: etcd is out for everyone. Nobody can take our
- *     locks or elect a leader that restarts our guests while nobody reaches etcd, so we HOLD.
+ *   - renewal age > fence time, and EVERY other member has told us, within `staleMs`, that it is
+ *     not renewing either (its renewal age, as reported plus the time since, is past
+ *     `healthyMs`, the most a renewing host's age ever reaches): etcd is out for everyone.
+ *     Nobody can take our locks or elect a leader that restarts our guests while nobody reaches
+ *     etcd, so we HOLD. (Not "past the fence time": hosts that lost etcd in the same instant
+ *     differ in renewal age by up to one renewal interval, and the first to reach the fence time
+ *     must not take the others for healthy.)
  *   - otherwise (some member is silent, or says it renews fine): FENCE. We cannot tell that
  *     member is not a live leader about to restart our guests once our lease expires.
  * A lease etcd reports lost is fenced at once, whatever the peers say (its locks are gone).
@@ -24,6 +28,8 @@ export interface FenceInput {
   fenceMs: number;
   /** How old a peer's report may be and still count (ms). */
   staleMs: number;
+  /** A renewing host's renewal age stays below this (interval + timeout + slack). */
+  healthyMs: number;
   now: number;
   /** The other members of the pool (names). */
   peers: string[];
@@ -39,8 +45,9 @@ export function fenceVerdict(i: FenceInput): FenceVerdict {
     const r = i.reports(p);
     if (!r || i.now - r.heardAt > i.staleMs) return { action: 'fence', why: `no lease renewal for ${age} ms and member ${p} is silent` };
     // a peer with no lease at all (-1) is not renewing either
-    if (r.renewAgeMs >= 0 && r.renewAgeMs <= i.fenceMs) {
-      return { action: 'fence', why: `no lease renewal for ${age} ms while member ${p} renews (${r.renewAgeMs} ms ago)` };
+    const peerAge = r.renewAgeMs + (i.now - r.heardAt);
+    if (r.renewAgeMs >= 0 && peerAge <= i.healthyMs) {
+      return { action: 'fence', why: `no lease renewal for ${age} ms while member ${p} renews (${Math.round(peerAge)} ms ago)` };
     }
   }
   return { action: 'hold', why: `no lease renewal for ${age} ms, but every other member is cut off from etcd too` };
@@ -49,6 +56,7 @@ export function fenceVerdict(i: FenceInput): FenceVerdict {
 export interface FenceGuardOptions {
   fenceMs: number;
   staleMs: number;
+  healthyMs: number;
   checkEveryMs?: number;
   renewAge: () => number;
   peers: () => string[];
@@ -91,6 +99,7 @@ export class FenceGuard {
       renewAgeMs: this.o.renewAge(),
       fenceMs: this.o.fenceMs,
       staleMs: this.o.staleMs,
+      healthyMs: this.o.healthyMs,
       now: monoMs(),
       peers: this.o.peers(),
       reports: this.o.reports,
