@@ -6,7 +6,8 @@
 import { XenoError } from '../common/errors.js';
 import type { XlCfgAst, XlEntry } from './xlcfg-parser.js';
 
-export const MANAGED_KEYS = ['autostart', 'autostart_order', 'autostart_delay'] as const;
+// The pool's guest keys (pool-keys.ts) are managed keys too: about where a guest runs, not what it is.
+export const MANAGED_KEYS = ['autostart', 'autostart_order', 'autostart_delay', 'anti_affinity', 'ha', 'ha_priority'] as const;
 
 export interface ManagedKeys {
   /** Start the guest when xenod starts after a boot. */

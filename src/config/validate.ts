@@ -56,7 +56,7 @@ export interface ValidateOptions extends PathRules {
 }
 
 const CONFIG_KEYS = [
-  'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
+  'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuModel', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
   'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'restartLimit', 'boot', 'vnc',
   'ha', 'haRestartPriority',
 ] as const satisfies ReadonlyArray<keyof DomainConfig>;
@@ -249,6 +249,7 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
       throw fieldError('cpus', (e as Error).message);
     }
   }
+  if (r.cpuModel !== undefined) c.cpuModel = matching('cpuModel', r.cpuModel, /^[A-Za-z][A-Za-z0-9_.-]*$/, 'a QEMU CPU model name (e.g. Haswell-noTSX)', 64);
   if (r.cpuWeight !== undefined) c.cpuWeight = int('cpuWeight', r.cpuWeight, 1, 65535);
   if (r.cap !== undefined) c.cap = int('cap', r.cap, 0, 100 * maxvcpus, ' = 100 per vcpu');
   if (r.restartLimit !== undefined) c.restartLimit = int('restartLimit', r.restartLimit, 0, 100_000);

@@ -71,6 +71,11 @@ export interface DomainConfig {
   maxvcpus: number;
   /** Host CPU list the vcpus are pinned to at create time (`0-3,^1`), absent = any. */
   cpus?: string;
+  /**
+   * The named QEMU CPU model under KVM (absent: `host`); a pooled host sets its pool's levelled
+   * model (docs/pool.md) so a guest migrates to any host of the pool. Under TCG always qemu64.
+   */
+  cpuModel?: string;
   /** Credit-scheduler weight (1..65535, default 256) and cap (% of one CPU, 0 = none). */
   cpuWeight?: number;
   cap?: number;

@@ -118,10 +118,14 @@ export class PoolEtcd {
     return r.succeeded;
   }
 
-  async close(): Promise<void> {
-    const l = this.lease;
+  /**
+   * Stop keeping the lease alive and disconnect, WITHOUT revoking: xenod stopping is not the host
+   * going away (its guests keep running); the lease runs out after its TTL unless a new xenod
+   * comes back first.
+   */
+  close(): void {
+    this.lease?.release();
     this.lease = undefined;
-    if (l) await l.revoke().catch(() => undefined);
     this.client.close();
   }
 }

@@ -7,6 +7,7 @@ import { registerManageCommands } from './manage.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerPoolAdminCommands } from './pool-admin.js';
+import { registerPoolCommands } from './pool.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
 import { registerTopCommands } from './top.js';
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerManageCommands(program);
   registerWebCommands(program);
   registerPoolAdminCommands(program);
+  registerPoolCommands(program);
 }

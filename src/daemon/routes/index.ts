@@ -7,6 +7,7 @@ import { registerHostRoutes } from './host.js';
 import { registerMigrationRoutes } from './migration.js';
 import { registerNetworkRoutes } from './network.js';
 import { registerOperateRoutes } from './operate.js';
+import { registerPoolRoutes } from '../pool/routes.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
 import { registerStatsRoutes } from './stats.js';
@@ -17,6 +18,7 @@ import { registerStatsRoutes } from './stats.js';
  * console upgrade and the start/stop hooks of the managed save.
  */
 export function registerRoutes(app: FastifyInstance, ctx: DaemonContext, door: 'unix' | 'web' = 'unix'): void {
+  if (door === 'unix') registerPoolRoutes(app, ctx); // first: its hooks (forwarding) cover every route
   registerHostRoutes(app, ctx);
   registerNetworkRoutes(app, ctx);
   registerDomainRoutes(app, ctx);

@@ -107,8 +107,9 @@ export function vncArgs(c: DomainConfig): string[] {
   return ['-display', 'none', '-vga', 'std', '-vnc', `${host}:${v.display === undefined ? '0,to=99' : count('vnc display', v.display, 0)}${v.password !== undefined ? ',password=on' : ''}`];
 }
 
-function cpuModel(accel: Accel): string {
-  return accel === 'kvm' ? 'host' : 'qemu64';
+/** Under KVM the config's named model (a pool's levelled one) or `host`; TCG emulates qemu64. */
+function cpuModel(accel: Accel, c: DomainConfig): string {
+  return accel === 'kvm' ? plainOpt('cpu model', c.cpuModel ?? 'host') : 'qemu64';
 }
 
 /**
@@ -118,7 +119,7 @@ function cpuModel(accel: Accel): string {
  */
 export function vcpuDeviceArgs(c: DomainConfig, accel: Accel): string[] {
   const out: string[] = [];
-  for (let k = 1; k < c.vcpus; k++) out.push('-device', `${cpuModel(accel)}-x86_64-cpu,id=vcpu${k},socket-id=0,core-id=${k},thread-id=0`);
+  for (let k = 1; k < c.vcpus; k++) out.push('-device', `${cpuModel(accel, c)}-x86_64-cpu,id=vcpu${k},socket-id=0,core-id=${k},thread-id=0`);
   return out;
 }
 
@@ -155,7 +156,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     '-uuid', plainOpt('uuid', input.uuid),
     '-machine', plainOpt('machine type', input.machineType),
     '-accel', input.accel === 'tcg' && input.tbSizeMb ? `tcg,tb-size=${input.tbSizeMb}` : input.accel,
-    '-cpu', cpuModel(input.accel),
+    '-cpu', cpuModel(input.accel, c),
     '-m', `size=${count('maxmem', c.maxmem)}M`,
     '-smp', `1,sockets=1,cores=${count('maxvcpus', c.maxvcpus)},threads=1,maxcpus=${c.maxvcpus}`,
     '-nodefaults', '-no-user-config', ...vncArgs(c),
