@@ -47,6 +47,4 @@ export const DOMAIN_KEY_DOCS: KeyDoc[] = [
   { key: 'autostart_order', value: 'N', default: '0', doc: 'Guests autostart in this order (lower first, then by name).' },
   { key: 'autostart_delay', value: 'seconds', default: '0', doc: 'Seconds to wait after autostarting this guest before the next one.' },
   { key: 'anti_affinity', value: '[ "TAG", ... ]', default: '[]', doc: 'In a pool: two guests sharing a tag are never placed on the same host (xeno start picks another).' },
-  { key: 'ha', value: '0 | 1', default: '0', doc: 'In a pool: restart the guest on another host when its host is lost (docs/pool-ha.md).' },
-  { key: 'ha_priority', value: '0-1000', default: '0', doc: 'In a pool: higher-priority HA guests are restarted first.' },
 ];
