@@ -42,6 +42,15 @@ async function limited<T>(items: T[], n: number, f: (t: T) => Promise<void>): Pr
   }));
 }
 
+/** A host's renewals (every second) and host record refresh (every 2 s), from its grant on. */
+function keepAlive(h: SimHost, renewals: number[], failures: { renew: number }): void {
+  h.timers.push(setInterval(() => {
+    const t0 = monoMs();
+    h.lease.keepaliveOnce({ deadline: Date.now() + 3000 }).then(() => renewals.push(monoMs() - t0), () => failures.renew++);
+  }, 1000));
+  h.timers.push(setInterval(() => void h.lease.put(`hosts/${h.name}`).value(JSON.stringify({ name: h.name, memFreeKiB: 64 * 1024 * 1024, at: Date.now() })).catch(() => undefined), 2000));
+}
+
 async function round(etcd: LocalEtcd, pool: string, nHosts: number, mGuests: number, seconds: number): Promise<Record<string, number>> {
   const renewals: number[] = [];
   const scans: number[] = [];
@@ -52,8 +61,11 @@ async function round(etcd: LocalEtcd, pool: string, nHosts: number, mGuests: num
     const ns = client.namespace(`/xeno/${pool}/`);
     const lease = ns.lease(10, { autoKeepAlive: false });
     await lease.grant();
-    hosts.push({ name: `h${h}`, client, ns, lease, timers: [] });
+    const sim: SimHost = { name: `h${h}`, client, ns, lease, timers: [] };
+    hosts.push(sim);
+    keepAlive(sim, renewals, failures);
   }
+  const setupStart = monoMs();
   // every host: its record, its candidacy, its watches, its guests' locks (M txns)
   await limited(hosts, 16, async (h) => {
     await h.lease.put(`hosts/${h.name}`).value(JSON.stringify({ name: h.name, memFreeKiB: 64 * 1024 * 1024 }));
@@ -71,14 +83,9 @@ async function round(etcd: LocalEtcd, pool: string, nHosts: number, mGuests: num
       });
     }
   });
-  // steady load
-  for (const h of hosts) {
-    h.timers.push(setInterval(() => {
-      const t0 = monoMs();
-      h.lease.keepaliveOnce({ deadline: Date.now() + 3000 }).then(() => renewals.push(monoMs() - t0), () => failures.renew++);
-    }, 1000));
-    h.timers.push(setInterval(() => void h.lease.put(`hosts/${h.name}`).value(JSON.stringify({ name: h.name, memFreeKiB: 64 * 1024 * 1024, at: Date.now() })).catch(() => undefined), 2000));
-  }
+  const setupMs = monoMs() - setupStart;
+  renewals.length = 0; // steady state only
+  failures.renew = 0;
   const leader = hosts[0]!;
   const leaderRev = Number((await leader.ns.get(LEADER_PREFIX + leader.name).exec()).kvs[0]!.create_revision);
   const guard = { key: LEADER_PREFIX + leader.name, createRevision: leaderRev };
@@ -93,7 +100,7 @@ async function round(etcd: LocalEtcd, pool: string, nHosts: number, mGuests: num
   // one host fails: its lease goes; the leader decides where its M guests go
   const victim = hosts[hosts.length - 1]!;
   for (const t of victim.timers) clearInterval(t);
-  await victim.lease.revoke();
+  await victim.lease.revoke().catch(() => undefined);
   const t0 = monoMs();
   let assigned = 0;
   while (assigned < mGuests && monoMs() - t0 < 120_000) {
@@ -112,6 +119,7 @@ async function round(etcd: LocalEtcd, pool: string, nHosts: number, mGuests: num
     renewP50: pct(renewals, 50), renewP99: pct(renewals, 99), renewFailures: failures.renew,
     scanP50: pct(scans, 50), scanP99: pct(scans, 99),
     decisionMs: assigned === mGuests ? decision : NaN,
+    setupS: setupMs / 1000,
   };
 }
 
@@ -122,11 +130,11 @@ export async function run(): Promise<void> {
   const etcd = await LocalEtcd.start(3);
   try {
     process.stdout.write(`pool-scale: 3-member etcd on 127.0.0.1, M=${m} guests per host, ${seconds} s of steady load per N\n`);
-    process.stdout.write('| N hosts | guests | renewal p50 / p99 (ms) | failed renewals | leader scan p50 / p99 (ms) | leader decision for one host (ms) |\n| --- | --- | --- | --- | --- | --- |\n');
+    process.stdout.write('| N hosts | guests | renewal p50 / p99 (ms) | failed renewals | leader scan p50 / p99 (ms) | leader decision for one host (ms) | set-up (s) |\n| --- | --- | --- | --- | --- | --- | --- |\n');
     for (const [i, n] of ns.entries()) {
       const r = await round(etcd, `scale${i}`, n, m, seconds);
       const f = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(0));
-      process.stdout.write(`| ${r.hosts} | ${r.guests} | ${f(r.renewP50!)} / ${f(r.renewP99!)} | ${r.renewFailures} | ${f(r.scanP50!)} / ${f(r.scanP99!)} | ${f(r.decisionMs!)} |\n`);
+      process.stdout.write(`| ${r.hosts} | ${r.guests} | ${f(r.renewP50!)} / ${f(r.renewP99!)} | ${r.renewFailures} | ${f(r.scanP50!)} / ${f(r.scanP99!)} | ${f(r.decisionMs!)} | ${r.setupS!.toFixed(1)} |\n`);
     }
   } finally {
     await etcd.destroy();
