@@ -18,6 +18,8 @@ export interface HaEntry {
   assigned: boolean;
   epoch: number;
   why?: string;
+  /** Set by a xenod stopping on purpose while the guest runs on: not to be restarted elsewhere. */
+  held?: boolean;
 }
 
 export interface HaGuestInfo {
@@ -44,7 +46,7 @@ export async function placeOrphans(
   for (const kv of haR.kvs) {
     const name = kv.key.toString().split(HA_PREFIX).pop()!;
     const entry = JSON.parse(kv.value.toString()) as HaEntry;
-    if (running.has(name)) continue;
+    if (running.has(name) || entry.held) continue;
     if (entry.host !== null && live.has(entry.host)) continue; // its host is alive: its own business
     const info = await infoOf(name);
     if (info) orphans.push({ ...info, entry, mod: kv.mod_revision });

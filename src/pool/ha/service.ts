@@ -72,9 +72,18 @@ export class HaService {
     this.timer.unref();
   }
 
+  /**
+   * xenod stopping is not the host going: its guests keep running while the lease runs out. So each
+   * HA guest here is marked held first (the leader leaves it alone until this xenod is back and
+   * clears the mark): never restarted elsewhere while its QEMU may still run.
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    // xenod stopping is not the host going: the lease is left to run out (guests keep running)
+    const ns = this.pool.etcd.ns;
+    for (const name of this.localHaGuests()) {
+      const held: HaEntry = { host: this.pool.host, assigned: false, epoch: Date.now(), held: true };
+      await ns.put(HA_PREFIX + name).value(JSON.stringify(held)).exec().catch((e: unknown) => this.log.error(`ha: could not hold ${name}: ${errorMessage(e)}`));
+    }
     await this.agent?.stop(false);
   }
 
@@ -120,7 +129,7 @@ export class HaService {
       for (const name of this.localHaGuests()) {
         const raw = (await ns.get(HA_PREFIX + name).exec()).kvs[0];
         const e = raw ? (JSON.parse(raw.value.toString()) as HaEntry) : undefined;
-        if (e?.host === me && !e.assigned) continue;
+        if (e?.host === me && !e.assigned && !e.held) continue;
         const next: HaEntry = { host: me, assigned: false, epoch: (e?.epoch ?? 0) + 1 };
         await ns.if(HA_PREFIX + name, 'Mod', '==', raw ? Number(raw.mod_revision) : 0).then(ns.put(HA_PREFIX + name).value(JSON.stringify(next))).commit();
       }
