@@ -126,7 +126,7 @@ export class PoolService {
   /** A new pool definition; the name is taken in one transaction (create revision == 0). */
   async define(def: Omit<PoolDefinition, 'definedOn' | 'definedAt'>, config: DomainConfig): Promise<PoolDefinition> {
     const full: PoolDefinition = { ...def, definedOn: this.host, definedAt: Date.now() };
-    if (!config.uuid) full.overrides = [...(def.overrides ?? []), `uuid=${randomUUID()}`];
+    if (!config.uuid) full.overrides = [...(def.overrides ?? []), `uuid="${randomUUID()}"`];
     if (!(await this.etcd.createOnly(keys.def(def.name), full))) {
       const other = await this.etcd.getJson<PoolDefinition>(keys.def(def.name));
       throw new XenoError('DOMAIN_EXISTS', `a guest named ${def.name} is already defined in the pool${other ? ` (on ${other.definedOn})` : ''}`);

@@ -34,6 +34,8 @@ export interface LabHost {
 export interface PoolLabOptions {
   /** Extra xend-config lines for every xenod. */
   config?: string[];
+  /** Extra xend-config lines for one host's xenod (by host name). */
+  perHost?: Record<string, string[]>;
   /** Start the xenods (default true). */
   daemons?: boolean;
   hosts?: number;
@@ -82,7 +84,7 @@ export class PoolLab {
       for (const h of lab.hosts) lab.startEtcd(h);
       await lab.cli(lab.hosts[0]!.ns, ['pool-join', lab.hosts[0]!.name, '--address', lab.hosts[0]!.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 120_000);
       for (const h of lab.hosts.slice(1)) await lab.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 60_000);
-      if (opts.daemons !== false) for (const h of lab.hosts) await lab.startDaemon(h, opts.config ?? []);
+      if (opts.daemons !== false) for (const h of lab.hosts) await lab.startDaemon(h, [...(opts.config ?? []), ...(opts.perHost?.[h.name] ?? [])]);
     } catch (e) {
       await lab.down().catch(() => undefined);
       throw e;
