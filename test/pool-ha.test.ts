@@ -1,7 +1,8 @@
 /**
  * Pool HA on the pool lab (three hosts in network namespaces, a 3-member etcd, a xenod each, real
  * guests): a host killed outright (every process in its namespace) has its HA guest running again
- * on another host, exactly once, its heartbeat back; a guest on a surviving host is untouched.
+ * on another host, exactly once, its heartbeat back; a guest on a surviving host is untouched. And
+ * host-evacuate of a host with three guests: all run elsewhere, their heartbeats continuous.
  * (The partition cases — isolation with the QEMU exit before the new start, blips, etcd member
  * loss, leader change, etcd down for everyone — are proven at agent level against a real etcd in
  * src/pool/ha/ha.test.ts; docs/pool-ha.md says what remains to be run here.)
@@ -21,7 +22,7 @@ interface PoolRow {
   id?: number;
 }
 
-describe('pool HA: a host killed outright', { timeout: 900_000 }, () => {
+describe('pool HA: host-evacuate, and a host killed outright', { timeout: 1_200_000 }, () => {
   let lab: PoolLab;
 
   before(async () => {
@@ -32,6 +33,33 @@ describe('pool HA: a host killed outright', { timeout: 900_000 }, () => {
   });
 
   const poolList = async (host: string) => JSON.parse(await lab.daemon(host).ok(['list', '--pool', '--json'])) as PoolRow[];
+
+  test('host-evacuate of a host with three guests: all run elsewhere, heartbeats continuous', async () => {
+    const d1 = lab.daemon('host1');
+    const d3 = lab.daemon('host3');
+    const names = ['ev1', 'ev2', 'ev3'];
+    for (const n of names) {
+      await d1.ok(['new', d1.writeCfg(n, guestCfg(n))]);
+      await d1.ok(['start', n, '--on', 'host3']);
+    }
+    for (const n of names) await d3.waitConsole(n, /heartbeat \d+/, 180_000);
+    const before = Object.fromEntries(names.map((n) => [n, d3.lastHeartbeat(n)]));
+    const r = JSON.parse(await d1.ok(['host-evacuate', 'host3', '--parallel', '3', '--json'])) as { moved: Array<{ name: string; to: string }>; stuck: unknown[] };
+    assert.deepEqual(r.stuck, []);
+    assert.deepEqual(r.moved.map((m) => m.name).sort(), names);
+    const rows = await poolList('host1');
+    for (const m of r.moved) {
+      assert.notEqual(m.to, 'host3');
+      assert.equal(rows.find((x) => x.name === m.name)?.host, m.to);
+      const target = lab.daemon(m.to);
+      // the counter goes on from where it was on host3 (no reboot), and keeps going there
+      await until(`${m.name} beats on ${m.to}`, () => target.lastHeartbeat(m.name) > before[m.name]!, 120_000, 500);
+      const seen = target.lastHeartbeat(m.name);
+      await until(`${m.name} keeps beating`, () => target.lastHeartbeat(m.name) > seen, 60_000, 500);
+    }
+    const left = JSON.parse(await d3.ok(['list', '--json'])) as Array<{ name: string }>;
+    assert.deepEqual(left.filter((d) => d.name !== 'Domain-0').map((d) => d.name), []);
+  });
 
   test('its HA guest runs again on another host, once, with its heartbeat; the other guest is untouched', async () => {
     const d1 = lab.daemon('host1');
