@@ -68,6 +68,12 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
       const loser = a.code ? a : b;
       assert.match(loser.stderr, new RegExp(`a guest named ${name} is already defined in the pool \\(on host[12]\\)`));
     }
+    // and, closer together (straight to the three APIs, no CLI start-up between them), many times
+    for (let round = 0; round < 15; round++) {
+      const name = `burst${round}`;
+      const answers = await Promise.allSettled(lab.hosts.map((h) => h.daemon!.client.post('/v1/definitions', { cfgText: guestCfg(name), cfgFile: `${name}.cfg` })));
+      assert.equal(answers.filter((a) => a.status === 'fulfilled').length, 1, `round ${round}: ${answers.map((a) => (a.status === 'rejected' ? String(a.reason) : 'ok')).join(' | ')}`);
+    }
     // the pool's definitions are seen from the third host too
     const off = JSON.parse(await lab.daemon('host3').ok(['list', '--all', '--json'])) as Array<{ name: string; state: string }>;
     assert.deepEqual(off.filter((r) => r.name.startsWith('race')).map((r) => [r.name, r.state]), [0, 1, 2, 3].map((i) => [`race${i}`, 'off']));
@@ -126,13 +132,27 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
     assert.match(none.stderr, /nosuch/);
   });
 
+  test('a live migration between pool hosts, by host name, with no key file but the pool\'s', async () => {
+    // the lab's xenods have no xeno-relocation-key-file: they share the pool's key from etcd
+    assert.doesNotMatch(lab.daemon('host2').log, /relocation-key-file/);
+    const before = await lab.daemon('host2').waitConsole('g3', /heartbeat (\d+)/, 180_000);
+    // asked on host3, about host2's guest, to host1 by its pool name
+    assert.match(await lab.daemon('host3').ok(['migrate', 'g3', 'host1', '--live']), /Migrated domain g3 to 10\.197\.0\.1:8002 \(live/);
+    assert.equal(await lab.daemon('host2').row('g3'), undefined);
+    assert.equal((await lab.daemon('host1').row('g3'))?.state, 'running');
+    // the guest goes on where it was (its memory came along): its counter continues on host1
+    const afterMove = await lab.daemon('host1').waitConsole('g3', /heartbeat (\d+)/, 120_000);
+    assert.ok(Number(afterMove[1]) > Number(before[1]), `${afterMove[1]} after ${before[1]}`);
+    await until('list --pool shows g3 on host1', async () => (await where('host2', 'g3'))?.host === 'host1', 60_000);
+  });
+
   test('pool-eject is refused while the host runs guests, done once it runs none', async () => {
     const r = await lab.daemon('host2').xeno(['pool-eject', 'host1']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /host host1 runs g1: migrate or stop them before ejecting it/);
+    assert.match(r.stderr, /host host1 runs (g1, g3|g3, g1): migrate or stop them before ejecting it/);
     assert.equal((await hostList('host3')).hosts.length, 3);
     await lab.daemon('host1').ok(['destroy', 'g1']);
-    await lab.daemon('host2').ok(['destroy', 'g3']);
+    await lab.daemon('host1').ok(['destroy', 'g3']);
     // from inside host2 (its etcd user removal talks to etcd as root)
     await lab.cli(lab.host('host2').ns, ['pool-eject', 'host3', '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 60_000, lab.daemon('host2').socket);
     assert.deepEqual((await hostList('host1')).hosts.map((h) => h.name), ['host1', 'host2']);

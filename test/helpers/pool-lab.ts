@@ -10,7 +10,7 @@
  * back, and its etcd member stopped and started.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -40,6 +40,8 @@ export interface PoolLabOptions {
   daemons?: boolean;
   hosts?: number;
   pool?: string;
+  /** etcd members detached, logging to DIR/HOST/etcd.log (scripts/lab-pool: they outlive the command). */
+  detached?: boolean;
 }
 
 async function ip(args: string[]): Promise<void> {
@@ -55,8 +57,10 @@ export class PoolLab {
   readonly hosts: LabHost[] = [];
   readonly pool: string;
   private readonly tag: string;
+  private readonly detached: boolean;
 
   constructor(opts: PoolLabOptions = {}) {
+    this.detached = opts.detached ?? false;
     this.tag = `${process.pid % 100000}${Math.random().toString(36).slice(2, 5)}`;
     this.dir = mkdtempSync(path.join(tmpdir(), 'xeno-pool-'));
     this.poolDir = path.join(this.dir, 'pool');
@@ -133,6 +137,11 @@ export class PoolLab {
 
   startEtcd(h: LabHost): void {
     const member = clusterArgs(this.poolDir).find((m) => m.host === h.name)!;
+    if (this.detached) {
+      const log = openSync(path.join(this.poolDir, h.name, 'etcd.log'), 'a');
+      spawn('ip', ['netns', 'exec', h.ns, 'etcd', ...member.args], { detached: true, stdio: ['ignore', log, log] }).unref();
+      return;
+    }
     const child = spawn('ip', ['netns', 'exec', h.ns, 'etcd', ...member.args], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => {
@@ -180,6 +189,17 @@ export class PoolLab {
 
   async restore(h: LabHost): Promise<void> {
     await ip(['-n', this.sw, 'link', 'set', h.port, 'up']);
+  }
+
+  /** Every process in these namespaces killed, the namespaces deleted (scripts/lab-pool down). */
+  static async removeNamespaces(namespaces: string[], dir: string): Promise<void> {
+    const lab = new PoolLab({ hosts: 0 });
+    rmSync(lab.dir, { recursive: true, force: true });
+    for (const ns of namespaces) {
+      await lab.killNamespace(ns);
+      await ip(['netns', 'del', ns]).catch(() => undefined);
+    }
+    rmSync(dir, { recursive: true, force: true });
   }
 
   private async killNamespace(ns: string): Promise<void> {

@@ -29,8 +29,20 @@ function domainOf(req: FastifyRequest): string | null {
   return dom;
 }
 
+/** `xeno migrate DOM HOST` in a pool: HOST may be a pool host's name (its address and relocation port). */
+async function poolMigrationTarget(req: FastifyRequest, pool: PoolService): Promise<void> {
+  if (req.routeOptions.url !== '/v1/domains/:dom/migrate') return;
+  const body = req.body as { host?: string; port?: number } | undefined;
+  if (!body?.host || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(body.host)) return;
+  const h = await pool.liveHost(body.host);
+  if (!h) return;
+  body.host = h.address;
+  body.port ??= h.relocationPort;
+}
+
 export function installForwarding(app: FastifyInstance, ts: Toolstack, pool: PoolService): void {
   app.addHook('preHandler', async (req, reply) => {
+    await poolMigrationTarget(req, pool);
     if (req.headers[FORWARDED_HEADER]) return;
     const dom = domainOf(req);
     if (!dom || isLocal(ts, dom)) return;
