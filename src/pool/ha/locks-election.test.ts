@@ -85,23 +85,27 @@ describe('leader election on the host lease (real etcd)', () => {
     const l2 = ns2.lease(30, { autoKeepAlive: false });
     const e1 = new LeaderElection(ns1, 'h1', () => l1, 200);
     const e2 = new LeaderElection(ns2, 'h2', () => l2, 200);
-    await e1.start();
-    await e2.start();
-    await e1.refresh();
-    assert.equal(e1.isLeader(), true);
-    assert.equal(e2.isLeader(), false);
-    assert.equal(e2.leader(), 'h1');
-    const stale = e1.leaderGuard()!;
-    const becameLeader = new Promise<boolean>((r) => e2.once('change', r));
-    await l1.revoke();
-    assert.equal(await becameLeader, true);
-    assert.equal(e2.leader(), 'h2');
-    // h1's write guarded by its old leader key fails now
-    const r = await ns1.if(stale.key, 'Create', '==', stale.createRevision).then(ns1.put('probe').value('x')).commit();
-    assert.equal(r.succeeded, false);
-    assert.equal(await ns1.get('probe').string(), null);
-    await e1.stop(false);
-    await e2.stop(true);
-    await l2.revoke();
+    try {
+      await e1.start();
+      await e2.start();
+      await e1.refresh();
+      assert.equal(e1.isLeader(), true);
+      assert.equal(e2.isLeader(), false);
+      assert.equal(e2.leader(), 'h1');
+      const stale = e1.leaderGuard()!;
+      const becameLeader = new Promise<boolean>((r) => e2.once('change', r));
+      await l1.revoke();
+      assert.equal(await becameLeader, true);
+      assert.equal(e2.leader(), 'h2');
+      // h1's write guarded by its old leader key fails now
+      const r = await ns1.if(stale.key, 'Create', '==', stale.createRevision).then(ns1.put('probe').value('x')).commit();
+      assert.equal(r.succeeded, false);
+      assert.equal(await ns1.get('probe').string(), null);
+    } finally {
+      // stopped even after a failure: their timers would keep the test process alive
+      await e1.stop(false);
+      await e2.stop(true);
+      await l2.revoke().catch(() => undefined);
+    }
   });
 });
