@@ -33,6 +33,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'pool-join': ['xeno pool-join h2 --address 10.0.0.2 --dir /root/pool-prod --etcd https://10.0.0.1:2379'],
   'pool-eject': ['xeno pool-eject h3 --dir /root/pool-prod   # refused while h3 runs guests'],
   'host-list': ['xeno host-list              # every host: state, free memory, cpus, accel, guests, lease age'],
+  'host-evacuate': ['xeno host-evacuate h2       # live-migrate every guest of h2 elsewhere (host-disable h2 first)'],
   'host-disable': ['xeno host-disable h2        # no new guests on h2 (before maintenance)'],
   'host-enable': ['xeno host-enable h2'],
   top: ['xeno top                   # full screen, as xentop: s sorts, q quits', 'xeno top -b -i 2 -d 1       # two samples in xentop\'s batch layout'],

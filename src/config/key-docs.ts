@@ -33,6 +33,8 @@ export const DOMAIN_KEY_DOCS: KeyDoc[] = [
   { key: 'on_reboot', value: '(as on_poweroff)', default: 'restart', doc: 'What xenod does when the guest reboots.' },
   { key: 'on_crash', value: '(as on_poweroff)', default: 'destroy', doc: 'What xenod does when the guest panics.' },
   { key: 'restart_limit', value: 'N', default: 'xeno-restart-limit (5)', doc: 'Restarts (on_reboot/on_crash = restart) allowed within xeno-restart-window before the guest is left stopped; 0 = no limit. Restarts in that window are delayed 1 s, 2 s, 4 s ... (at most 60 s).' },
+  { key: 'ha', value: '0 | 1', default: '0', doc: 'Pool HA: when this guest\'s host fails (its etcd lease expires), the pool leader restarts the guest on another host, once (docs/pool-ha.md).' },
+  { key: 'ha_restart_priority', value: '0..1000', default: '0', doc: 'With ha = 1: guests with a higher priority are restarted first after a host failure.' },
   { key: 'boot', value: '"c" | "d" | "n" | "dc" ...', default: '"cd"', doc: 'hvm: the boot order in Xen\'s letters (c disk, d cdrom, n network), as bootindex on each device.' },
   { key: 'vnc', value: '0 | 1', default: '0', doc: 'hvm: a VNC display (a standard VGA).' },
   { key: 'vnclisten', value: '"ADDRESS"', default: '"127.0.0.1"', doc: 'Where the VNC display listens; beyond loopback a vncpasswd is required.' },
@@ -45,6 +47,4 @@ export const DOMAIN_KEY_DOCS: KeyDoc[] = [
   { key: 'autostart_order', value: 'N', default: '0', doc: 'Guests autostart in this order (lower first, then by name).' },
   { key: 'autostart_delay', value: 'seconds', default: '0', doc: 'Seconds to wait after autostarting this guest before the next one.' },
   { key: 'anti_affinity', value: '[ "TAG", ... ]', default: '[]', doc: 'In a pool: two guests sharing a tag are never placed on the same host (xeno start picks another).' },
-  { key: 'ha', value: '0 | 1', default: '0', doc: 'In a pool: restart the guest on another host when its host is lost (docs/pool-ha.md).' },
-  { key: 'ha_priority', value: '0-1000', default: '0', doc: 'In a pool: higher-priority HA guests are restarted first.' },
 ];

@@ -1,13 +1,13 @@
 /**
  * The keys of a guest config about its life in a pool (docs/pool.md): anti_affinity (tags: two
- * guests sharing one are never placed on the same host), ha and ha_priority (restart elsewhere
+ * guests sharing one are never placed on the same host), ha and ha_restart_priority (restart elsewhere
  * when its host is lost, docs/pool-ha.md). toDomainConfig() leaves them alone (they are listed in
  * MANAGED_KEYS); poolKeysOf() reads them. Pure.
  */
 import { XenoError } from '../common/errors.js';
 import type { XlCfgAst, XlEntry } from './xlcfg-parser.js';
 
-export const POOL_GUEST_KEYS = ['anti_affinity', 'ha', 'ha_priority'] as const;
+export const POOL_GUEST_KEYS = ['anti_affinity', 'ha', 'ha_restart_priority'] as const;
 
 export interface PoolGuestKeys {
   antiAffinity: string[];
@@ -42,7 +42,7 @@ export function poolKeysOf(ast: XlCfgAst, file: string = ast.file): PoolGuestKey
   for (const e of ast.entries) {
     if (e.key === 'anti_affinity') k.antiAffinity = tagsOf(e, file);
     else if (e.key === 'ha') k.ha = intOf(e, file, 0, 1) === 1;
-    else if (e.key === 'ha_priority') k.haPriority = intOf(e, file, 0, 1000);
+    else if (e.key === 'ha_restart_priority') k.haPriority = intOf(e, file, 0, 1000);
   }
   return k;
 }

@@ -31,6 +31,7 @@ import {
   MAC_RE,
   MAX_CMDLINE,
   MAX_DISKS,
+  MAX_HA_PRIORITY,
   MAX_MEMORY_MIB,
   MAX_VCPUS,
   MAX_VIFS,
@@ -57,6 +58,7 @@ export interface ValidateOptions extends PathRules {
 const CONFIG_KEYS = [
   'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuModel', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
   'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'restartLimit', 'boot', 'vnc',
+  'ha', 'haRestartPriority',
 ] as const satisfies ReadonlyArray<keyof DomainConfig>;
 const DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype'] as const satisfies ReadonlyArray<keyof DiskSpec>;
 const VIF_KEYS = [
@@ -251,6 +253,15 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
   if (r.cpuWeight !== undefined) c.cpuWeight = int('cpuWeight', r.cpuWeight, 1, 65535);
   if (r.cap !== undefined) c.cap = int('cap', r.cap, 0, 100 * maxvcpus, ' = 100 per vcpu');
   if (r.restartLimit !== undefined) c.restartLimit = int('restartLimit', r.restartLimit, 0, 100_000);
+  if (r.ha !== undefined) {
+    if (typeof r.ha !== 'boolean') throw fieldError('ha', `expected true or false, got ${show(r.ha)}`);
+    if (r.ha) c.ha = true;
+  }
+  if (r.haRestartPriority !== undefined) {
+    const p = int('haRestartPriority', r.haRestartPriority, 0, MAX_HA_PRIORITY);
+    if (!c.ha) throw fieldError('haRestartPriority', 'is only meaningful with ha = 1');
+    if (p !== 0) c.haRestartPriority = p;
+  }
   if (r.kernel !== undefined) c.kernel = hostPath('kernel', r.kernel, rules);
   if (r.ramdisk !== undefined) c.ramdisk = hostPath('ramdisk', r.ramdisk, rules);
   for (const k of ['root', 'extra', 'cmdline'] as const) if (r[k] !== undefined) c[k] = cmdlinePart(k, r[k]);

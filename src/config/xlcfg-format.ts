@@ -79,6 +79,8 @@ export function formatXlCfg(c: DomainConfig): string {
   str('on_reboot', c.onReboot);
   str('on_crash', c.onCrash);
   num('restart_limit', c.restartLimit);
+  if (c.ha) num('ha', 1);
+  num('ha_restart_priority', c.haRestartPriority);
   str('boot', c.boot);
   if (c.vnc) {
     num('vnc', 1);

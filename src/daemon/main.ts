@@ -149,7 +149,12 @@ export async function main(argv: string[]): Promise<void> {
   const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks, sampler, exporter } };
   // a pooled host (xeno-pool-* keys): joins before the relocation server starts (the pool's key)
   const pool = config.pool ? new (await import('../pool/service.js')).PoolService(toolstack, config, log) : undefined;
+  // pool HA (src/pool/ha): the host lease keeper, fencing, the leader's HA restarts
+  const ha = pool ? new (await import('../pool/ha/service.js')).HaService(pool, toolstack, log, async (name) => {
+    await (await import('./pool/routes.js')).startHere(ctx, pool, await pool.definition(name), false);
+  }) : undefined;
   if (pool) {
+    await ha!.start().catch((e: unknown) => log.error(`pool HA did not start: ${(e as Error).message}`));
     await pool.start();
     ctx.services.pool = pool;
   }
@@ -178,6 +183,7 @@ export async function main(argv: string[]): Promise<void> {
     await web?.close().catch(() => undefined);
     door?.close();
     door?.closeAllConnections();
+    await ha?.stop().catch(() => undefined);
     pool?.close();
     await app.close().catch(() => undefined);
     sampler.stop();

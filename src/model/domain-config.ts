@@ -93,6 +93,10 @@ export interface DomainConfig {
   onCrash: LifecycleAction;
   /** Restarts allowed within the daemon's xeno-restart-window before the guest is left stopped (0 = no limit); absent = xeno-restart-limit. */
   restartLimit?: number;
+  /** Pool HA (`ha = 1`): restarted on another host when its host fails (docs/pool-ha.md). */
+  ha?: boolean;
+  /** `ha_restart_priority`: higher restarts first after a host failure (0..1000, default 0). */
+  haRestartPriority?: number;
   /** hvm: the boot order in Xen's letters (`boot = "dc"`), default disks first. */
   boot?: string;
   vnc?: VncSpec;

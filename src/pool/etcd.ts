@@ -8,6 +8,7 @@ import { Etcd3, Range, type Lease, type Namespace } from 'etcd3';
 import { XenoError } from '../common/errors.js';
 import type { PoolConfig } from '../model/daemon-config.js';
 import { readTls } from './certs.js';
+import { haClientOptions } from './ha/client-options.js';
 
 /** The etcd user the pool commands administer with (auth's root; its certificate's CN is `root`). */
 export const ETCD_ROOT_USER = 'root';
@@ -54,6 +55,8 @@ export function etcdClient(t: EtcdTarget): Etcd3 {
     dialTimeout: 5_000,
     // a member that is down or cut off must not stall every call: each call has a deadline
     defaultCallOptions: () => ({ deadline: Date.now() + 8_000 }),
+    // a blip must not become seconds without a lease renewal (pool HA's fence clock)
+    ...haClientOptions(),
   });
 }
 
@@ -63,6 +66,7 @@ export class PoolEtcd {
   /** Keys relative to /xeno/<pool>/. */
   readonly ns: Namespace;
   private lease?: Lease;
+  private leaseSource?: () => Lease;
   private leaseLostHandlers: Array<(e: Error) => void> = [];
 
   constructor(readonly config: PoolConfig) {
@@ -80,6 +84,7 @@ export class PoolEtcd {
    * A lost lease is replaced by a new one at the next call (the losers are told first).
    */
   hostLease(): Lease {
+    if (this.leaseSource) return this.leaseSource();
     if (this.lease && !this.lease.revoked()) return this.lease;
     const lease = this.ns.lease(this.config.leaseTtl, { autoKeepAlive: true });
     lease.on('lost', (e: Error) => {
@@ -88,6 +93,21 @@ export class PoolEtcd {
     });
     this.lease = lease;
     return lease;
+  }
+
+  /**
+   * Pool HA's lease keeper takes the host's one lease over (src/pool/ha/lease-keeper.ts: it renews
+   * it itself, to know when it last succeeded); hostLease() returns its lease from then on.
+   */
+  useLease(source: () => Lease): void {
+    this.leaseSource = source;
+    this.lease?.release();
+    this.lease = undefined;
+  }
+
+  /** The keeper's word that the lease is gone: the handlers below are told. */
+  leaseLost(e: Error): void {
+    for (const h of this.leaseLostHandlers) h(e);
   }
 
   /** Called when the host's lease is lost (etcd unreachable past the TTL, or revoked). */

@@ -15,6 +15,8 @@ import type { Toolstack } from '../toolstack/toolstack.js';
 import { poolCpuModel } from './cpu-model.js';
 import { keys, PoolEtcd } from './etcd.js';
 import { PoolMember, type HostRecord, type MemberRecord, type RunningRecord } from './member.js';
+import { acquireGuestLocks, releaseGuestLocks } from './ha/disk-locks.js';
+import { HA_PREFIX, type HaEntry } from './ha/restart.js';
 import { place, type PoolDefinition } from './placement.js';
 
 /** The pool's relocation PSK (hex), made once by the first host, readable by pool members only. */
@@ -185,10 +187,13 @@ export class PoolService {
    * Claims running/<name> for this host (one transaction: no second host can start it meanwhile),
    * then `launch`es it; the claim is released if the launch fails.
    */
-  async startHere<T>(name: string, launch: () => Promise<T>): Promise<T> {
+  async startHere<T>(name: string, launch: () => Promise<T>, config?: DomainConfig): Promise<T> {
     const lease = this.etcd.hostLease();
     const claim: RunningRecord = { host: this.host, domid: -1, since: Date.now() };
-    if (!(await this.etcd.createOnly(keys.running(name), claim, lease))) {
+    if (config) {
+      // the writable disks' locks, running/ and (HA) ha/<name> in ONE txn (docs/pool-ha.md)
+      await this.claimWithLocks(name, claim, config);
+    } else if (!(await this.etcd.createOnly(keys.running(name), claim, lease))) {
       const cur = await this.etcd.getJson<RunningRecord>(keys.running(name));
       throw new XenoError('DOMAIN_EXISTS', `${name} already runs${cur ? ` on ${cur.host}` : ''}`);
     }
@@ -198,8 +203,20 @@ export class PoolService {
       return out;
     } catch (e) {
       await this.etcd.ns.if(keys.running(name), 'Value', '==', JSON.stringify(claim)).then(this.etcd.ns.delete().key(keys.running(name))).commit().catch(() => undefined);
+      if (config) await releaseGuestLocks(this.etcd.ns, this.host, name, config.disks).catch(() => undefined);
       throw e;
     }
+  }
+
+  private async claimWithLocks(name: string, claim: RunningRecord, config: DomainConfig): Promise<void> {
+    const cur = await this.etcd.getJson<RunningRecord>(keys.running(name));
+    if (cur) throw new XenoError('DOMAIN_EXISTS', `${name} already runs on ${cur.host}`);
+    const ha = config.ha ? (await this.etcd.ns.get(HA_PREFIX + name).exec()).kvs[0] : undefined;
+    const entry: HaEntry | undefined = ha ? (JSON.parse(ha.value.toString()) as HaEntry) : undefined;
+    await acquireGuestLocks(this.etcd.ns, this.etcd.hostLease(), {
+      host: this.host, name, disks: config.disks, running: claim,
+      extra: config.ha ? { key: HA_PREFIX + name, value: { host: this.host, assigned: false, epoch: (entry?.epoch ?? 0) + 1 } satisfies HaEntry, modRevision: ha?.mod_revision ?? '0' } : undefined,
+    });
   }
 
   /** The CPU model a guest started here gets: the pool's levelled one under KVM. */

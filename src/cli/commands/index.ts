@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
+import { registerEvacuateCommands } from './evacuate.js';
 import { registerHostCommands } from './host.js';
 import { registerManageCommands } from './manage.js';
 import { registerMigrationCommands } from './migration.js';
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   registerWebCommands(program);
   registerPoolAdminCommands(program);
   registerPoolCommands(program);
+  registerEvacuateCommands(program);
 }

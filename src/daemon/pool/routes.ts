@@ -34,14 +34,14 @@ function poolOf(ctx: DaemonContext): PoolService {
 }
 
 /** Starts a pool guest on this host from its definition (the running/ claim first). */
-async function startHere(ctx: DaemonContext, pool: PoolService, def: PoolDefinition, paused: boolean): Promise<{ domain: DomainInfo; host: string; warnings: string[] }> {
+export async function startHere(ctx: DaemonContext, pool: PoolService, def: PoolDefinition, paused: boolean): Promise<{ domain: DomainInfo; host: string; warnings: string[] }> {
   const me = pool.member.members.get(pool.host);
   if (me?.disabled) throw new XenoError('BAD_STATE', `host ${pool.host} is disabled: no new guests start on it`);
   const warnings: string[] = [];
   const config = configFromRequest({ cfgText: def.cfgText, cfgFile: def.cfgFile, overrides: def.overrides, cwd: def.cwd }, warnings);
   const model = pool.cpuModelFor();
   if (model) config.cpuModel = model;
-  const rec = await pool.startHere(def.name, () => ctx.toolstack.create(config, { paused }));
+  const rec = await pool.startHere(def.name, () => ctx.toolstack.create(config, { paused }), ctx.toolstack.validateConfig(config));
   return { domain: ctx.toolstack.info(rec), host: pool.host, warnings };
 }
 

@@ -7,6 +7,7 @@ import { registerHostRoutes } from './host.js';
 import { registerMigrationRoutes } from './migration.js';
 import { registerNetworkRoutes } from './network.js';
 import { registerOperateRoutes } from './operate.js';
+import { registerEvacuateRoute } from '../pool/evacuate-route.js';
 import { registerPoolRoutes } from '../pool/routes.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
@@ -26,6 +27,7 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext, door: '
   registerRuntimeRoutes(app, ctx);
   registerSaveRestoreRoutes(app, ctx, door);
   registerMigrationRoutes(app, ctx);
+  if (door === 'unix') registerEvacuateRoute(app, ctx);
   registerStatsRoutes(app, ctx);
   registerOperateRoutes(app, ctx); // after save-restore: its start-up hook runs after the managed restore
 }
