@@ -2,7 +2,8 @@
  * `npm run bench -- storage [--rounds N] [--mb M] [--ops K]`, part 1: guest disk throughput of a
  * guest on xeno's defaults (a real xenod: -blockdev, cache=none + io_uring where the filesystem
  * takes O_DIRECT, the QEMU user's ACLs, cgroups) versus raw QEMU started by hand with the same
- * kind of disk and the same cache/aio flags (`-drive if=virtio,cache=...,aio=...`), in one run,
+ * kind of disk and the same cache/aio flags (xeno's argv for the rest, its disk as a plain
+ * `-drive if=virtio,cache=...,aio=...`, no xenod), in one run,
  * rounds alternating, only the measured guest running. Guest-side dd loops, timed by the guest's
  * /proc/uptime: sequential 1 MiB writes (fsync) and reads (caches dropped), and 4 KiB random
  * reads and writes (one dd per block: under TCG this is dominated by process start-up, so the
@@ -10,8 +11,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { buildQemuArgv } from '../src/hypervisor/qemu/argv.js';
 import { diskFactsFor } from '../src/hypervisor/qemu/disk-probe.js';
-import { DirectGuest, KERNEL, RAMDISK } from '../test/net/guest.js';
+import { DirectGuest, guestConfig } from '../test/net/guest.js';
 import { TestDaemon } from '../test/helpers/harness.js';
 import { arg, median, report } from './lib.js';
 
@@ -54,11 +57,9 @@ export async function run(): Promise<void> {
     const facts = diskFactsFor({ target: imgR, format: 'raw', vdev: 'xvda', access: 'rw', devtype: 'disk' });
     raw = await DirectGuest.start({
       netns: '', name: 'raw', domid: 0, dir: path.join(d.dir, 'rawq'), nics: [], extra: '', track: () => undefined, bootTimeoutMs: 300_000,
+      // xeno's own argv minus its disks (no xenod: no QEMU user, ACLs, cgroups), plus a plain -drive
       argv: (p) => [
-        '-machine', 'pc', '-accel', 'tcg,tb-size=64', '-cpu', 'qemu64', '-m', '128', '-nodefaults', '-display', 'none',
-        '-kernel', KERNEL, '-initrd', RAMDISK, '-append', 'console=ttyS0 quiet',
-        '-chardev', `socket,id=s0,path=${p.serial},server=on,wait=off`, '-serial', 'chardev:s0',
-        '-qmp', `unix:${p.qmp},server=on,wait=off`,
+        ...buildQemuArgv({ domid: 0, config: guestConfig('raw', ''), uuid: randomUUID(), machineType: 'pc', accel: 'tcg', paths: p, nics: [], tbSizeMb: 64 }),
         '-drive', `file=${imgR},format=raw,if=virtio,cache=${facts.cache},aio=${facts.aio}`,
       ],
     });
