@@ -1,5 +1,5 @@
 /** `npm run bench -- NAME [--rounds N]`: runs bench/NAME.ts. */
-const BENCHES = ['create', 'cli', 'runtime', 'save-restore', 'net', 'migrate', 'sampler', 'ha', 'pool-scale'];
+const BENCHES = ['create', 'cli', 'runtime', 'save-restore', 'net', 'migrate', 'sampler', 'storage', 'ha', 'pool-scale'];
 const name = process.argv[2];
 if (!name || !BENCHES.includes(name)) {
   process.stderr.write(`usage: npm run bench -- ${BENCHES.join('|')} [--rounds N]\n`);

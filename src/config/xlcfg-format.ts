@@ -82,6 +82,7 @@ export function formatXlCfg(c: DomainConfig): string {
   if (c.ha) num('ha', 1);
   num('ha_restart_priority', c.haRestartPriority);
   str('boot', c.boot);
+  str('disk_cache', c.diskCache);
   if (c.vnc) {
     num('vnc', 1);
     str('vnclisten', c.vnc.listen);

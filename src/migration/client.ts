@@ -18,11 +18,14 @@ import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
 import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
+import { diskIdentities, refuseUnsafeCache } from './storage-checks.js';
 
 export interface MigrateRequest {
   host: string;
   port?: number;
   live?: boolean;
+  /** Migrate even with disks whose cache mode is unsafe on shared storage (storage-checks.ts). */
+  force?: boolean;
 }
 
 /** How far QEMU's stream is (query-migrate's RAM figures, bytes), for a page or a progress bar. */
@@ -95,6 +98,7 @@ export class Migrator {
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
+      refuseUnsafeCache(rec.config, req.force === true);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
       return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal, onProgress }));
     });
@@ -140,6 +144,7 @@ export class Migrator {
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
+        disks: diskIdentities(rec.config, true),
       });
       prepared = await ch.recv('prepared', 120_000);
     } catch (e) {

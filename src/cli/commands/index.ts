@@ -1,5 +1,6 @@
 /** The command table: every command family, one line each. */
 import type { Command } from 'commander';
+import { registerBlockCommands } from './block.js';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerEvacuateCommands } from './evacuate.js';
@@ -20,6 +21,7 @@ export function registerCommands(program: Command): void {
   registerNetworkCommands(program);
   registerConsoleCommands(program);
   registerRuntimeCommands(program);
+  registerBlockCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
   registerTopCommands(program);
