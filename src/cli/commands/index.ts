@@ -8,6 +8,7 @@ import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
+import { registerSnapshotCommands } from './snapshot.js';
 import { registerTopCommands } from './top.js';
 import { registerWebCommands } from './web.js';
 
@@ -19,6 +20,7 @@ export function registerCommands(program: Command): void {
   registerRuntimeCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
+  registerSnapshotCommands(program);
   registerTopCommands(program);
   registerManageCommands(program);
   registerWebCommands(program);

@@ -9,6 +9,7 @@ import { registerNetworkRoutes } from './network.js';
 import { registerOperateRoutes } from './operate.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
+import { registerSnapshotRoutes } from './snapshots.js';
 import { registerStatsRoutes } from './stats.js';
 
 /**
@@ -24,6 +25,7 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext, door: '
   registerRuntimeRoutes(app, ctx);
   registerSaveRestoreRoutes(app, ctx, door);
   registerMigrationRoutes(app, ctx);
+  registerSnapshotRoutes(app, ctx);
   registerStatsRoutes(app, ctx);
   registerOperateRoutes(app, ctx); // after save-restore: its start-up hook runs after the managed restore
 }
