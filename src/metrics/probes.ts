@@ -66,16 +66,27 @@ export function netSamples(domid: number, config: DomainConfig): NetSample[] {
 interface BlockStatsEntry {
   device?: string;
   qdev?: string;
+  'node-name'?: string;
   stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
 }
 
-/** query-blockstats, named by the config's vdev (the drives are disk0, disk1... in config order). */
-export function vbdSamples(entries: readonly BlockStatsEntry[], config: DomainConfig): VbdSample[] {
+/**
+ * The vdev of a query-blockstats entry: its guest device id is the vdev (hypervisor/qemu/argv.ts),
+ * reported as qdev `/machine/peripheral/<vdev>/virtio-backend` (virtio) or `<vdev>` (ide-cd);
+ * its root node is `disk-<vdev>`.
+ */
+export function blockEntryVdev(e: { qdev?: string; 'node-name'?: string; device?: string }): string | undefined {
+  const q = /^(?:\/machine\/peripheral\/)?([a-z][a-z0-9]*)(?:\/virtio-backend)?$/.exec(e.qdev ?? '');
+  if (q) return q[1];
+  const n = /^disk-([a-z][a-z0-9]*)$/.exec(e['node-name'] ?? '');
+  return n?.[1] ?? (e.device || undefined);
+}
+
+/** query-blockstats, named by the config's vdev. */
+export function vbdSamples(entries: readonly BlockStatsEntry[], _config: DomainConfig): VbdSample[] {
   const out: VbdSample[] = [];
   for (const e of entries) {
-    const m = /^disk(\d+)$/.exec(e.device ?? '');
-    const vdev = m ? config.disks[Number(m[1])]?.vdev : undefined;
-    const name = vdev ?? e.device ?? e.qdev;
+    const name = blockEntryVdev(e);
     if (!name) continue;
     out.push({ vdev: name, rdBytes: e.stats.rd_bytes, wrBytes: e.stats.wr_bytes, rdReqs: e.stats.rd_operations, wrReqs: e.stats.wr_operations });
   }
