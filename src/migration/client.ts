@@ -15,14 +15,17 @@ import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
-import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
+import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
 import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
+import { StorageCopySource, storageOffer, type StorageOffer } from './storage-copy.js';
 
 export interface MigrateRequest {
   host: string;
   port?: number;
   live?: boolean;
+  /** Copy every writable disk to the target (no shared storage): storage-copy.ts. */
+  copyStorage?: boolean;
 }
 
 export interface MigrateResult {
@@ -105,7 +108,8 @@ export class Migrator {
     // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
     let ch: Channel;
     let tlsKey: string;
-    let prepared: { domid: number; port: number };
+    let prepared: Extract<Msg, { t: 'prepared' }>;
+    let storage: StorageOffer | undefined;
     try {
       ch = new Channel(await connect(req.host, port), `the target ${where}`);
     } catch (e) {
@@ -129,9 +133,11 @@ export class Migrator {
       clearTimeout(handshake);
       tlsKey = sessionTlsKey(key, nonce, hello.nonce);
       const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
+      storage = req.copyStorage ? await storageOffer(rec.config) : undefined;
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
+        ...(storage ? { storage } : {}),
       });
       prepared = await ch.recv('prepared', 120_000);
     } catch (e) {
@@ -150,9 +156,17 @@ export class Migrator {
     let pausedAt: number | undefined;
     let committed = false;
     let completedAt = 0;
+    const copy = storage ? new StorageCopySource(vm, this.ts.deps.log, rec.name) : undefined;
     try {
       writePskDir(dir, tlsKey);
       this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await useTlsPsk(vm, 'client', dir)}`);
+      if (copy && storage) {
+        if (!prepared.nbd) throw new XenoError('HOST_ERROR', 'the target did not export the disks for the storage copy');
+        await copy.start(storage, prepared.nbd, req.host);
+        ch.send({ t: 'mirroring' });
+        await copy.ready(() => ch.error);
+        ch.send({ t: 'storage-ready' });
+      }
       if (!live && wasRunning) {
         await vm.pause();
         pausedAt = performance.now();
@@ -161,6 +175,7 @@ export class Migrator {
       await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
       const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error });
       completedAt = performance.now();
+      await copy?.finish();
       ch.send({ t: 'done', paused: !wasRunning });
       await ch.recv('loaded', 5 * 60_000);
       markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
@@ -209,6 +224,7 @@ export class Migrator {
       }
       try {
         await cancelMigration(vm);
+        await copy?.abort();
         await dropTlsPsk(vm);
         await backToOwnState(vm, wasRunning);
         clearOutgoing(this.ts, rec);

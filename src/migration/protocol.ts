@@ -54,6 +54,7 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
+import type { NbdOffer, StorageOffer } from './storage-copy.js';
 
 export const PROTOCOL_VERSION = 2;
 export const DEFAULT_RELOCATION_PORT = 8002;
@@ -66,8 +67,11 @@ export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused' }
-  | { t: 'prepared'; domid: number; port: number }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; storage?: StorageOffer }
+  | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer }
+  // --copy-storage only (storage-copy.ts): the mirrors started, then all in step
+  | { t: 'mirroring' }
+  | { t: 'storage-ready' }
   | { t: 'done'; paused: boolean }
   | { t: 'loaded' }
   | { t: 'commit' }

@@ -23,6 +23,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
             host: { type: 'string', minLength: 1, description: "the target host (its xenod's relocation server)" },
             port: { type: 'integer', minimum: 1, maximum: 65535, default: 8002, description: 'its xend-relocation-port' },
             live: { type: 'boolean', default: false, description: 'live migration (xm migrate -l); otherwise the guest is paused during the copy' },
+            copyStorage: { type: 'boolean', default: false, description: 'no shared storage: the target creates the writable disks and the source mirrors them over NBD (TLS-PSK) before the RAM moves' },
           },
         },
       },

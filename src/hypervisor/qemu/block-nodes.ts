@@ -66,8 +66,8 @@ export async function delNode(vm: Vm, nodeName: string): Promise<void> {
 }
 
 export interface JobOptions {
-  /** When the job reports ready: complete it (active commit, mirror), or leave it (caller decides). */
-  onReady?: 'complete' | 'leave';
+  /** When the job reports ready: complete it (active commit, mirror), return (caller decides), or wait on (a cancel is under way). */
+  onReady?: 'complete' | 'leave' | 'wait';
   timeoutMs?: number;
   abort?: () => Error | undefined;
   pollMs?: number;
@@ -87,7 +87,7 @@ export async function runJob(vm: Vm, id: string, opts: JobOptions = {}): Promise
     if (vm.exited) throw new XenoError('QEMU_ERROR', `QEMU exited during block job ${id}`);
     const job = (await vm.command<JobInfo[]>('query-jobs')).find((j) => j.id === id);
     if (!job) throw new XenoError('QEMU_ERROR', `block job ${id} vanished`);
-    if (job.status === 'ready' && !completing) {
+    if (job.status === 'ready' && !completing && opts.onReady !== 'wait') {
       if (opts.onReady === 'leave') return 'ready';
       completing = true;
       await vm.command('job-complete', { id });
