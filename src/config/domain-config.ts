@@ -10,8 +10,10 @@ import { posix as path } from 'node:path';
 import { XenoError } from '../common/errors.js';
 import {
   BOOT_ORDER_RE,
+  CACHE_MODES,
   DOMAIN_NAME_RE,
   LIFECYCLE_ACTIONS,
+  type CacheMode,
   type DiskSpec,
   type DomainConfig,
   type LifecycleAction,
@@ -49,7 +51,7 @@ const DISPLAY_KEYS = ['boot', 'vnc', 'vnclisten', 'vncdisplay', 'vncpasswd', 'vf
 export const KNOWN_KEYS = [
   'name', 'uuid', 'type', 'builder', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpu_weight', 'cap',
   'kernel', 'ramdisk', 'root', 'extra', 'cmdline', 'hostname', 'disk', 'vif',
-  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', ...DISPLAY_KEYS,
+  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', 'disk_cache', ...DISPLAY_KEYS,
 ] as const;
 
 /** Keys xm/xl files often carry that have no effect here: accepted, with one warning saying why. */
@@ -399,6 +401,13 @@ class Normaliser {
     if (boot !== undefined) c.boot = boot;
     const vnc = this.vnc();
     if (vnc !== undefined) c.vnc = vnc;
+    const diskCache = this.string('disk_cache');
+    if (diskCache !== undefined) {
+      if (!(CACHE_MODES as readonly string[]).includes(diskCache)) {
+        throw this.error(this.entries.get('disk_cache')!, `key "disk_cache": unknown cache mode "${diskCache}" (${CACHE_MODES.join(', ')})`);
+      }
+      c.diskCache = diskCache as CacheMode;
+    }
     return c;
   }
 }

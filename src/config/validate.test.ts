@@ -100,7 +100,9 @@ describe('validateDomainConfig: every refusal names its field', () => {
 
   it('shape: unknown fields are refused at every level, and mandatory ones are required', () => {
     refuses({ qemuArgs: ['-S'] }, /^qemuArgs: unknown field \(known: name, uuid/);
-    refuses({ disks: disk({ cache: 'none' }) }, /^disks\[0\]\.cache: unknown field/);
+    refuses({ disks: disk({ iothread: 'x' }) }, /^disks\[0\]\.iothread: unknown field/);
+    refuses({ disks: disk({ cache: 'off' }) }, /^disks\[0\]\.cache: /);
+    refuses({ diskCache: 'fast' }, /^diskCache: /);
     refuses({ vifs: vif({ addr: '5' }) }, /^vifs\[0\]\.addr: unknown field/);
     const { maxmem: _m, ...noMaxmem } = GOOD;
     assert.throws(() => validateDomainConfig(noMaxmem, OPTS), /maxmem: missing/);

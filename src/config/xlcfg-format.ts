@@ -80,6 +80,7 @@ export function formatXlCfg(c: DomainConfig): string {
   str('on_crash', c.onCrash);
   num('restart_limit', c.restartLimit);
   str('boot', c.boot);
+  str('disk_cache', c.diskCache);
   if (c.vnc) {
     num('vnc', 1);
     str('vnclisten', c.vnc.listen);

@@ -2,6 +2,7 @@
  * What one sample reads: host CPU counters, a domain's vcpu-thread CPU time, its vifs' counters
  * (from /sys/class/net of xenod's own network namespace) and its QEMU's balloon and block stats.
  */
+import { blockEntryVdev } from '../hypervisor/qemu/disk-argv.js';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { threadStat } from '../host/proc.js';
@@ -68,18 +69,6 @@ interface BlockStatsEntry {
   qdev?: string;
   'node-name'?: string;
   stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
-}
-
-/**
- * The vdev of a query-blockstats entry: its guest device id is the vdev (hypervisor/qemu/argv.ts),
- * reported as qdev `/machine/peripheral/<vdev>/virtio-backend` (virtio) or `<vdev>` (ide-cd);
- * its root node is `disk-<vdev>`.
- */
-export function blockEntryVdev(e: { qdev?: string; 'node-name'?: string; device?: string }): string | undefined {
-  const q = /^(?:\/machine\/peripheral\/)?([a-z][a-z0-9]*)(?:\/virtio-backend)?$/.exec(e.qdev ?? '');
-  if (q) return q[1];
-  const n = /^disk-([a-z][a-z0-9]*)$/.exec(e['node-name'] ?? '');
-  return n?.[1] ?? (e.device || undefined);
 }
 
 /** query-blockstats, named by the config's vdev. */

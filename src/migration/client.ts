@@ -18,7 +18,8 @@ import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
 import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
-import { StorageCopySource, storageOffer, type StorageOffer } from './storage-copy.js';
+import { StorageCopySource, sharedOnly, storageOffer, type StorageOffer } from './storage-copy.js';
+import { diskIdentities, refuseUnsafeCache } from './storage-checks.js';
 
 export interface MigrateRequest {
   host: string;
@@ -26,6 +27,8 @@ export interface MigrateRequest {
   live?: boolean;
   /** Copy every writable disk to the target (no shared storage): storage-copy.ts. */
   copyStorage?: boolean;
+  /** Migrate even with disks whose cache mode is unsafe on shared storage (storage-checks.ts). */
+  force?: boolean;
 }
 
 export interface MigrateResult {
@@ -90,6 +93,8 @@ export class Migrator {
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
+      // With --copy-storage nothing is shared read-write: the target gets its own copy.
+      if (!req.copyStorage) refuseUnsafeCache(rec.config, req.force === true);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
       return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal }));
     });
@@ -137,6 +142,8 @@ export class Migrator {
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
+        // Shared disks are identified for the target's check; with --copy-storage only the read-only ones are shared.
+        disks: diskIdentities(storage ? sharedOnly(rec.config) : rec.config, true),
         ...(storage ? { storage } : {}),
       });
       prepared = await ch.recv('prepared', 120_000);

@@ -21,7 +21,9 @@
  *   ======== from here every line is  HMAC(k_dir, seq_dir | json) json  ========
  *                       <---------------------- welcome {host}
  *   prepare {name, uuid, config, machineType,
- *            qemuVersion, memoryMb, state} ---> checks: QEMU not older, machine type offered, then
+ *            qemuVersion, memoryMb, state,
+ *            disks: [{vdev, id|size+sample|...}]} -> checks: the disks are the source's (storage-checks.ts:
+ *                                                same identity, not just the same path), QEMU not older, machine type offered, then
  *                                                the config goes through the same validation as a
  *                                                create (toolstack.create -> validateForCreate, under
  *                                                the host-memory lock); starts QEMU with -incoming
@@ -55,6 +57,7 @@ import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import type { NbdOffer, StorageOffer } from './storage-copy.js';
+import type { DiskIdentity } from './storage-checks.js';
 
 export const PROTOCOL_VERSION = 2;
 export const DEFAULT_RELOCATION_PORT = 8002;
@@ -67,7 +70,7 @@ export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; storage?: StorageOffer }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer }
   | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer }
   // --copy-storage only (storage-copy.ts): the mirrors started, then all in step
   | { t: 'mirroring' }

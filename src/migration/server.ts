@@ -26,6 +26,8 @@ import { PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatche
 import { incomingPort, useTlsPsk, waitMigration } from './qemu-side.js';
 import { markIncoming, withoutIncoming } from './recovery.js';
 import { createTargetDisks, exportDisks, followCopy, keepCopiedImages, markCopiedImages, removeCopiedImages, removeImages, unexportDisks } from './storage-copy-target.js';
+import { checkDiskIdentities } from './storage-checks.js';
+import { sharedOnly } from './storage-copy.js';
 
 const execFileP = promisify(execFile);
 
@@ -209,7 +211,10 @@ export class RelocationServer {
     // The config kept after commit is the one validated here, exactly as a create would.
     const config = refusing(() => {
       try {
-        return this.ts.validateConfig({ ...(disks?.config ?? p.config), name: p.name, uuid: p.uuid });
+        const c = this.ts.validateConfig({ ...(disks?.config ?? p.config), name: p.name, uuid: p.uuid });
+        // Shared storage: the target must see the source's very disks, not just files at the same paths.
+        checkDiskIdentities(p.storage ? sharedOnly(c) : c, p.disks);
+        return c;
       } catch (e) {
         return undoDisks(e);
       }

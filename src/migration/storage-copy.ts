@@ -86,6 +86,11 @@ export async function storageOffer(c: DomainConfig): Promise<StorageOffer> {
   return { copy, mustExist: [...mustExist] };
 }
 
+/** The config with only the disks a storage copy leaves shared (read-only ones): for the identity check. */
+export function sharedOnly(c: DomainConfig): DomainConfig {
+  return { ...c, disks: c.disks.filter((d) => d.access === 'ro' || d.devtype === 'cdrom') };
+}
+
 interface Mirror {
   disk: CopiedDisk;
   job: string;

@@ -1,5 +1,6 @@
 /** The command table: every command family, one line each. */
 import type { Command } from 'commander';
+import { registerBlockCommands } from './block.js';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerHostCommands } from './host.js';
@@ -18,6 +19,7 @@ export function registerCommands(program: Command): void {
   registerNetworkCommands(program);
   registerConsoleCommands(program);
   registerRuntimeCommands(program);
+  registerBlockCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
   registerSnapshotCommands(program);

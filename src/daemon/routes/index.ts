@@ -1,6 +1,7 @@
 /** Every route family, one line each. */
 import type { FastifyInstance } from 'fastify';
 import type { DaemonContext } from '../context.js';
+import { registerBlockRoutes } from './block.js';
 import { registerConsoleRoutes } from './console.js';
 import { registerDomainRoutes } from './domains.js';
 import { registerHostRoutes } from './host.js';
@@ -23,6 +24,7 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext, door: '
   registerDomainRoutes(app, ctx);
   registerConsoleRoutes(app, ctx, door);
   registerRuntimeRoutes(app, ctx);
+  registerBlockRoutes(app, ctx);
   registerSaveRestoreRoutes(app, ctx, door);
   registerMigrationRoutes(app, ctx);
   registerSnapshotRoutes(app, ctx);

@@ -33,7 +33,7 @@ test('the argv pins a versioned machine type, sandboxes QEMU and sizes RAM at ma
     { driver: 'file', 'node-name': 'file-xvda', filename: '/srv/a,b.img', aio: 'threads', cache: { direct: false, 'no-flush': false }, 'read-only': true, 'auto-read-only': false, discard: 'unmap' },
     { driver: 'qcow2', 'node-name': 'disk-xvda', file: 'file-xvda', cache: { direct: false, 'no-flush': false }, 'read-only': true },
   ]);
-  assert.ok(opt(argv, '-device').includes('virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on'));
+  assert.ok(opt(argv, '-device').includes('virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10'));
   assert.ok(!argv.includes('-S'));
 });
 
@@ -79,7 +79,7 @@ test('Xen disk names: disks go on the bus in vdev order, and the kernel command 
   const c: DomainConfig = { ...base, disks: [disk('xvdb'), disk('xvda'), disk('hdc', { devtype: 'cdrom', target: '' })], root: '/dev/xvda1 ro', extra: 'resume=/dev/xvdb2 data=/dev/sdb swap=/dev/xvdq' };
   const argv = buildQemuArgv({ domid: 3, config: c, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
   assert.deepEqual(opt(argv, '-device').filter((d) => d.startsWith('virtio-blk-pci')), [
-    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on', 'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on',
+    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10', 'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,addr=0x11',
   ]);
   assert.ok(opt(argv, '-device').includes('ide-cd,id=hdc'), 'the empty cdrom is an ide-cd without a drive');
   assert.ok(!opt(argv, '-blockdev').some((j) => j.includes('-hdc')), 'an empty tray has no nodes');
@@ -125,14 +125,14 @@ test('hvm: boot order in Xen letters becomes per-device bootindex; no -boot stri
   const devs = (c: DomainConfig) => opt(build(c), '-device').filter((d) => /^(virtio-blk|ide-cd|virtio-net)/.test(d));
   assert.deepEqual(devs(hvm), [
     'ide-cd,id=hdc,drive=disk-hdc,bootindex=2',
-    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,bootindex=0',
-    'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,bootindex=1',
+    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10,bootindex=0',
+    'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,addr=0x11,bootindex=1',
     'virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0',
   ]);
   assert.deepEqual(devs({ ...hvm, boot: 'dnc' }), [
     'ide-cd,id=hdc,drive=disk-hdc,bootindex=0',
-    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,bootindex=2',
-    'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,bootindex=3',
+    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10,bootindex=2',
+    'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,addr=0x11,bootindex=3',
     'virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0,bootindex=1',
   ]);
   assert.deepEqual(opt(build(hvm), '-blockdev').map((j) => JSON.parse(j)).filter((n) => n['node-name'].endsWith('-hdc')).map((n) => [n['node-name'], n.driver, n['read-only']]),

@@ -5,6 +5,7 @@
  * protocol node `file-<vdev>`, format node `disk-<vdev>`, guest device id `<vdev>`.
  */
 import { XenoError } from '../../common/errors.js';
+import { vdevIndex } from '../../config/disk-order.js';
 import type { CacheMode, DiskSpec } from '../../model/domain-config.js';
 
 export type AioMode = 'io_uring' | 'native' | 'threads';
@@ -71,6 +72,17 @@ export function diskBlockdevs(d: DiskSpec, facts: DiskHostFacts): [BlockdevOptio
 export type DeviceProps = Record<string, string | number | boolean>;
 
 /**
+ * A virtio disk's PCI slot, fixed by its vdev (xvda 0x10 ... xvdp 0x1f): a disk hot-plugged in
+ * any order sits where a QEMU started from the config puts it, so a save or a migration stream
+ * (device state by PCI address) loads into the restarted QEMU, and the guest's vdX order is the
+ * vdev order. Auto-placed devices (console, balloon, NICs) take the slots below. Beyond xvdp: auto.
+ */
+export function diskSlot(vdev: string): string | undefined {
+  const index = vdevIndex(vdev);
+  return index < 16 ? `0x${(0x10 + index).toString(16)}` : undefined;
+}
+
+/**
  * The guest device: virtio-blk (xenblk's counterpart, serial = the vdev so the guest can find it by
  * /dev/disk/by-id/virtio-<vdev>) or an IDE cdrom, without `drive` when the tray is empty.
  */
@@ -79,6 +91,8 @@ export function diskDevice(d: DiskSpec, facts: DiskHostFacts | undefined, bootin
   const props: DeviceProps = d.devtype === 'cdrom'
     ? { driver: 'ide-cd', id: vdev, ...(d.target ? { drive: formatNodeName(vdev) } : {}) }
     : { driver: 'virtio-blk-pci', id: vdev, drive: formatNodeName(vdev), serial: vdev, 'write-cache': cacheFlags(facts?.cache ?? 'writeback').writeCache ? 'on' : 'off' };
+  const slot = d.devtype === 'cdrom' ? undefined : diskSlot(vdev);
+  if (slot) props.addr = slot;
   if (bootindex !== undefined) props.bootindex = bootindex;
   return props;
 }
@@ -87,4 +101,16 @@ export function diskDevice(d: DiskSpec, facts: DiskHostFacts | undefined, bootin
 export function deviceOpt(p: DeviceProps): string {
   const { driver, ...rest } = p;
   return [String(driver), ...Object.entries(rest).map(([k, v]) => `${k}=${v === true ? 'on' : v === false ? 'off' : String(v)}`)].join(',');
+}
+
+/**
+ * The vdev of a query-block / query-blockstats entry: its guest device id is the vdev (hypervisor/qemu/argv.ts),
+ * reported as qdev `/machine/peripheral/<vdev>/virtio-backend` (virtio) or `<vdev>` (ide-cd);
+ * its root node is `disk-<vdev>`.
+ */
+export function blockEntryVdev(e: { qdev?: string; 'node-name'?: string; device?: string }): string | undefined {
+  const q = /^(?:\/machine\/peripheral\/)?([a-z][a-z0-9]*)(?:\/virtio-backend)?$/.exec(e.qdev ?? '');
+  if (q) return q[1];
+  const n = /^disk-([a-z][a-z0-9]*)$/.exec(e['node-name'] ?? '');
+  return n?.[1] ?? (e.device || undefined);
 }
