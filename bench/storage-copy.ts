@@ -55,7 +55,7 @@ async function waitJob(qmp: QmpClient, id: string, until: 'ready' | 'concluded')
     if (!j) throw new Error(`job ${id} vanished`);
     if (j.status === until) return;
     if (j.status === 'concluded') throw new Error(`job ${id} ended: ${j.error ?? 'before ready'}`);
-    await sleep(20);
+    await sleep(100); // xeno polls its mirrors every 100 ms too (each query takes QEMU's big lock)
   }
 }
 
