@@ -7,3 +7,5 @@ if (!name || !BENCHES.includes(name)) {
 }
 const mod = (await import(`./${name}.js`)) as { run: () => Promise<void> };
 await mod.run();
+// `storage` also runs the --copy-storage comparison (bench/storage-copy.ts) after the throughput one.
+if (name === 'storage') await ((await import('./storage-copy.js')) as { run: () => Promise<void> }).run();

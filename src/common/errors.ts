@@ -11,6 +11,8 @@ export const ERROR_CATALOGUE = {
   NO_SUCH_DOMAIN: { status: 404, doc: 'No domain has that name or id.' },
   NO_SUCH_FILE: { status: 400, doc: 'A file the config names (kernel, ramdisk, disk) does not exist.' },
   DOMAIN_EXISTS: { status: 409, doc: 'A domain with that name already exists.' },
+  NO_SUCH_SNAPSHOT: { status: 404, doc: 'The guest has no snapshot of that name.' },
+  SNAPSHOT_EXISTS: { status: 409, doc: 'The guest already has a snapshot of that name.' },
   BAD_STATE: { status: 409, doc: 'The domain is not in a state that allows this operation.' },
   BUSY: { status: 409, doc: 'Another operation on this domain is in progress.' },
   NO_MEMORY: { status: 409, doc: 'The host does not have enough free memory (never over-committed).' },

@@ -15,6 +15,7 @@ import { XenoError, errorMessage } from '../common/errors.js';
 import type { QemuRunAs } from '../hypervisor/qemu/qemu-backend.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import type { DomainHooks } from '../toolstack/hooks.js';
+import { backingFilesOf } from './image-chain.js';
 
 const ACCESS_FILE = 'qemu-access.json';
 const S_IXOTH = 0o001;
@@ -125,6 +126,8 @@ export function filesOf(c: DomainConfig): Array<{ path: string; perm: Perm }> {
     if (!d.target) continue; // an empty cdrom
     const ro = d.access === 'ro' || d.devtype === 'cdrom';
     out.push({ path: path.resolve(d.target), perm: ro ? 'r' : 'rw' });
+    // A snapshot overlay's backing files: read at boot, written when a snapshot delete merges into them.
+    for (const b of backingFilesOf(d.target, d.format)) out.push({ path: path.resolve(b), perm: ro ? 'r' : 'rw' });
   }
   return out;
 }
@@ -187,6 +190,28 @@ export class QemuAccess {
     } catch (e) {
       if (!extend) this.restore(runDir);
       throw new XenoError('HOST_ERROR', `cannot give the QEMU user ${this.who.user} access to its files: ${errorMessage(e)}`);
+    }
+  }
+
+  /**
+   * Grants a running domain's QEMU files it opens later (a snapshot's overlay), added to its
+   * record so they are put back at stop like the rest.
+   */
+  add(runDir: string, files: Array<{ path: string; perm: Perm }>): void {
+    const grants = readGrants(runDir);
+    const others = this.othersHolding(runDir);
+    try {
+      for (const f of files) {
+        if (grants.some((g) => g.path === f.path)) continue;
+        const st = statSync(f.path);
+        if (st.uid === this.who.uid || otherMay(st.mode, f.perm)) continue;
+        const held = others.get(f.path);
+        grants.push({ path: f.path, perm: f.perm, before: held?.before ?? getfacl(f.path) });
+        writeFileSync(path.join(runDir, ACCESS_FILE), JSON.stringify(grants), { mode: 0o600 });
+        addEntry(f.path, this.who, held ? union(held.perm, f.perm) : f.perm);
+      }
+    } catch (e) {
+      throw new XenoError('HOST_ERROR', `cannot give the QEMU user ${this.who.user} access to ${files.map((f) => f.path).join(', ')}: ${errorMessage(e)}`);
     }
   }
 

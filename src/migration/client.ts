@@ -15,15 +15,18 @@ import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
-import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
+import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
 import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
+import { StorageCopySource, sharedOnly, storageOffer, type StorageOffer } from './storage-copy.js';
 import { diskIdentities, refuseUnsafeCache } from './storage-checks.js';
 
 export interface MigrateRequest {
   host: string;
   port?: number;
   live?: boolean;
+  /** Copy every writable disk to the target (no shared storage): storage-copy.ts. */
+  copyStorage?: boolean;
   /** Migrate even with disks whose cache mode is unsafe on shared storage (storage-checks.ts). */
   force?: boolean;
 }
@@ -98,7 +101,8 @@ export class Migrator {
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
-      refuseUnsafeCache(rec.config, req.force === true);
+      // With --copy-storage nothing is shared read-write: the target gets its own copy.
+      if (!req.copyStorage) refuseUnsafeCache(rec.config, req.force === true);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
       return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal, onProgress }));
     });
@@ -117,7 +121,8 @@ export class Migrator {
     // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
     let ch: Channel;
     let tlsKey: string;
-    let prepared: { domid: number; port: number };
+    let prepared: Extract<Msg, { t: 'prepared' }>;
+    let storage: StorageOffer | undefined;
     try {
       ch = new Channel(await connect(req.host, port), `the target ${where}`);
     } catch (e) {
@@ -141,10 +146,13 @@ export class Migrator {
       clearTimeout(handshake);
       tlsKey = sessionTlsKey(key, nonce, hello.nonce);
       const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
+      storage = req.copyStorage ? await storageOffer(rec.config) : undefined;
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
-        disks: diskIdentities(rec.config, true),
+        // Shared disks are identified for the target's check; with --copy-storage only the read-only ones are shared.
+        disks: diskIdentities(storage ? sharedOnly(rec.config) : rec.config, true),
+        ...(storage ? { storage } : {}),
       });
       prepared = await ch.recv('prepared', 120_000);
     } catch (e) {
@@ -163,9 +171,17 @@ export class Migrator {
     let pausedAt: number | undefined;
     let committed = false;
     let completedAt = 0;
+    const copy = storage ? new StorageCopySource(vm, this.ts.deps.log, rec.name) : undefined;
     try {
       writePskDir(dir, tlsKey);
       this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await useTlsPsk(vm, 'client', dir)}`);
+      if (copy && storage) {
+        if (!prepared.nbd) throw new XenoError('HOST_ERROR', 'the target did not export the disks for the storage copy');
+        await copy.start(storage, prepared.nbd, req.host);
+        ch.send({ t: 'mirroring' });
+        await copy.ready(() => ch.error);
+        ch.send({ t: 'storage-ready' });
+      }
       if (!live && wasRunning) {
         await vm.pause();
         pausedAt = performance.now();
@@ -175,6 +191,7 @@ export class Migrator {
       const onPoll = onProgress && ((m: QueryMigrate) => onProgress({ status: m.status ?? 'setup', transferred: m.ram?.transferred ?? 0, remaining: m.ram?.remaining ?? 0, total: m.ram?.total ?? 0 }));
       const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error, onPoll });
       completedAt = performance.now();
+      await copy?.finish();
       ch.send({ t: 'done', paused: !wasRunning });
       await ch.recv('loaded', 5 * 60_000);
       markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
@@ -223,6 +240,7 @@ export class Migrator {
       }
       try {
         await cancelMigration(vm);
+        await copy?.abort();
         await dropTlsPsk(vm);
         await backToOwnState(vm, wasRunning);
         clearOutgoing(this.ts, rec);

@@ -56,6 +56,7 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
+import type { NbdOffer, StorageOffer } from './storage-copy.js';
 import type { DiskIdentity } from './storage-checks.js';
 
 export const PROTOCOL_VERSION = 2;
@@ -69,8 +70,11 @@ export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[] }
-  | { t: 'prepared'; domid: number; port: number }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer }
+  | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer }
+  // --copy-storage only (storage-copy.ts): the mirrors started, then all in step
+  | { t: 'mirroring' }
+  | { t: 'storage-ready' }
   | { t: 'done'; paused: boolean }
   | { t: 'loaded' }
   | { t: 'commit' }

@@ -12,6 +12,8 @@ import { errorMessage } from '../common/errors.js';
 import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
 import { backToOwnState, cancelMigration, dropTlsPsk } from './qemu-side.js';
+import { abortStorageCopy } from './storage-copy.js';
+import { COPY_EXTRA, removeCopiedImages, sweepInterruptedCopies } from './storage-copy-target.js';
 
 const OUT = 'migrationOut';
 const IN = 'migrationIn';
@@ -33,7 +35,7 @@ export function markIncoming(ts: Toolstack, rec: DomainRecord, from: string): vo
 }
 
 export function withoutIncoming(rec: DomainRecord): Record<string, unknown> {
-  const { [IN]: _gone, ...rest } = rec.extra;
+  const { [IN]: _gone, [COPY_EXTRA]: _copied, ...rest } = rec.extra;
   return rest;
 }
 
@@ -48,11 +50,20 @@ export function clearOutgoing(ts: Toolstack, rec: DomainRecord): void {
 
 /** Resolve every migration a killed xenod left half-way (call after adoptAll, before serving). */
 export async function recoverMigrations(ts: Toolstack): Promise<void> {
+  try {
+    await recoverEach(ts);
+  } finally {
+    for (const f of sweepInterruptedCopies(ts)) ts.event(null, 'migrate-in-failed', `${f}: a disk of an incoming storage copy interrupted by a restart of xenod, removed`);
+  }
+}
+
+async function recoverEach(ts: Toolstack): Promise<void> {
   for (const rec of ts.deps.store.all()) {
     const out = rec.extra[OUT] as OutgoingIntent | undefined;
     try {
       if (rec.extra[IN] !== undefined) {
         await ts.destroy(String(rec.id));
+        removeCopiedImages(rec);
         ts.event(rec, 'migrate-in-failed', `incoming migration of ${rec.name} was interrupted by a restart of xenod before it was committed: the half-made domain ${rec.id} was destroyed`);
       } else if (out?.committed) {
         await ts.withDomain(String(rec.id), 'destroy', (r) =>
@@ -62,6 +73,7 @@ export async function recoverMigrations(ts: Toolstack): Promise<void> {
         const wasRunning = out?.wasRunning ?? true;
         const vm = ts.liveOf(rec).vm;
         await cancelMigration(vm);
+        await abortStorageCopy(vm);
         await dropTlsPsk(vm);
         await backToOwnState(vm, wasRunning);
         ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });

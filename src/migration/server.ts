@@ -25,7 +25,9 @@ import { compileHostsAllow, peerAllowed } from './hosts-allow.js';
 import { PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir, type Msg } from './protocol.js';
 import { incomingPort, useTlsPsk, waitMigration } from './qemu-side.js';
 import { markIncoming, withoutIncoming } from './recovery.js';
+import { createTargetDisks, exportDisks, followCopy, keepCopiedImages, markCopiedImages, removeCopiedImages, removeImages, unexportDisks } from './storage-copy-target.js';
 import { checkDiskIdentities } from './storage-checks.js';
+import { sharedOnly } from './storage-copy.js';
 
 const execFileP = promisify(execFile);
 
@@ -184,6 +186,7 @@ export class RelocationServer {
         () => 'the incoming domain was destroyed',
         (e2: unknown) => `the incoming domain could not be destroyed: ${errorMessage(e2)}`,
       );
+      removeCopiedImages(rec);
       this.ts.event(rec, 'migrate-in-failed', `incoming migration of ${rec.name} from ${addr} failed: ${errorMessage(e)}; ${left}`);
       throw e;
     }
@@ -199,18 +202,30 @@ export class RelocationServer {
     if (p.machineType !== caps.machineType && !(await this.supportedMachineTypes()).has(p.machineType)) {
       throw new XenoError('QEMU_ERROR', `the target's QEMU ${caps.qemuVersion} does not offer machine type ${p.machineType}`);
     }
+    // --copy-storage: checked, then the disks made here and named by the config (storage-copy-target.ts).
+    const disks = p.storage ? await createTargetDisks(this.ts, p.name, p.config, p.storage) : undefined;
+    const undoDisks = (e: unknown): never => {
+      if (disks) removeImages(disks.images);
+      throw e;
+    };
     // The config kept after commit is the one validated here, exactly as a create would.
-    const config = refusing(() => this.ts.validateConfig({ ...p.config, name: p.name, uuid: p.uuid }));
-    // Shared storage: the target must see the source's very disks, not just files at the same paths.
-    refusing(() => checkDiskIdentities(config, p.disks));
+    const config = refusing(() => {
+      try {
+        const c = this.ts.validateConfig({ ...(disks?.config ?? p.config), name: p.name, uuid: p.uuid });
+        // Shared storage: the target must see the source's very disks, not just files at the same paths.
+        checkDiskIdentities(p.storage ? sharedOnly(c) : c, p.disks);
+        return c;
+      } catch (e) {
+        return undoDisks(e);
+      }
+    });
     // QEMU is started with the RAM size the stream has (the source's boot size).
     const launch: DomainConfig = { ...config, maxmem: p.memoryMb, memory: Math.min(config.memory, p.memoryMb) };
     // create() checks name, files and memory under the host-memory lock, and undoes itself on failure.
-    const rec = await this.ts.create(launch, { incoming: true, state: 'starting', machineType: p.machineType }).catch((e: unknown) => {
-      throw asRefusal(e);
-    });
+    const rec = await this.ts.create(launch, { incoming: true, state: 'starting', machineType: p.machineType }).catch((e: unknown) => undoDisks(asRefusal(e)));
     // Never committed until `commit`: a xenod restarted before that destroys it (recovery.ts).
     markIncoming(this.ts, rec, from);
+    if (disks) markCopiedImages(this.ts, rec, disks.images);
     return { rec, config };
   }
 
@@ -231,9 +246,13 @@ export class RelocationServer {
       const host = net.isIPv6(localAddr) ? `[${localAddr}]` : localAddr;
       await vm.command('migrate-incoming', { uri: `tcp:${host}:0` });
       const port = await incomingPort(vm);
-      ch.send({ t: 'prepared', domid: rec.id, port });
+      const copied = (p.storage?.copy ?? []).map((d) => ({ vdev: d.vdev, file: rec.config.disks.find((x) => x.vdev === d.vdev)!.target }));
+      const nbd = p.storage ? await exportDisks(vm, localAddr, copied) : undefined;
+      ch.send({ t: 'prepared', domid: rec.id, port, ...(nbd ? { nbd } : {}) });
+      if (p.storage) await followCopy(ch);
       done = await ch.recv('done', 30 * 60_000);
       await waitMigration(vm, { timeoutMs: 5 * 60_000, abort: () => ch.error });
+      if (p.storage) await unexportDisks(vm, copied.map((d) => d.vdev));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -244,11 +263,13 @@ export class RelocationServer {
       if (isXenoError(e) && e.details?.abort) throw e; // the source resumes its own copy
       // The source may have committed on its side: never run the guest, never destroy it.
       state.committed = true;
+      keepCopiedImages(rec);
       this.ts.deps.store.update(rec.id, { state: 'paused', extra: withoutIncoming(rec) });
       this.ts.event(rec, 'migrate-in', `incoming migration of ${rec.name}: the source went away before committing (${errorMessage(e)}); the guest is kept PAUSED here as domain ${rec.id}: check the source before unpausing it`);
       throw e;
     }
     state.committed = true;
+    keepCopiedImages(rec);
     const paused = done.paused === true || p.state === 'paused';
     if (!paused) await vm.resume();
     this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config, extra: withoutIncoming(rec) });

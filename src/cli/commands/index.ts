@@ -12,6 +12,7 @@ import { registerPoolAdminCommands } from './pool-admin.js';
 import { registerPoolCommands } from './pool.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
+import { registerSnapshotCommands } from './snapshot.js';
 import { registerTopCommands } from './top.js';
 import { registerWebCommands } from './web.js';
 
@@ -24,6 +25,7 @@ export function registerCommands(program: Command): void {
   registerBlockCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
+  registerSnapshotCommands(program);
   registerTopCommands(program);
   registerManageCommands(program);
   registerWebCommands(program);

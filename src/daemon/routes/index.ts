@@ -12,6 +12,7 @@ import { registerEvacuateRoute } from '../pool/evacuate-route.js';
 import { registerPoolRoutes } from '../pool/routes.js';
 import { registerRuntimeRoutes } from './runtime.js';
 import { registerSaveRestoreRoutes } from './save-restore.js';
+import { registerSnapshotRoutes } from './snapshots.js';
 import { registerStatsRoutes } from './stats.js';
 
 /**
@@ -30,6 +31,7 @@ export function registerRoutes(app: FastifyInstance, ctx: DaemonContext, door: '
   registerSaveRestoreRoutes(app, ctx, door);
   registerMigrationRoutes(app, ctx);
   if (door === 'unix') registerEvacuateRoute(app, ctx);
+  registerSnapshotRoutes(app, ctx);
   registerStatsRoutes(app, ctx);
   registerOperateRoutes(app, ctx); // after save-restore: its start-up hook runs after the managed restore
 }

@@ -26,6 +26,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
             port: { type: 'integer', minimum: 1, maximum: 65535, default: 8002, description: 'its xend-relocation-port' },
             live: { type: 'boolean', default: false, description: 'live migration (xm migrate -l); otherwise the guest is paused during the copy' },
             progress: { type: 'boolean', default: false, description: 'answer with NDJSON lines: {"event":"progress",status,transferred,remaining,total} (bytes), then the result or the error' },
+            copyStorage: { type: 'boolean', default: false, description: 'no shared storage: the target creates the writable disks and the source mirrors them over NBD (TLS-PSK) before the RAM moves' },
             force: { type: 'boolean', default: false, description: 'migrate even with read-write disks whose cache mode is unsafe on shared storage (not none/directsync)' },
           },
         },
