@@ -25,3 +25,53 @@ export function guestConfig(name: string, memMb = 128): DomainConfig {
     extra: 'quiet', disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
   };
 }
+
+// ---- the summary table (`npm run bench -- all` writes it to stdout and bench/RESULTS.md) ------------
+
+export interface ResultRow {
+  bench: string;
+  operation: string;
+  unit: string;
+  /** The raw-QEMU (or Node) baseline measured in the same run; null when the target is absolute. */
+  raw: number | null;
+  xeno: number;
+  /** e.g. "<= 1.2x raw", "<= raw + 10 ms", "<= 150 MB". */
+  target: string;
+  met: boolean;
+  accel: string;
+}
+
+export const results: ResultRow[] = [];
+
+type Base = { bench: string; operation: string; unit: string; accel: string };
+
+/** xeno <= max × raw. */
+export function ratioRow(b: Base, raw: number, xeno: number, max: number): void {
+  results.push({ ...b, raw, xeno, target: `<= ${max}x raw`, met: xeno <= max * raw });
+}
+
+/** xeno <= raw + plus (same unit). */
+export function plusRow(b: Base, raw: number, xeno: number, plus: number): void {
+  results.push({ ...b, raw, xeno, target: `<= raw + ${plus} ${b.unit}`, met: xeno <= raw + plus });
+}
+
+/** xeno <= cap (no baseline). */
+export function capRow(b: Base, xeno: number, cap: number): void {
+  results.push({ ...b, raw: null, xeno, target: `<= ${cap} ${b.unit}`, met: xeno <= cap });
+}
+
+/** A figure reported without a target (a phase of a breakdown). */
+export function infoRow(b: Base, raw: number | null, xeno: number): void {
+  results.push({ ...b, raw, xeno, target: '-', met: true });
+}
+
+const fmt = (v: number | null) => (v === null ? '-' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1));
+
+export function resultsTable(rows: ResultRow[]): string {
+  const head = ['bench', 'operation', 'accel', 'unit', 'raw', 'xeno', 'ratio', 'target', 'met?'];
+  const body = rows.map((r) => [
+    r.bench, r.operation, r.accel, r.unit, fmt(r.raw), fmt(r.xeno),
+    r.raw ? (r.xeno / r.raw).toFixed(2) : '-', r.target, r.target === '-' ? '' : r.met ? 'yes' : 'NO',
+  ]);
+  return [head, head.map(() => '---'), ...body].map((c) => `| ${c.join(' | ')} |`).join('\n') + '\n';
+}

@@ -1,9 +1,42 @@
-/** `npm run bench -- NAME [--rounds N]`: runs bench/NAME.ts. */
-const BENCHES = ['create', 'cli', 'runtime', 'save-restore', 'net', 'migrate', 'sampler'];
+/**
+ * `npm run bench -- NAME [--rounds N]`: runs bench/NAME.ts; `npm run bench -- all` runs every entry
+ * of ALL in turn and writes the summary table (each operation against its raw-QEMU baseline measured
+ * in the same run) to stdout and bench/RESULTS.md.
+ */
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO } from '../test/helpers/harness.js';
+import { results, resultsTable } from './lib.js';
+
+const BENCHES = ['create', 'cli', 'runtime', 'save-restore', 'net', 'migrate', 'sampler', 'scale'];
+/** What `all` runs (each must finish in a couple of minutes; `net` and `sampler` stay separate). */
+const ALL = ['migrate', 'save-restore', 'cli', 'runtime', 'create', 'scale'];
+
 const name = process.argv[2];
-if (!name || !BENCHES.includes(name)) {
-  process.stderr.write(`usage: npm run bench -- ${BENCHES.join('|')} [--rounds N]\n`);
+if (!name || !(BENCHES.includes(name) || name === 'all')) {
+  process.stderr.write(`usage: npm run bench -- all|${BENCHES.join('|')} [--rounds N]\n`);
   process.exit(2);
 }
-const mod = (await import(`./${name}.js`)) as { run: () => Promise<void> };
-await mod.run();
+const failed: string[] = [];
+const t0 = Date.now();
+for (const b of name === 'all' ? ALL : [name]) {
+  const mod = (await import(`./${b}.js`)) as { run: () => Promise<void> };
+  try {
+    await mod.run();
+  } catch (e) {
+    if (name !== 'all') throw e;
+    failed.push(`${b}: ${e instanceof Error ? e.message : String(e)}`);
+    process.stderr.write(`bench ${b} failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  }
+}
+if (results.length) {
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const text =
+    `# xeno benchmark results\n\n\`npm run bench -- ${name}\`, ${new Date().toISOString()}, ${os.cpus().length} CPUs, ` +
+    `load average at the end ${load}, ${Math.round((Date.now() - t0) / 1000)} s.\n\n` + resultsTable(results) +
+    (failed.length ? `\nFailed benches:\n${failed.map((f) => `- ${f}`).join('\n')}\n` : '');
+  process.stdout.write(`\n${text}`);
+  if (name === 'all') writeFileSync(path.join(REPO, 'bench/RESULTS.md'), text);
+}
+if (failed.length) process.exitCode = 1;

@@ -47,6 +47,8 @@ export interface MigrateResult {
   guestDowntimeMs?: number;
   /** Bytes of RAM QEMU sent. */
   bytes?: number;
+  /** Where the time went, ms: connect + handshake, the target's prepare (its QEMU started, TLS set up there), QEMU's stream, the commit round trip. */
+  phasesMs?: { handshake: number; prepare: number; stream: number; commit: number };
 }
 
 function connect(host: string, port: number, timeoutMs = 10_000): Promise<net.Socket> {
@@ -104,8 +106,11 @@ export class Migrator {
 
     // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
     let ch: Channel;
-    let tlsKey: string;
     let prepared: { domid: number; port: number };
+    const dir = path.join(rec.runDir, 'mig-tls');
+    let sourceTls: Promise<string> | undefined;
+    let handshakeAt = 0;
+    let preparedAt = 0;
     try {
       ch = new Channel(await connect(req.host, port), `the target ${where}`);
     } catch (e) {
@@ -127,17 +132,28 @@ export class Migrator {
       ch.secure(controlKeys(key, nonce, hello.nonce, 'source'));
       await ch.recv('welcome');
       clearTimeout(handshake);
-      tlsKey = sessionTlsKey(key, nonce, hello.nonce);
+      const tlsKey = sessionTlsKey(key, nonce, hello.nonce);
+      handshakeAt = performance.now();
       const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
       });
+      // This QEMU's side of the stream's TLS is set up while the target starts its QEMU.
+      sourceTls = (async () => useTlsPsk(vm, 'client', writePskDir(dir, tlsKey), { autoConverge: live }))();
+      sourceTls.catch(() => undefined);
       prepared = await ch.recv('prepared', 120_000);
+      preparedAt = performance.now();
+      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await sourceTls}`);
     } catch (e) {
       // Tell the target why (a wrong key shows in its log too), then close.
       clearTimeout(handshake);
       signal.removeEventListener('abort', onAbort);
+      if (sourceTls) {
+        await sourceTls.catch(() => undefined);
+        await dropTlsPsk(vm);
+        rmSync(dir, { recursive: true, force: true });
+      }
       ch.refuse(isXenoError(e) ? e.code : 'HOST_ERROR', `the source gave up: ${errorMessage(e)}`);
       throw untouched(e);
     }
@@ -146,13 +162,10 @@ export class Migrator {
     // intent is on disk first, so a xenod killed from here on resolves it at start (recovery.ts).
     markOutgoing(this.ts, rec, { to: where, wasRunning, committed: false, since: Date.now() });
     this.ts.deps.store.update(rec.id, { state: 'migrating' });
-    const dir = path.join(rec.runDir, 'mig-tls');
     let pausedAt: number | undefined;
     let committed = false;
     let completedAt = 0;
     try {
-      writePskDir(dir, tlsKey);
-      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await useTlsPsk(vm, 'client', dir)}`);
       if (!live && wasRunning) {
         await vm.pause();
         pausedAt = performance.now();
@@ -177,6 +190,7 @@ export class Migrator {
         elapsedMs: resumedAt - t0, totalTimeMs: q['total-time'], downtimeMs: q.downtime, resumeMs,
         guestDowntimeMs: !wasRunning ? undefined : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined,
         bytes: q.ram?.transferred,
+        phasesMs: { handshake: handshakeAt - t0, prepare: preparedAt - handshakeAt, stream: completedAt - preparedAt, commit: resumeMs },
       };
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });

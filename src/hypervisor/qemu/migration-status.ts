@@ -30,6 +30,22 @@ export interface WaitMigrationOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The poll interval, cut short by a MIGRATION event (QEMU sends them with the `events` capability on). */
+function nextPoll(vm: Vm, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      vm.off('qmp-event', onEvent);
+      resolve();
+    };
+    const onEvent = (e: { event?: string }) => {
+      if (e.event === 'MIGRATION') done();
+    };
+    const timer = setTimeout(done, ms);
+    vm.on('qmp-event', onEvent);
+  });
+}
+
 export async function liftBandwidthCap(vm: Vm): Promise<void> {
   await vm.command('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
 }
@@ -55,6 +71,6 @@ export async function waitMigration(vm: Vm, opts: WaitMigrationOptions = {}): Pr
       throw new XenoError('QEMU_ERROR', `QEMU migration ${q.status}${q['error-desc'] ? `: ${q['error-desc']}` : ''}`);
     }
     if (Date.now() > deadline) throw new XenoError('TIMEOUT', `migration still ${q.status ?? 'not started'} after ${(opts.timeoutMs ?? 1_800_000) / 1000} s`);
-    await sleep(poll);
+    await nextPoll(vm, poll);
   }
 }
