@@ -18,7 +18,7 @@ import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
 import { TestDaemon, sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
-import { arg, guestConfig, median, report } from './lib.js';
+import { arg, guestConfig, infoRow, median, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
@@ -213,6 +213,14 @@ export async function run(): Promise<void> {
           `file raw ${(rSize[i]! / 1048576).toFixed(1)} MiB xeno ${(xSize[i]! / 1048576).toFixed(1)} MiB\n`,
       );
     }
+    const b = (operation: string, unit = 'ms') => ({ bench: 'save-restore', operation: `${operation} (${MEM} MiB)`, unit, accel: backend.caps.accel });
+    ratioRow(b('save, durable (raw incl. fsync)'), median(rs) * 1000, median(xs) * 1000, 1.2);
+    infoRow(b('  xeno save: request -> file durable'), null, median(durable) * 1000);
+    infoRow(b('  xeno save: QEMU migration total-time'), null, median(qemuSave) * 1000);
+    infoRow(b('  save CPU (raw: QEMU + cat; xeno: QEMU + xenod)', 's'), median(rCpu), median(xCpu));
+    ratioRow(b('restore to running'), median(rr) * 1000, median(xr) * 1000, 1.2);
+    infoRow(b('  xeno restore: checks + QEMU start'), null, median(launch) * 1000);
+    infoRow(b('  xeno restore: stream + verify + cont'), null, median(load) * 1000);
     report(`save / restore of a ${MEM} MiB guest (${backend.caps.accel}, ${rounds} rounds, medians)`, [
       ['raw QEMU save: stop+migrate to file+fsync (s)', median(rs)],
       ['xeno save (API, durable, QEMU gone) (s)', median(xs)],
