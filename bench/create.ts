@@ -11,7 +11,7 @@ import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import type { CreateResponse } from '../src/model/api.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, TestDaemon } from '../test/helpers/harness.js';
-import { arg, guestConfig, median, report } from './lib.js';
+import { arg, guestConfig, infoRow, median, report } from './lib.js';
 
 const config = (name: string): DomainConfig => guestConfig(name);
 
@@ -90,6 +90,9 @@ export async function run(): Promise<void> {
       ratios.push(b / a);
       process.stderr.write(`round ${i + 1}/${rounds}: raw ${a.toFixed(3)} s, xeno ${b.toFixed(3)} s, spawn ${spawn[i]!.toFixed(1)} ms\n`);
     }
+    const b = (operation: string, unit = 'ms') => ({ bench: 'create', operation, unit, accel: backend.caps.accel });
+    infoRow(b('xeno create (CLI) to first heartbeat (raw = QEMU started directly)'), median(raw) * 1000, median(xeno) * 1000);
+    infoRow(b('  request reaches xenod -> QEMU spawned'), null, median(spawn));
     report(`create to first heartbeat (${backend.caps.accel}, ${rounds} rounds, medians)`, [
       ['raw QEMU (s)', median(raw)],
       ['xeno create, CLI included (s)', median(xeno)],

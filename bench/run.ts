@@ -33,7 +33,7 @@ for (const b of name === 'all' ? ALL : [name]) {
 if (results.length) {
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
   const text =
-    `# xeno benchmark results\n\n\`npm run bench -- ${name}\`, ${new Date().toISOString()}, ${os.cpus().length} CPUs, ` +
+    `# xeno benchmark results\n\n\`npm run bench -- ${process.argv.slice(2).join(" ")}\`, ${new Date().toISOString()}, ${os.cpus().length} CPUs, ` +
     `load average at the end ${load}, ${Math.round((Date.now() - t0) / 1000)} s.\n\n` + resultsTable(results) +
     (failed.length ? `\nFailed benches:\n${failed.map((f) => `- ${f}`).join('\n')}\n` : '');
   process.stdout.write(`\n${text}`);

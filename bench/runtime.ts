@@ -15,7 +15,7 @@ import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
-import { arg, guestConfig, median, report } from './lib.js';
+import { arg, guestConfig, median, plusRow, report } from './lib.js';
 
 const MiB = 1024 * 1024;
 const HIGH = 512;
@@ -142,6 +142,9 @@ export async function run(): Promise<void> {
       pause.push(timeRun(xeno('pause', 'bal'), env));
       unpause.push(timeRun(xeno('unpause', 'bal'), env));
     }
+    const b = (operation: string) => ({ bench: 'runtime', operation, unit: 'ms', accel: backend.caps.accel });
+    // the CLI target: Node's floor + 15 ms + the daemon's own time (here the API's mem-set)
+    plusRow(b(`xeno mem-set ${HIGH} -> ${LOW} MiB until reached (raw = QMP balloon; + node -e 0 + 15 ms)`), median(memR), median(memX), Math.round(median(floor) + 15 + Math.max(0, median(memApi) - median(memR))));
     report(`pause / unpause end to end (${rounds * 3} alternating rounds, medians)`, [
       ['node -e 0 (ms)', median(floor)],
       ['xeno pause (ms)', median(pause)],
