@@ -16,7 +16,7 @@ import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
-import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration } from './qemu-side.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
 
 export interface MigrateRequest {
@@ -172,8 +172,10 @@ export class Migrator {
       }
       const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
       await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
-      const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error });
+      const completed = await waitMigration(vm, { abort: () => ch.error });
       completedAt = performance.now();
+      // QEMU's figures may lag its `completed`: fetched while the target takes over, not before.
+      const figures = migrationFigures(vm, completed);
       ch.send({ t: 'done', paused: !wasRunning });
       await ch.recv('loaded', 5 * 60_000);
       markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
@@ -182,6 +184,7 @@ export class Migrator {
       const ok = await ch.recv('ok', 60_000);
       const resumedAt = performance.now();
       ch.close();
+      const q = await figures;
       rmSync(dir, { recursive: true, force: true });
       await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
       const resumeMs = resumedAt - completedAt;

@@ -50,6 +50,23 @@ export async function dropTlsPsk(vm: Vm): Promise<void> {
 
 export { waitMigration, type QueryMigrate };
 
+/**
+ * QEMU 7.2 may answer `completed` before total-time and downtime are filled in: query again until
+ * they are (bounded). Off the critical path: the caller hands the guest over meanwhile.
+ */
+export async function migrationFigures(vm: Vm, q: QueryMigrate, waitMs = 3000): Promise<QueryMigrate> {
+  const deadline = Date.now() + waitMs;
+  while ((q['total-time'] === undefined || q.downtime === undefined) && Date.now() < deadline && !vm.exited) {
+    await sleep(10);
+    try {
+      Object.assign(q, await vm.command<QueryMigrate>('query-migrate', undefined, 2000));
+    } catch {
+      break;
+    }
+  }
+  return q;
+}
+
 /** Cancel an outgoing migration and wait (bounded) until QEMU is no longer migrating. */
 export async function cancelMigration(vm: Vm, waitMs = 10_000): Promise<void> {
   if (vm.exited) return;
