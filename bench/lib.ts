@@ -1,4 +1,5 @@
 import type { DomainConfig } from '../src/model/domain-config.js';
+import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { GUEST } from '../test/helpers/harness.js';
 
 /** Shared benchmark helpers: medians, ratios, and a printed table. Timing only here, never in tests. */
@@ -74,4 +75,32 @@ export function resultsTable(rows: ResultRow[]): string {
     r.raw ? (r.xeno / r.raw).toFixed(2) : '-', r.target, r.target === '-' ? '' : r.met ? 'yes' : 'NO',
   ]);
   return [head, head.map(() => '---'), ...body].map((c) => `| ${c.join(' | ')} |`).join('\n') + '\n';
+}
+
+/**
+ * A cgroup of the same weight as xenod gives each guest, for the raw QEMUs: on a busy host a group
+ * competes as one task and a bare process per thread, so without it the two sides are not alike.
+ * A host without cgroup v2 delegation runs the raw QEMUs as they are.
+ */
+export function rawCgroup(seed: string): { add: (pid: number) => void; remove: () => Promise<void> } {
+  let cg: DomainCgroups | undefined;
+  try {
+    cg = new DomainCgroups(detectCgroups(), cgroupInstanceName(seed));
+    cg.create('raw');
+    cg.setWeight('raw', 256);
+  } catch {
+    cg = undefined;
+  }
+  return {
+    add: (pid) => {
+      try {
+        cg?.addPid('raw', pid);
+      } catch {
+        /* gone already */
+      }
+    },
+    remove: async () => {
+      await cg?.removeAll().catch(() => undefined);
+    },
+  };
 }

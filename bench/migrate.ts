@@ -22,7 +22,7 @@ import type { DomainConfig } from '../src/model/domain-config.js';
 import { TestDaemon, freePort, sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
 import { STOP_LOAD, loadCommand, parseLoads, serialRun, waitSerial } from './guest-load.js';
-import { arg, guestConfig, infoRow, median, plusRow, ratioRow, report } from './lib.js';
+import { arg, guestConfig, rawCgroup, infoRow, median, plusRow, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
@@ -62,6 +62,7 @@ async function waitMigrated(qmp: QmpClient, stats: boolean): Promise<Q> {
 
 class RawQemu {
   private n = 0;
+  readonly cgroup = rawCgroup(`${process.pid}-${Math.random()}`);
   constructor(
     private readonly backend: QemuBackend,
     private readonly dir: string,
@@ -75,6 +76,7 @@ class RawQemu {
       machineType: this.backend.caps.machineType, nics: [], incoming, logFile: '/dev/null',
     });
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
+    this.cgroup.add(child.pid!);
     const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
     await this.asSource(qmp);
     return { child, qmp, runDir };
@@ -184,6 +186,7 @@ export async function run(): Promise<void> {
     }
   } finally {
     if (raw && rawq) await rawq.stop(raw).catch(() => undefined);
+    await rawq?.cgroup.remove();
     await Promise.all(ends.map((d) => d.cleanup()));
     rmSync(keyDir, { recursive: true, force: true });
   }

@@ -18,7 +18,7 @@ import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
 import { TestDaemon, sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
-import { arg, guestConfig, infoRow, median, ratioRow, report } from './lib.js';
+import { arg, guestConfig, rawCgroup, infoRow, median, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
@@ -61,6 +61,7 @@ function fsyncPath(p: string): void {
 
 class RawQemu {
   private n = 0;
+  readonly cgroup = rawCgroup(`${process.pid}-${Math.random()}`);
   constructor(
     private readonly backend: QemuBackend,
     private readonly dir: string,
@@ -74,6 +75,7 @@ class RawQemu {
       // exec: migration needs QEMU allowed to spawn `cat`.
       .map((a) => (a.startsWith('on,') && a.includes('spawn=deny') ? a.replace(/,spawn=deny/, '') : a));
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
+    this.cgroup.add(child.pid!);
     const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
     return { child, qmp, runDir };
   }
@@ -241,6 +243,7 @@ export async function run(): Promise<void> {
     ]);
   } finally {
     if (raw) await rawq.stop(raw).catch(() => undefined);
+    await rawq.cgroup.remove();
     await d.cleanup();
   }
 }
