@@ -10,8 +10,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
-import { REPO, TestDaemon } from '../test/helpers/harness.js';
-import { arg, guestConfig, infoRow, median, plusRow, report } from './lib.js';
+import { REPO } from '../test/helpers/harness.js';
+import { arg, benchDaemon, guestConfig, infoRow, median, plusRow, report } from './lib.js';
 
 function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
   const t0 = performance.now();
@@ -45,7 +45,7 @@ async function rawQuit(backend: QemuBackend, dir: string, i: number): Promise<nu
 
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 15);
-  const d = new TestDaemon();
+  const d = benchDaemon();
   try {
     await d.start();
     const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });

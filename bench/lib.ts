@@ -1,6 +1,6 @@
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
-import { GUEST } from '../test/helpers/harness.js';
+import { GUEST, TestDaemon } from '../test/helpers/harness.js';
 
 /** Shared benchmark helpers: medians, ratios, and a printed table. Timing only here, never in tests. */
 export function median(xs: number[]): number {
@@ -91,6 +91,7 @@ export function rawCgroup(seed: string): { add: (pid: number) => void; remove: (
   } catch {
     cg = undefined;
   }
+  const done = onInterrupt(async () => cg?.removeAll());
   return {
     add: (pid) => {
       try {
@@ -100,7 +101,43 @@ export function rawCgroup(seed: string): { add: (pid: number) => void; remove: (
       }
     },
     remove: async () => {
+      done();
       await cg?.removeAll().catch(() => undefined);
     },
   };
+}
+
+// ---- cleanup on SIGINT / SIGTERM (a bench stopped half-way leaves no daemon, QEMU or cgroup) ----
+
+const cleanups = new Set<() => Promise<unknown>>();
+
+/** Run `fn` if the bench is interrupted; call the returned function once it has run normally. */
+export function onInterrupt(fn: () => Promise<unknown>): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`bench: ${sig}, cleaning up\n`);
+    // what was in flight fails as its daemon goes: not a reason to stop the cleanup
+    process.on('uncaughtException', () => undefined);
+    process.on('unhandledRejection', () => undefined);
+    void Promise.allSettled([...cleanups].map((f) => f())).then(() => process.exit(130));
+  });
+}
+
+/** A test daemon that is cleaned up even if the bench is interrupted. */
+export function benchDaemon(opts?: ConstructorParameters<typeof TestDaemon>[0]): TestDaemon {
+  const d = new TestDaemon(opts);
+  const done = onInterrupt(() => d.cleanup());
+  const cleanup = d.cleanup.bind(d);
+  d.cleanup = async () => {
+    done();
+    await cleanup();
+  };
+  return d;
 }

@@ -19,10 +19,10 @@ import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { MigrateResult } from '../src/migration/client.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
-import { TestDaemon, freePort, sleep } from '../test/helpers/harness.js';
+import { freePort, sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
 import { STOP_LOAD, loadCommand, parseLoads, serialRun, waitSerial } from './guest-load.js';
-import { arg, guestConfig, rawCgroup, infoRow, median, plusRow, ratioRow, report } from './lib.js';
+import { arg, benchDaemon, onInterrupt, guestConfig, rawCgroup, infoRow, median, plusRow, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
@@ -119,11 +119,12 @@ export async function run(): Promise<void> {
   const loads = parseLoads(i >= 0 ? process.argv[i + 1] : undefined, ['idle', 'print', 'dirty:100']);
   const keyDir = path.join('/tmp', `xeno-bench-mig-${process.pid}`);
   mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+  const keyDone = onInterrupt(async () => rmSync(keyDir, { recursive: true, force: true }));
   const keyFile = path.join(keyDir, 'relocation.psk');
   writeFileSync(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
   const ports = [await freePort(), await freePort()];
   const cfg = (port: number) => `(xend-relocation-server yes)\n(xend-relocation-port ${port})\n(xend-relocation-address '127.0.0.1')\n(xeno-relocation-key-file '${keyFile}')\n`;
-  const ends = [new TestDaemon({ configText: cfg(ports[0]!) }), new TestDaemon({ configText: cfg(ports[1]!) })];
+  const ends = [benchDaemon({ configText: cfg(ports[0]!) }), benchDaemon({ configText: cfg(ports[1]!) })];
   let raw: Raw | undefined;
   let rawq: RawQemu | undefined;
   try {
@@ -189,5 +190,6 @@ export async function run(): Promise<void> {
     await rawq?.cgroup.remove();
     await Promise.all(ends.map((d) => d.cleanup()));
     rmSync(keyDir, { recursive: true, force: true });
+    keyDone();
   }
 }

@@ -16,9 +16,9 @@ import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
-import { TestDaemon, sleep } from '../test/helpers/harness.js';
+import { sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
-import { arg, guestConfig, rawCgroup, infoRow, median, ratioRow, report } from './lib.js';
+import { arg, benchDaemon, guestConfig, rawCgroup, infoRow, median, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
@@ -131,7 +131,7 @@ async function waitHeartbeat(serial: string, n: number): Promise<void> {
 
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 5);
-  const d = new TestDaemon();
+  const d = benchDaemon();
   await d.start();
   const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });
   const rawq = new RawQemu(backend, d.dir);

@@ -13,8 +13,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
-import { REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
-import { arg, capRow, guestConfig, infoRow, median, ratioRow, report } from './lib.js';
+import { REPO, sleep } from '../test/helpers/harness.js';
+import { arg, benchDaemon, capRow, guestConfig, infoRow, median, ratioRow, report } from './lib.js';
 
 function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
   const t0 = performance.now();
@@ -38,7 +38,7 @@ function percentile(xs: number[], p: number): number {
 export async function run(): Promise<void> {
   const guests = arg('guests', 100);
   const rounds = arg('rounds', 10);
-  const d = new TestDaemon();
+  const d = benchDaemon();
   const raws: Array<{ child: ChildProcess; qmp?: QmpClient }> = [];
   try {
     await d.start();
