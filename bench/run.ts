@@ -20,7 +20,21 @@ if (!name || !(BENCHES.includes(name) || name === 'all')) {
 }
 const failed: string[] = [];
 const t0 = Date.now();
-for (const b of name === 'all' ? ALL : [name]) {
+const list = name === 'all' ? ALL : [name];
+
+/** The table so far; `all` rewrites bench/RESULTS.md after each bench, so a cut-short run keeps what it measured. */
+function summary(done: number): string {
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  return (
+    `# xeno benchmark results\n\n\`npm run bench -- ${process.argv.slice(2).join(' ')}\`, ${new Date().toISOString()}, ${os.cpus().length} CPUs, ` +
+    `load average ${load}, ${Math.round((Date.now() - t0) / 1000)} s` +
+    (done < list.length ? `, PARTIAL: ${done} of ${list.length} benches run (${list.slice(0, done).join(', ')})` : '') + '.\n\n' +
+    resultsTable(results) +
+    (failed.length ? `\nFailed benches:\n${failed.map((f) => `- ${f}`).join('\n')}\n` : '')
+  );
+}
+
+for (const [i, b] of list.entries()) {
   const mod = (await import(`./${b}.js`)) as { run: () => Promise<void> };
   try {
     await mod.run();
@@ -29,14 +43,7 @@ for (const b of name === 'all' ? ALL : [name]) {
     failed.push(`${b}: ${e instanceof Error ? e.message : String(e)}`);
     process.stderr.write(`bench ${b} failed: ${e instanceof Error ? e.stack : String(e)}\n`);
   }
+  if (name === 'all') writeFileSync(path.join(REPO, 'bench/RESULTS.md'), summary(i + 1));
 }
-if (results.length) {
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-  const text =
-    `# xeno benchmark results\n\n\`npm run bench -- ${process.argv.slice(2).join(" ")}\`, ${new Date().toISOString()}, ${os.cpus().length} CPUs, ` +
-    `load average at the end ${load}, ${Math.round((Date.now() - t0) / 1000)} s.\n\n` + resultsTable(results) +
-    (failed.length ? `\nFailed benches:\n${failed.map((f) => `- ${f}`).join('\n')}\n` : '');
-  process.stdout.write(`\n${text}`);
-  if (name === 'all') writeFileSync(path.join(REPO, 'bench/RESULTS.md'), text);
-}
+if (results.length) process.stdout.write(`\n${summary(list.length)}`);
 if (failed.length) process.exitCode = 1;
