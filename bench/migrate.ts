@@ -49,7 +49,7 @@ async function waitMigrated(qmp: QmpClient, stats: boolean): Promise<Q> {
     const q = await qmp.execute<Q>('query-migrate');
     if (q.status === 'completed') {
       // QEMU 7.2 may say completed before its figures are filled
-      for (let i = 0; stats && i < 50 && (q['total-time'] === undefined || q.downtime === undefined); i++) {
+      for (let i = 0; stats && i < 300 && (!q['total-time'] || q.downtime === undefined); i++) {
         await sleep(5);
         Object.assign(q, await qmp.execute<Q>('query-migrate'));
       }

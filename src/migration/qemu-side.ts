@@ -51,12 +51,13 @@ export async function dropTlsPsk(vm: Vm): Promise<void> {
 export { waitMigration, type QueryMigrate };
 
 /**
- * QEMU 7.2 may answer `completed` before total-time and downtime are filled in: query again until
- * they are (bounded). Off the critical path: the caller hands the guest over meanwhile.
+ * QEMU 7.2 may answer `completed` before total-time and downtime are filled in (absent, or present
+ * as 0 until the migration thread sets both at once): query again until they are (bounded). Off the
+ * critical path: the caller hands the guest over meanwhile.
  */
 export async function migrationFigures(vm: Vm, q: QueryMigrate, waitMs = 3000): Promise<QueryMigrate> {
   const deadline = Date.now() + waitMs;
-  while ((q['total-time'] === undefined || q.downtime === undefined) && Date.now() < deadline && !vm.exited) {
+  while ((!q['total-time'] || q.downtime === undefined) && Date.now() < deadline && !vm.exited) {
     await sleep(10);
     try {
       Object.assign(q, await vm.command<QueryMigrate>('query-migrate', undefined, 2000));

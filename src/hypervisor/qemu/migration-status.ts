@@ -61,7 +61,8 @@ export async function waitMigration(vm: Vm, opts: WaitMigrationOptions = {}): Pr
     const q = await vm.command<QueryMigrate>('query-migrate');
     opts.onPoll?.(q);
     if (q.status === 'completed') {
-      for (let i = 0; opts.wantStats && i < 50 && (q['total-time'] === undefined || q.downtime === undefined); i++) {
+      // (absent, or 0 until QEMU's migration thread sets total-time and downtime together)
+      for (let i = 0; opts.wantStats && i < 50 && (!q['total-time'] || q.downtime === undefined); i++) {
         await sleep(poll);
         Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
       }
