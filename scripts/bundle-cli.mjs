@@ -10,6 +10,7 @@ await build({
   target: 'node20',
   outfile: 'dist/cli-bundle/xeno.cjs',
   logLevel: 'warning',
-  // Only save/restore draws progress bars: cli-progress stays outside, loaded when shown.
-  external: ['cli-progress'],
+  // Only save/restore draws progress bars: cli-progress stays outside, loaded when shown; the
+  // pool's etcd client (and gRPC) only for the pool commands.
+  external: ['cli-progress', 'etcd3'],
 });

@@ -8,13 +8,14 @@
 
 import { isIP, isIPv4 } from 'node:net';
 import { XenoError } from '../common/errors.js';
-import { defaultDaemonConfig, HOST_STOP_MODES, type AccelChoice, type DaemonConfig, type HostStopMode, type NetworkMode } from '../model/daemon-config.js';
+import { defaultDaemonConfig, HOST_STOP_MODES, type PoolConfig, type AccelChoice, type DaemonConfig, type HostStopMode, type NetworkMode } from '../model/daemon-config.js';
 import type { Warn } from './domain-config.js';
 import { readConfigFile } from './read-file.js';
 import { parseMemSize } from './sizes.js';
 import { parseSxp, type SxpNode, type SxpPos } from './sxp.js';
 import { scriptBaseName, VIF_SCRIPTS } from './vif-spec.js';
 import { parseListenAddress } from './listen-address.js';
+import { applyPoolKey, finishPoolConfig } from './pool-config.js';
 
 export const NETWORK_SCRIPTS = ['network-bridge', 'network-nat', 'network-route'] as const;
 
@@ -135,6 +136,7 @@ class DaemonNormaliser {
       if (node.kind === 'list') throw this.error(node, `key "${key}" expects a single value, not a list`);
       this.apply(cfg, key, node.value, node);
     }
+    this.finishPool(cfg, sexps);
     return cfg;
   }
 
@@ -301,7 +303,17 @@ class DaemonNormaliser {
       case 'xeno-web-token-file':
         cfg.webTokenFile = this.absPath(p, key, v);
         break;
+      default:
+        if (key.startsWith('xeno-pool-')) this.at(p, () => applyPoolKey(this.pool, key, v));
     }
+  }
+
+  private pool: Partial<PoolConfig> = {};
+
+  /** The pool keys come all together (a pooled host) or not at all (standalone, as before). */
+  private finishPool(cfg: DaemonConfig, sexps: SxpNode[]): void {
+    const first = sexps.find((f) => f.kind === 'list' && f.items[0]?.kind === 'atom' && f.items[0].value.startsWith('xeno-pool-'));
+    if (first) cfg.pool = this.at(first, () => finishPoolConfig(this.pool));
   }
 }
 
@@ -316,6 +328,8 @@ export const HANDLED = new Set([
   'xeno-qemu-user',
   'xeno-restart-limit', 'xeno-restart-window',
   'xeno-web', 'xeno-web-token-file',
+  'xeno-pool-name', 'xeno-pool-host', 'xeno-pool-etcd', 'xeno-pool-ca', 'xeno-pool-cert', 'xeno-pool-key',
+  'xeno-pool-address', 'xeno-pool-api-port', 'xeno-pool-lease-ttl',
 ]);
 
 /** Builds the DaemonConfig from parsed xend-config.sxp forms (defaults for what is absent). */

@@ -118,6 +118,15 @@ describe('parseDiskSpec forms', () => {
     assert.equal(parseDiskSpec('phy:mapper/vg-lv,xvdb,w').target, '/dev/mapper/vg-lv');
   });
 
+  it("takes xeno's cache= key (per disk), round-trips it, and refuses an unknown mode", () => {
+    const d = parseDiskSpec('format=qcow2, vdev=xvdb, access=rw, cache=writeback, target=/srv/d.qcow2');
+    assert.equal(d.cache, 'writeback');
+    assert.deepEqual(parseDiskSpec(formatDiskSpec(d)), d);
+    assert.equal(parseDiskSpec('/srv/a.img,raw,xvda,rw,cache=none').cache, 'none');
+    assert.equal(parseDiskSpec('file:/srv/a.img,xvda,w').cache, undefined);
+    assert.throws(() => parseDiskSpec('vdev=xvda, cache=fast, target=/a'), /unknown cache mode "fast"/);
+  });
+
   it('takes target= verbatim (no prefix stripping, commas and colons kept)', () => {
     assert.equal(parseDiskSpec('vdev=xvda, target=/srv/a:b,c=d').target, '/srv/a:b,c=d');
     assert.equal(parseDiskSpec('vdev=xvda,target=/srv/file:x').target, '/srv/file:x');

@@ -14,7 +14,7 @@
 
 import { posix as path } from 'node:path';
 import { XenoError } from '../common/errors.js';
-import { DISK_FORMATS, type DiskFormat, type DiskSpec } from '../model/domain-config.js';
+import { CACHE_MODES, DISK_FORMATS, type CacheMode, type DiskFormat, type DiskSpec } from '../model/domain-config.js';
 
 /** Guest disk names: xvda, hdc, sdb, vdz, xvdaa, and partitions (xvda1) as xm allowed. */
 export const VDEV_RE = /^(?:xvd|hd|sd|vd)[a-z]{1,3}[0-9]{0,3}$/;
@@ -38,6 +38,7 @@ interface Fields {
   vdev?: string;
   access?: string;
   devtype?: string;
+  cache?: string;
 }
 
 function isFormat(s: string): s is DiskFormat {
@@ -55,7 +56,7 @@ export function parseDiskSpec(spec: string, opts: DiskSpecOptions = {}): DiskSpe
   if (!spec.trim()) fail('empty disk specification');
 
   const f: Fields = { literalTarget: false };
-  const set = (key: 'format' | 'vdev' | 'access' | 'devtype', value: string): void => {
+  const set = (key: 'format' | 'vdev' | 'access' | 'devtype' | 'cache', value: string): void => {
     if (f[key] !== undefined && f[key] !== value) fail(`${key} is given twice ("${f[key]}" and "${value}")`);
     f[key] = value;
   };
@@ -81,13 +82,14 @@ export function parseDiskSpec(spec: string, opts: DiskSpecOptions = {}): DiskSpe
         case 'vdev':
         case 'access':
         case 'devtype':
+        case 'cache':
           set(key, value);
           break;
         case 'backendtype':
           if (!BACKEND_TYPES.includes(value)) fail(`unknown backendtype "${value}" (${BACKEND_TYPES.join(', ')})`);
           break;
         default:
-          fail(`unknown parameter "${key}" (expected format=, vdev=, access=, devtype=, backendtype=, target=)`);
+          fail(`unknown parameter "${key}" (expected format=, vdev=, access=, devtype=, backendtype=, cache=, target=)`);
       }
     } else if (part === 'cdrom') {
       set('devtype', 'cdrom');
@@ -186,13 +188,19 @@ export function parseDiskSpec(spec: string, opts: DiskSpecOptions = {}): DiskSpe
     else fail(`the target "${target}" is not an absolute path`);
   }
 
-  return { target, format, vdev, access, devtype };
+  const disk: DiskSpec = { target, format, vdev, access, devtype };
+  if (f.cache !== undefined) {
+    if (!(CACHE_MODES as readonly string[]).includes(f.cache)) fail(`unknown cache mode "${f.cache}" (${CACHE_MODES.join(', ')})`);
+    disk.cache = f.cache as CacheMode;
+  }
+  return disk;
 }
 
 /** The keyword spelling of a disk, which parseDiskSpec reads back to the same DiskSpec. */
 export function formatDiskSpec(d: DiskSpec): string {
   const parts = [`format=${d.format}`, `vdev=${d.vdev}`, `access=${d.access}`];
   if (d.devtype !== 'disk') parts.push(`devtype=${d.devtype}`);
+  if (d.cache !== undefined) parts.push(`cache=${d.cache}`);
   if (d.target !== '') parts.push(`target=${d.target}`);
   return parts.join(', ');
 }

@@ -7,6 +7,7 @@ import { XenoError } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { applyOverrides, parseDomainConfigFile, toDomainConfig } from './domain-config.js';
 import { parseXlCfg } from './xlcfg-parser.js';
+import { formatXlCfg } from './xlcfg-format.js';
 
 function cfg(text: string, warnings: string[] = [], file = 'guest.cfg'): DomainConfig {
   return toDomainConfig(parseXlCfg(text, file), file, (m) => warnings.push(m));
@@ -377,5 +378,15 @@ describe('parseDomainConfigFile', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('disk_cache', () => {
+  it("sets the guest's default cache mode; an unknown mode is refused; xl.cfg output keeps it", () => {
+    const c = cfg('name = "g"\nkernel = "/k"\ndisk_cache = "writethrough"\ndisk = [ "format=raw, vdev=xvda, cache=none, target=/a" ]\n');
+    assert.equal(c.diskCache, 'writethrough');
+    assert.equal(c.disks[0]!.cache, 'none');
+    invalid('name = "g"\nkernel = "/k"\ndisk_cache = "fast"\n', /key "disk_cache": unknown cache mode "fast"/);
+    assert.match(formatXlCfg(c), /disk_cache = "writethrough"/);
   });
 });

@@ -10,8 +10,10 @@ import { posix as path } from 'node:path';
 import { XenoError } from '../common/errors.js';
 import {
   BOOT_ORDER_RE,
+  CACHE_MODES,
   DOMAIN_NAME_RE,
   LIFECYCLE_ACTIONS,
+  type CacheMode,
   type DiskSpec,
   type DomainConfig,
   type LifecycleAction,
@@ -25,7 +27,7 @@ import { parseDiskSpec } from './disk-spec.js';
 import { parseMemSize } from './sizes.js';
 import { MANAGED_KEYS } from './managed-keys.js';
 import { readConfigFile } from './read-file.js';
-import { HOSTNAME_RE, MAX_VCPUS, UUID_RE } from './validate-fields.js';
+import { HOSTNAME_RE, MAX_HA_PRIORITY, MAX_VCPUS, UUID_RE } from './validate-fields.js';
 import { parseVifSpec } from './vif-spec.js';
 import { parseXlCfg, type XlCfgAst, type XlEntry, type XlPos, type XlValue } from './xlcfg-parser.js';
 
@@ -49,7 +51,7 @@ const DISPLAY_KEYS = ['boot', 'vnc', 'vnclisten', 'vncdisplay', 'vncpasswd', 'vf
 export const KNOWN_KEYS = [
   'name', 'uuid', 'type', 'builder', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpu_weight', 'cap',
   'kernel', 'ramdisk', 'root', 'extra', 'cmdline', 'hostname', 'disk', 'vif',
-  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', ...DISPLAY_KEYS,
+  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', 'ha', 'ha_restart_priority', 'disk_cache', ...DISPLAY_KEYS,
 ] as const;
 
 /** Keys xm/xl files often carry that have no effect here: accepted, with one warning saying why. */
@@ -388,6 +390,10 @@ class Normaliser {
     if (cap !== undefined) c.cap = cap;
     const restartLimit = this.int('restart_limit', 0, 100_000);
     if (restartLimit !== undefined) c.restartLimit = restartLimit;
+    const ha = this.int('ha', 0, 1);
+    if (ha === 1) c.ha = true;
+    const haPriority = this.int('ha_restart_priority', 0, MAX_HA_PRIORITY);
+    if (haPriority !== undefined) c.haRestartPriority = haPriority;
     if (kernel !== undefined) c.kernel = kernel;
     if (ramdisk !== undefined) c.ramdisk = ramdisk;
     if (root !== undefined) c.root = root;
@@ -399,6 +405,13 @@ class Normaliser {
     if (boot !== undefined) c.boot = boot;
     const vnc = this.vnc();
     if (vnc !== undefined) c.vnc = vnc;
+    const diskCache = this.string('disk_cache');
+    if (diskCache !== undefined) {
+      if (!(CACHE_MODES as readonly string[]).includes(diskCache)) {
+        throw this.error(this.entries.get('disk_cache')!, `key "disk_cache": unknown cache mode "${diskCache}" (${CACHE_MODES.join(', ')})`);
+      }
+      c.diskCache = diskCache as CacheMode;
+    }
     return c;
   }
 }

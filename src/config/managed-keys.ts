@@ -6,7 +6,9 @@
 import { XenoError } from '../common/errors.js';
 import type { XlCfgAst, XlEntry } from './xlcfg-parser.js';
 
-export const MANAGED_KEYS = ['autostart', 'autostart_order', 'autostart_delay'] as const;
+// anti_affinity (pool-keys.ts) is a managed key too: about where a guest runs, not what it is. ha and
+// ha_restart_priority are DomainConfig fields (the one validator checks them; poolKeysOf() reads them too).
+export const MANAGED_KEYS = ['autostart', 'autostart_order', 'autostart_delay', 'anti_affinity'] as const;
 
 export interface ManagedKeys {
   /** Start the guest when xenod starts after a boot. */

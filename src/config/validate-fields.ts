@@ -18,6 +18,8 @@ export const MAX_MEMORY_MIB = 1024 * 1024 * 1024;
 /** Disks and vifs each take a PCI slot of the 32 the pc machine has (a few are QEMU's own). */
 export const MAX_DISKS = 16;
 export const MAX_VIFS = 8;
+/** ha_restart_priority's range: higher restarts first after a host failure. */
+export const MAX_HA_PRIORITY = 1000;
 /** Linux's x86 COMMAND_LINE_SIZE is 2048; xeno appends console=, hostname and network arguments. */
 export const MAX_CMDLINE = 1536;
 export const MAX_PATH = 4096;

@@ -5,6 +5,7 @@ import type { DomainConfig } from '../model/domain-config.js';
 import { toDomainConfig } from './domain-config.js';
 import { validateDomainConfig, validateMachineType, type ValidateOptions } from './validate.js';
 import { MAX_VCPUS } from './validate-fields.js';
+import { formatXlCfg } from './xlcfg-format.js';
 import { parseXlCfg } from './xlcfg-parser.js';
 
 const OPTS: ValidateOptions = { minGuestMem: 64, protectedPaths: ['/var/lib/xeno', '/etc/xeno/relocation.key'] };
@@ -100,7 +101,9 @@ describe('validateDomainConfig: every refusal names its field', () => {
 
   it('shape: unknown fields are refused at every level, and mandatory ones are required', () => {
     refuses({ qemuArgs: ['-S'] }, /^qemuArgs: unknown field \(known: name, uuid/);
-    refuses({ disks: disk({ cache: 'none' }) }, /^disks\[0\]\.cache: unknown field/);
+    refuses({ disks: disk({ iothread: 'x' }) }, /^disks\[0\]\.iothread: unknown field/);
+    refuses({ disks: disk({ cache: 'off' }) }, /^disks\[0\]\.cache: /);
+    refuses({ diskCache: 'fast' }, /^diskCache: /);
     refuses({ vifs: vif({ addr: '5' }) }, /^vifs\[0\]\.addr: unknown field/);
     const { maxmem: _m, ...noMaxmem } = GOOD;
     assert.throws(() => validateDomainConfig(noMaxmem, OPTS), /maxmem: missing/);
@@ -174,5 +177,26 @@ describe('validateDomainConfig: every refusal names its field', () => {
     assert.equal(validateMachineType('pc-i440fx-7.2'), 'pc-i440fx-7.2');
     assert.throws(() => validateMachineType('pc,accel=kvm'), /machineType: "pc,accel=kvm" is not a QEMU machine type name/);
     assert.throws(() => validateMachineType(7), /machineType: expected a string/);
+  });
+});
+
+describe('validateDomainConfig: pool HA (ha, ha_restart_priority)', () => {
+  it('ha = 1 and ha_restart_priority come through the xl.cfg normaliser and the validator, and format back', () => {
+    const text = `name = "h2"\nkernel = "/boot/vmlinuz"\nmemory = 64\nha = 1\nha_restart_priority = 7\n`;
+    const c = validateDomainConfig(toDomainConfig(parseXlCfg(text, 'h2.cfg')), OPTS);
+    assert.equal(c.ha, true);
+    assert.equal(c.haRestartPriority, 7);
+    const again = validateDomainConfig(toDomainConfig(parseXlCfg(formatXlCfg(c), 'again.cfg')), OPTS);
+    assert.deepEqual(again, c);
+    // ha = 0 is the default and normalises away.
+    assert.equal(validateDomainConfig({ ...GOOD, ha: false }, OPTS).ha, undefined);
+  });
+
+  it('refuses a bad ha, a priority out of range, and a priority without ha', () => {
+    refuses({ ha: 1 }, /^ha: expected true or false, got 1/);
+    refuses({ ha: true, haRestartPriority: 1001 }, /^haRestartPriority: 1001 is out of range \(0 to 1000\)/);
+    refuses({ ha: true, haRestartPriority: -1 }, /^haRestartPriority: -1 is out of range/);
+    refuses({ haRestartPriority: 5 }, /^haRestartPriority: is only meaningful with ha = 1/);
+    assert.throws(() => toDomainConfig(parseXlCfg('name = "h3"\nkernel = "/k"\nha = 2\n', 'h3.cfg')), /ha/);
   });
 });

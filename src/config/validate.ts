@@ -12,6 +12,7 @@
 import { isIP } from 'node:net';
 import {
   BOOT_ORDER_RE,
+  CACHE_MODES,
   DISK_FORMATS,
   LIFECYCLE_ACTIONS,
   effectiveCmdline,
@@ -31,6 +32,7 @@ import {
   MAC_RE,
   MAX_CMDLINE,
   MAX_DISKS,
+  MAX_HA_PRIORITY,
   MAX_MEMORY_MIB,
   MAX_VCPUS,
   MAX_VIFS,
@@ -55,10 +57,12 @@ export interface ValidateOptions extends PathRules {
 }
 
 const CONFIG_KEYS = [
-  'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
+  'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuModel', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
   'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'restartLimit', 'boot', 'vnc',
+  'ha', 'haRestartPriority', 'diskCache',
 ] as const satisfies ReadonlyArray<keyof DomainConfig>;
-const DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype'] as const satisfies ReadonlyArray<keyof DiskSpec>;
+const DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype', 'cache'] as const satisfies ReadonlyArray<keyof DiskSpec>;
+const REQUIRED_DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype'] as const;
 const VIF_KEYS = [
   'devid', 'mac', 'bridge', 'ip', 'script', 'vifname', 'gatewaydev', 'rate', 'model', 'type', 'mtu',
 ] as const satisfies ReadonlyArray<keyof VifSpec>;
@@ -101,7 +105,7 @@ function cmdlinePart(field: string, v: unknown): string {
 
 function validateDisk(field: string, v: unknown, rules: PathRules): DiskSpec {
   const d = record(field, v, DISK_KEYS);
-  for (const k of DISK_KEYS) if (d[k] === undefined) throw fieldError(`${field}.${k}`, 'missing');
+  for (const k of REQUIRED_DISK_KEYS) if (d[k] === undefined) throw fieldError(`${field}.${k}`, 'missing');
   const devtype = oneOf(`${field}.devtype`, d.devtype, ['disk', 'cdrom'] as const);
   const vdev = matching(`${field}.vdev`, d.vdev, VDEV_RE, 'a guest disk name like xvda, hdc, sdb or vda', 16);
   const format = oneOf(`${field}.format`, d.format, DISK_FORMATS);
@@ -112,7 +116,9 @@ function validateDisk(field: string, v: unknown, rules: PathRules): DiskSpec {
   } else {
     target = hostPath(`${field}.target`, target, rules);
   }
-  return { target, format, vdev, access, devtype };
+  const disk: DiskSpec = { target, format, vdev, access, devtype };
+  if (d.cache !== undefined) disk.cache = oneOf(`${field}.cache`, d.cache, CACHE_MODES);
+  return disk;
 }
 
 function validateVif(field: string, v: unknown): VifSpec {
@@ -247,9 +253,19 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
       throw fieldError('cpus', (e as Error).message);
     }
   }
+  if (r.cpuModel !== undefined) c.cpuModel = matching('cpuModel', r.cpuModel, /^[A-Za-z][A-Za-z0-9_.-]*$/, 'a QEMU CPU model name (e.g. Haswell-noTSX)', 64);
   if (r.cpuWeight !== undefined) c.cpuWeight = int('cpuWeight', r.cpuWeight, 1, 65535);
   if (r.cap !== undefined) c.cap = int('cap', r.cap, 0, 100 * maxvcpus, ' = 100 per vcpu');
   if (r.restartLimit !== undefined) c.restartLimit = int('restartLimit', r.restartLimit, 0, 100_000);
+  if (r.ha !== undefined) {
+    if (typeof r.ha !== 'boolean') throw fieldError('ha', `expected true or false, got ${show(r.ha)}`);
+    if (r.ha) c.ha = true;
+  }
+  if (r.haRestartPriority !== undefined) {
+    const p = int('haRestartPriority', r.haRestartPriority, 0, MAX_HA_PRIORITY);
+    if (!c.ha) throw fieldError('haRestartPriority', 'is only meaningful with ha = 1');
+    if (p !== 0) c.haRestartPriority = p;
+  }
   if (r.kernel !== undefined) c.kernel = hostPath('kernel', r.kernel, rules);
   if (r.ramdisk !== undefined) c.ramdisk = hostPath('ramdisk', r.ramdisk, rules);
   for (const k of ['root', 'extra', 'cmdline'] as const) if (r[k] !== undefined) c[k] = cmdlinePart(k, r[k]);
@@ -258,6 +274,7 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
 
   if (r.boot !== undefined) c.boot = matching('boot', r.boot, BOOT_ORDER_RE, 'Xen boot letters: c (disk), d (cdrom), n (network), each at most once', 3);
   if (r.vnc !== undefined) c.vnc = validateVnc('vnc', r.vnc);
+  if (r.diskCache !== undefined) c.diskCache = oneOf('diskCache', r.diskCache, CACHE_MODES);
 
   if (type !== 'hvm' && c.kernel === undefined) throw fieldError('kernel', `a ${type} domain needs a kernel (xeno has no bootloader)`);
   if (type === 'hvm' && c.kernel === undefined && disks.length === 0) throw fieldError('disks', 'an hvm domain needs a disk to boot from');

@@ -79,7 +79,10 @@ export function formatXlCfg(c: DomainConfig): string {
   str('on_reboot', c.onReboot);
   str('on_crash', c.onCrash);
   num('restart_limit', c.restartLimit);
+  if (c.ha) num('ha', 1);
+  num('ha_restart_priority', c.haRestartPriority);
   str('boot', c.boot);
+  str('disk_cache', c.diskCache);
   if (c.vnc) {
     num('vnc', 1);
     str('vnclisten', c.vnc.listen);

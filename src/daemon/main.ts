@@ -147,6 +147,17 @@ export async function main(argv: string[]): Promise<void> {
   // the Prometheus side (prom-client) is loaded only when asked for: off by default
   const exporter = config.metrics ? new (await import('../metrics/exporter.js')).MetricsExporter(sampler) : undefined;
   const ctx: DaemonContext = { toolstack, config, log, logFile, services: { network, runtimeHooks, sampler, exporter } };
+  // a pooled host (xeno-pool-* keys): joins before the relocation server starts (the pool's key)
+  const pool = config.pool ? new (await import('../pool/service.js')).PoolService(toolstack, config, log) : undefined;
+  // pool HA (src/pool/ha): the host lease keeper, fencing, the leader's HA restarts
+  const ha = pool ? new (await import('../pool/ha/service.js')).HaService(pool, toolstack, log, async (name) => {
+    await (await import('./pool/routes.js')).startHere(ctx, pool, await pool.definition(name), false);
+  }) : undefined;
+  if (pool) {
+    await ha!.start().catch((e: unknown) => log.error(`pool HA did not start: ${(e as Error).message}`));
+    await pool.start();
+    ctx.services.pool = pool;
+  }
   const app = await buildApp(ctx);
   mkdirSync(path.dirname(config.unixPath), { recursive: true, mode: 0o755 });
   await clearStaleSocket(config.unixPath);
@@ -157,6 +168,7 @@ export async function main(argv: string[]): Promise<void> {
     ? await (await import('../metrics/server.js')).startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
     : undefined;
   const web = config.web ? await startWebServer(ctx, config.web) : undefined;
+  const door = pool ? await (await import('./pool/door.js')).openPoolDoor(pool, config.unixPath) : undefined;
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
   await notifySystemd(log, ['--ready', `--status=serving ${config.unixPath}`]);
 
@@ -169,6 +181,10 @@ export async function main(argv: string[]): Promise<void> {
     await relocation?.close().catch(() => undefined);
     await new Promise((r) => (metrics ? metrics.close(r) : r(undefined)));
     await web?.close().catch(() => undefined);
+    door?.close();
+    door?.closeAllConnections();
+    await ha?.stop().catch(() => undefined);
+    pool?.close();
     await app.close().catch(() => undefined);
     sampler.stop();
     toolstack.detachAll();

@@ -161,9 +161,13 @@ export class QemuAccess {
     return held;
   }
 
-  /** Synchronous on purpose: one domain's read-modify-write of an ACL never interleaves another's. */
-  grant(runDir: string, c: DomainConfig): void {
-    const grants: Grant[] = [];
+  /**
+   * Synchronous on purpose: one domain's read-modify-write of an ACL never interleaves another's.
+   * `extend`: a hot-plug (block-attach, cd-insert) adds to the grants the domain holds already.
+   */
+  grant(runDir: string, c: DomainConfig, extend = false): void {
+    const grants: Grant[] = extend ? readGrants(runDir) : [];
+    const had = new Map(grants.map((g) => [g.path, g.perm] as const));
     try {
       const want = new Map<string, Perm>();
       for (const f of filesOf(c)) {
@@ -173,6 +177,7 @@ export class QemuAccess {
       }
       const others = this.othersHolding(runDir);
       for (const [file, perm] of want) {
+        if (had.get(file) === perm || had.get(file) === 'rw') continue;
         const held = others.get(file);
         const before = held?.before ?? getfacl(file);
         grants.push({ path: file, perm, before });
@@ -180,7 +185,7 @@ export class QemuAccess {
         addEntry(file, this.who, held ? union(held.perm, perm) : perm);
       }
     } catch (e) {
-      this.restore(runDir);
+      if (!extend) this.restore(runDir);
       throw new XenoError('HOST_ERROR', `cannot give the QEMU user ${this.who.user} access to its files: ${errorMessage(e)}`);
     }
   }
@@ -210,6 +215,7 @@ export class QemuAccess {
         this.grant(rec.runDir, rec.config);
         return { nics: [] };
       },
+      beforeHotplug: async (rec, next) => this.grant(rec.runDir, next, true),
       afterStop: async (rec) => this.restore(rec.runDir),
     };
   }

@@ -5,6 +5,7 @@
 import type { EventEmitter } from 'node:events';
 import type { DomainConfig } from '../model/domain-config.js';
 import type { NicBackend } from './qemu/argv.js';
+import type { DiskHostFacts } from './qemu/disk-argv.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -31,6 +32,8 @@ export interface LaunchRequest {
   tlsPskDir?: string;
   /** Where QEMU's stderr goes. */
   logFile: string;
+  /** Per vdev: disk backend facts; absent = probed on this host at launch (qemu/disk-probe.ts). */
+  diskFacts?: ReadonlyMap<string, DiskHostFacts>;
   /**
    * Called synchronously with QEMU's pid right after the spawn, before QMP answers: the caller
    * records it, so a daemon that dies during the start-up can still find this QEMU.

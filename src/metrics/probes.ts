@@ -2,6 +2,7 @@
  * What one sample reads: host CPU counters, a domain's vcpu-thread CPU time, its vifs' counters
  * (from /sys/class/net of xenod's own network namespace) and its QEMU's balloon and block stats.
  */
+import { blockEntryVdev } from '../hypervisor/qemu/disk-argv.js';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { threadStat } from '../host/proc.js';
@@ -66,16 +67,15 @@ export function netSamples(domid: number, config: DomainConfig): NetSample[] {
 interface BlockStatsEntry {
   device?: string;
   qdev?: string;
+  'node-name'?: string;
   stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
 }
 
-/** query-blockstats, named by the config's vdev (the drives are disk0, disk1... in config order). */
-export function vbdSamples(entries: readonly BlockStatsEntry[], config: DomainConfig): VbdSample[] {
+/** query-blockstats, named by the config's vdev. */
+export function vbdSamples(entries: readonly BlockStatsEntry[], _config: DomainConfig): VbdSample[] {
   const out: VbdSample[] = [];
   for (const e of entries) {
-    const m = /^disk(\d+)$/.exec(e.device ?? '');
-    const vdev = m ? config.disks[Number(m[1])]?.vdev : undefined;
-    const name = vdev ?? e.device ?? e.qdev;
+    const name = blockEntryVdev(e);
     if (!name) continue;
     out.push({ vdev: name, rdBytes: e.stats.rd_bytes, wrBytes: e.stats.wr_bytes, rdReqs: e.stats.rd_operations, wrReqs: e.stats.wr_operations });
   }

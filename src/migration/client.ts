@@ -16,13 +16,24 @@ import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
-import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration } from './qemu-side.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
+import { diskIdentities, refuseUnsafeCache } from './storage-checks.js';
 
 export interface MigrateRequest {
   host: string;
   port?: number;
   live?: boolean;
+  /** Migrate even with disks whose cache mode is unsafe on shared storage (storage-checks.ts). */
+  force?: boolean;
+}
+
+/** How far QEMU's stream is (query-migrate's RAM figures, bytes), for a page or a progress bar. */
+export interface MigrateProgress {
+  status: string;
+  transferred: number;
+  remaining: number;
+  total: number;
 }
 
 export interface MigrateResult {
@@ -81,7 +92,7 @@ export class Migrator {
     private readonly config: DaemonConfig,
   ) {}
 
-  async migrate(dom: string, req: MigrateRequest): Promise<MigrateResult> {
+  async migrate(dom: string, req: MigrateRequest, onProgress?: (p: MigrateProgress) => void): Promise<MigrateResult> {
     const t0 = performance.now();
     const port = req.port ?? DEFAULT_RELOCATION_PORT;
     const live = req.live === true;
@@ -89,15 +100,16 @@ export class Migrator {
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
+      refuseUnsafeCache(rec.config, req.force === true);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
-      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal }));
+      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal, onProgress }));
     });
   }
 
   private async migrateLocked(
     rec: DomainRecord,
     req: MigrateRequest,
-    { t0, port, live, where, key, signal }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal },
+    { t0, port, live, where, key, signal, onProgress }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal; onProgress?: (p: MigrateProgress) => void },
   ): Promise<MigrateResult> {
     const vm = this.ts.liveOf(rec).vm;
     const wasRunning = rec.state === 'running';
@@ -138,6 +150,7 @@ export class Migrator {
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
+        disks: diskIdentities(rec.config, true),
       });
       // This QEMU's side of the stream's TLS is set up while the target starts its QEMU.
       sourceTls = (async () => useTlsPsk(vm, 'client', writePskDir(dir, tlsKey), { autoConverge: live }))();
@@ -172,7 +185,8 @@ export class Migrator {
       }
       const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
       await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
-      const completed = await waitMigration(vm, { abort: () => ch.error });
+      const onPoll = onProgress && ((m: QueryMigrate) => onProgress({ status: m.status ?? 'setup', transferred: m.ram?.transferred ?? 0, remaining: m.ram?.remaining ?? 0, total: m.ram?.total ?? 0 }));
+      const completed = await waitMigration(vm, { abort: () => ch.error, onPoll });
       completedAt = performance.now();
       // QEMU's figures may lag its `completed`: fetched while the target takes over, not before.
       const figures = migrationFigures(vm, completed);

@@ -21,7 +21,9 @@
  *   ======== from here every line is  HMAC(k_dir, seq_dir | json) json  ========
  *                       <---------------------- welcome {host}
  *   prepare {name, uuid, config, machineType,
- *            qemuVersion, memoryMb, state} ---> checks: QEMU not older, machine type offered, then
+ *            qemuVersion, memoryMb, state,
+ *            disks: [{vdev, id|size+sample|...}]} -> checks: the disks are the source's (storage-checks.ts:
+ *                                                same identity, not just the same path), QEMU not older, machine type offered, then
  *                                                the config goes through the same validation as a
  *                                                create (toolstack.create -> validateForCreate, under
  *                                                the host-memory lock); starts QEMU with -incoming
@@ -54,6 +56,7 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
+import type { DiskIdentity } from './storage-checks.js';
 import { DH_PARAMS_FILE, dhParamsPem } from './tls-dh.js';
 
 export const PROTOCOL_VERSION = 2;
@@ -67,7 +70,7 @@ export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused' }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[] }
   | { t: 'prepared'; domid: number; port: number }
   | { t: 'done'; paused: boolean }
   | { t: 'loaded' }

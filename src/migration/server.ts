@@ -25,6 +25,7 @@ import { compileHostsAllow, peerAllowed } from './hosts-allow.js';
 import { PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir, type Msg } from './protocol.js';
 import { incomingPort, useTlsPsk, waitMigration } from './qemu-side.js';
 import { markIncoming, withoutIncoming } from './recovery.js';
+import { checkDiskIdentities } from './storage-checks.js';
 
 const execFileP = promisify(execFile);
 
@@ -200,6 +201,8 @@ export class RelocationServer {
     }
     // The config kept after commit is the one validated here, exactly as a create would.
     const config = refusing(() => this.ts.validateConfig({ ...p.config, name: p.name, uuid: p.uuid }));
+    // Shared storage: the target must see the source's very disks, not just files at the same paths.
+    refusing(() => checkDiskIdentities(config, p.disks));
     // QEMU is started with the RAM size the stream has (the source's boot size).
     const launch: DomainConfig = { ...config, maxmem: p.memoryMb, memory: Math.min(config.memory, p.memoryMb) };
     // create() checks name, files and memory under the host-memory lock, and undoes itself on failure.

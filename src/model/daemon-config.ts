@@ -73,7 +73,35 @@ export interface DaemonConfig {
   web?: { host: string; port: number };
   /** xeno-web-token-file: the login token of the web console (default: web.token in the state dir, made at first start). */
   webTokenFile?: string;
+  /** The xeno-pool-* keys: this host is a member of a pool on etcd (absent = standalone). */
+  pool?: PoolConfig;
 }
+
+/**
+ * A pooled host (docs/pool.md): the pool's etcd cluster reached over TLS with this host's client
+ * certificate (its CN is the host's etcd user), and the pool door where the other hosts reach it.
+ */
+export interface PoolConfig {
+  /** xeno-pool-name: the pool; its keys live under /xeno/<name>/ in etcd. */
+  name: string;
+  /** xeno-pool-host: this host's name in the pool (the CN of its certificate). */
+  host: string;
+  /** xeno-pool-etcd: the etcd client URLs (https://ADDRESS:PORT ...). */
+  etcd: string[];
+  /** xeno-pool-ca / -cert / -key: the pool CA and this host's certificate and key (PEM files). */
+  ca: string;
+  cert: string;
+  key: string;
+  /** xeno-pool-address: the address the other hosts reach this one at (door and relocation). */
+  address: string;
+  /** xeno-pool-api-port: the pool door (mTLS HTTPS), where other hosts' xenods forward requests. */
+  apiPort: number;
+  /** xeno-pool-lease-ttl: seconds the host's etcd lease lives without a keep-alive. */
+  leaseTtl: number;
+}
+
+export const DEFAULT_POOL_API_PORT = 8003;
+export const DEFAULT_POOL_LEASE_TTL = 10;
 
 export type HostStopMode = 'save' | 'shutdown' | 'leave';
 export const HOST_STOP_MODES: readonly HostStopMode[] = ['save', 'shutdown', 'leave'];

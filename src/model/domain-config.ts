@@ -19,6 +19,14 @@ export type LifecycleAction = (typeof LIFECYCLE_ACTIONS)[number];
 export const DISK_FORMATS = ['raw', 'qcow', 'qcow2', 'vhd', 'qed'] as const;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
 
+/**
+ * QEMU's host cache modes (`cache=` per disk in its spec, or `disk_cache` per guest). Absent =
+ * none where the host filesystem takes O_DIRECT, else writeback. Only none and directsync are
+ * safe for a live migration on shared storage (libvirt's rule); read-only disks are always safe.
+ */
+export const CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'] as const;
+export type CacheMode = (typeof CACHE_MODES)[number];
+
 export interface DiskSpec {
   /** Absolute path of the image or block device (`phy:hda1` becomes `/dev/hda1`). */
   target: string;
@@ -27,6 +35,8 @@ export interface DiskSpec {
   vdev: string;
   access: 'ro' | 'rw';
   devtype: 'disk' | 'cdrom';
+  /** Host cache mode of this disk (overrides the guest's diskCache). */
+  cache?: CacheMode;
 }
 
 export interface VifSpec {
@@ -71,6 +81,11 @@ export interface DomainConfig {
   maxvcpus: number;
   /** Host CPU list the vcpus are pinned to at create time (`0-3,^1`), absent = any. */
   cpus?: string;
+  /**
+   * The named QEMU CPU model under KVM (absent: `host`); a pooled host sets its pool's levelled
+   * model (docs/pool.md) so a guest migrates to any host of the pool. Under TCG always qemu64.
+   */
+  cpuModel?: string;
   /** Credit-scheduler weight (1..65535, default 256) and cap (% of one CPU, 0 = none). */
   cpuWeight?: number;
   cap?: number;
@@ -88,9 +103,15 @@ export interface DomainConfig {
   onCrash: LifecycleAction;
   /** Restarts allowed within the daemon's xeno-restart-window before the guest is left stopped (0 = no limit); absent = xeno-restart-limit. */
   restartLimit?: number;
+  /** Pool HA (`ha = 1`): restarted on another host when its host fails (docs/pool-ha.md). */
+  ha?: boolean;
+  /** `ha_restart_priority`: higher restarts first after a host failure (0..1000, default 0). */
+  haRestartPriority?: number;
   /** hvm: the boot order in Xen's letters (`boot = "dc"`), default disks first. */
   boot?: string;
   vnc?: VncSpec;
+  /** Host cache mode of every disk without its own `cache=` (xl.cfg `disk_cache`). */
+  diskCache?: CacheMode;
 }
 
 export const DOMAIN_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;

@@ -26,12 +26,13 @@ export type DomainOp =
   | 'save'
   | 'migrate'
   | 'console'
-  | 'network';
+  | 'network'
+  | 'block';
 
 const LEGAL: Record<DomainState, readonly DomainOp[]> = {
   starting: ['destroy', 'console'],
-  running: ['shutdown', 'reboot', 'destroy', 'pause', 'mem-set', 'vcpu-set', 'vcpu-pin', 'sched', 'save', 'migrate', 'console', 'network'],
-  paused: ['destroy', 'unpause', 'mem-set', 'vcpu-pin', 'sched', 'save', 'migrate', 'console', 'shutdown', 'network'],
+  running: ['shutdown', 'reboot', 'destroy', 'pause', 'mem-set', 'vcpu-set', 'vcpu-pin', 'sched', 'save', 'migrate', 'console', 'network', 'block'],
+  paused: ['destroy', 'unpause', 'mem-set', 'vcpu-pin', 'sched', 'save', 'migrate', 'console', 'shutdown', 'network', 'block'],
   shutdown: ['destroy', 'console', 'reboot'],
   crashed: ['destroy', 'console', 'reboot'],
   dying: [],

@@ -18,6 +18,8 @@ export interface DomainHooks {
   beforeLaunch(rec: DomainRecord): Promise<Prepared>;
   /** QEMU is up (paused or running): apply pins, cgroups... */
   afterLaunch(rec: DomainRecord, vm: Vm): Promise<void>;
+  /** A running domain is about to open more host files (block-attach, cd-insert): `next` is its config with them. */
+  beforeHotplug?(rec: DomainRecord, next: DomainConfig): Promise<void>;
   /** A restarted xenod found this QEMU still running. */
   afterAdopt(rec: DomainRecord, vm: Vm): Promise<void>;
   /** QEMU is gone: remove what beforeLaunch/afterLaunch made. Must not throw for missing things. */
@@ -48,6 +50,9 @@ export function composeHooks(...all: Array<Partial<DomainHooks>>): DomainHooks {
     },
     async afterLaunch(rec, vm) {
       for (const h of all) await h.afterLaunch?.(rec, vm);
+    },
+    async beforeHotplug(rec, next) {
+      for (const h of all) await h.beforeHotplug?.(rec, next);
     },
     async afterAdopt(rec, vm) {
       for (const h of all) await h.afterAdopt?.(rec, vm);

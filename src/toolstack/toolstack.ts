@@ -20,7 +20,7 @@ import type { DaemonConfig } from '../model/daemon-config.js';
 import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig, LifecycleAction } from '../model/domain-config.js';
 import { isLegal, type DomainOp } from '../model/domain-state.js';
-import { validateForDaemon } from './config-guard.js';
+import { checkDiskImages, validateForDaemon } from './config-guard.js';
 import { keepQemuLog, qemuLogFor, qemuLogTail, runQemuLog, setUpVnc } from './qemu-log.js';
 import { ConsoleHub, consoleOfCmdline } from './console-hub.js';
 import { dumpGuestMemory } from './coredump.js';
@@ -228,6 +228,7 @@ export class Toolstack {
     return this.withHostMemory(async () => {
       const c = this.validateForCreate(raw);
       if (opts.machineType !== undefined) validateMachineType(opts.machineType);
+      await checkDiskImages(c, this.deps.config);
       const id = this.store.allocateDomid();
       const rec: DomainRecord = {
         id, name: c.name, uuid: c.uuid ?? randomUUID(), config: c, state: 'starting', pid: null,

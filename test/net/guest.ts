@@ -36,22 +36,31 @@ export class DirectGuest {
   ) {}
 
   /** Boots a guest in `netns` with the given NICs and extra kernel arguments; resolves once it is up. */
-  static async start(opts: { netns: string; name: string; domid: number; dir: string; nics: NicBackend[]; extra: string; track: (pid: number) => void }): Promise<DirectGuest> {
+  /**
+   * `netns` '' runs QEMU in this namespace; `argv` replaces xeno's argv (a raw-QEMU baseline: it
+   * must put the serial console on paths.serial and QMP on paths.qmp).
+   */
+  static async start(opts: {
+    netns: string; name: string; domid: number; dir: string; nics: NicBackend[]; extra: string; track: (pid: number) => void;
+    argv?: (paths: { qmp: string; serial: string; hvc: string; pidfile: string }) => string[];
+    bootTimeoutMs?: number;
+  }): Promise<DirectGuest> {
     const dir = path.join(opts.dir, opts.name);
     mkdirSync(dir, { recursive: true });
     const paths = { qmp: path.join(dir, 'qmp.sock'), serial: path.join(dir, 'serial.sock'), hvc: path.join(dir, 'hvc0.sock'), pidfile: path.join(dir, 'qemu.pid') };
-    const argv = buildQemuArgv({
+    const argv = opts.argv ? opts.argv(paths) : buildQemuArgv({
       domid: opts.domid, config: guestConfig(opts.name, opts.extra), uuid: randomUUID(), machineType: 'pc', accel: 'tcg',
       paths, nics: opts.nics, tbSizeMb: 32,
     });
     const log = openSync(path.join(dir, 'qemu.log'), 'a');
-    const child = spawn('ip', ['netns', 'exec', opts.netns, 'qemu-system-x86_64', ...argv], { stdio: ['ignore', log, log] });
+    const cmd = [...(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []), 'qemu-system-x86_64', ...argv];
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', log, log] });
     closeSync(log);
     if (!child.pid) throw new Error('cannot start QEMU');
     opts.track(child.pid);
     const g = new DirectGuest(opts.name, child.pid, dir);
     await g.connect(paths.serial);
-    await g.waitFor(/xeno-guest: up/, 60_000);
+    await g.waitFor(/xeno-guest: up/, opts.bootTimeoutMs ?? 60_000);
     return g;
   }
 

@@ -26,6 +26,34 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   return data as T;
 }
 
+/**
+ * A long operation asked with `progress: true`: the daemon answers NDJSON lines, progress first,
+ * then one result or error line (routes/streamed.ts). `onProgress` sees each progress line.
+ */
+export async function postStreamed<T, P>(path: string, body: object, onProgress: (p: P) => void): Promise<T> {
+  const r = await fetch(`/api${path}`, { method: 'POST', headers: { 'x-csrf-token': csrf, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, progress: true }) });
+  if (!r.ok || !r.body) {
+    const data = await r.json().catch(() => ({}));
+    throw new ApiError(r.status, data.error?.message ?? `${r.status} ${r.statusText}`, data.error?.code);
+  }
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = JSON.parse(buf.slice(0, nl)) as { event: string; result?: T; error?: { code: string; message: string } } & P;
+      buf = buf.slice(nl + 1);
+      if (line.event === 'progress') onProgress(line);
+      else if (line.event === 'result') return line.result as T;
+      else if (line.event === 'error') throw new ApiError(500, line.error?.message ?? 'failed', line.error?.code);
+    }
+  }
+  throw new ApiError(502, 'the daemon closed the answer before the end');
+}
+
 export const get = <T>(path: string) => call<T>('GET', path);
 export const post = <T>(path: string, body: unknown = {}) => call<T>('POST', path, body);
 

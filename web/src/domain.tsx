@@ -1,12 +1,19 @@
-/** A domain's page: its state and actions, config, vifs and disks, graphs over a chosen window, events and console. */
+/** A domain's page: its state and actions, config, vifs and disks, graphs over a chosen window, its display (when it has one), console and events. */
 import { useEffect, useState } from 'preact/hooks';
-import { fmtMiB, get, mib, onEvent, post } from './api';
+import { fmtMiB, get, mib, onEvent, post, postStreamed } from './api';
 import { Graph, type Marker, type Series } from './charts';
 import { Console } from './console';
+import { VncDisplay } from './vnc';
 import type { DomainInfo, DomainSample, StatsEvent, StatsResponse } from './types';
 
 interface Detail extends DomainInfo {
   config: { disks: Array<{ target: string; format: string; vdev: string; access: string; devtype: string }> };
+}
+interface MigrateProgress {
+  status: string;
+  transferred: number;
+  remaining: number;
+  total: number;
 }
 interface Vif {
   devid: number;
@@ -59,6 +66,29 @@ export function DomainPage({ name }: { name: string }) {
     }
   };
   const ask = (q: string, def = '') => prompt(q, def)?.trim() || undefined;
+  const [moving, setMoving] = useState('');
+  const migrate = async () => {
+    const to = ask('Migrate to which host (its relocation server: HOST or HOST:PORT)?');
+    if (!to) return;
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(to);
+    const target = m && (to.startsWith('[') || !m[1]!.includes(':')) ? { host: m[1]!, port: Number(m[2]) } : { host: to };
+    const live = confirm('Live migration (keep it running during the copy)?');
+    if (!confirm(`Migrate ${name} to ${to}${live ? ' live' : ''}?`)) return;
+    setError('');
+    setNote('');
+    setMoving(`migrating to ${to}…`);
+    try {
+      const r = await postStreamed<{ id: number; host: string; elapsedMs: number }, MigrateProgress>(
+        `/v1/domains/${encodeURIComponent(name)}/migrate`, { ...target, live },
+        (p) => setMoving(`${p.status}: ${fmtMiB(mib(p.transferred))} sent, ${fmtMiB(mib(p.remaining))} left of ${fmtMiB(mib(p.total))}`),
+      );
+      setMoving('');
+      setNote(`migrate: done, now domain ${r.id} on ${r.host} (${(r.elapsedMs / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      setMoving('');
+      setError(`migrate: ${(e as Error).message}`);
+    }
+  };
 
   if (!d) return <section>{error ? <p class="error" role="alert">{error}</p> : <p>…</p>}</section>;
   const paused = d.state === 'paused';
@@ -84,13 +114,9 @@ export function DomainPage({ name }: { name: string }) {
           >Save…</button>
           <button onClick={() => { const m = ask('New memory target (MiB, or 256m, 1g)', String(d.memory)); if (m) void act('mem-set', { memory: m }); }}>Mem-set…</button>
           <button onClick={() => { const v = ask(`VCPUs (1-${d.maxvcpus})`, String(d.vcpus)); if (v) void act('vcpu-set', { vcpus: v }); }}>VCPU-set…</button>
-          <button
-            onClick={() => {
-              const host = ask('Migrate to which host (its relocation server)?');
-              if (host) void act('migrate', { host, live: confirm('Live migration (keep it running during the copy)?') }, `Migrate ${name} to ${host}?`);
-            }}
-          >Migrate…</button>
+          <button onClick={() => void migrate()}>Migrate…</button>
         </div>
+        {moving && <p class="progress" role="status" data-testid="migrate-progress">{moving}</p>}
         {note && <p class="ok" role="status">{note}</p>}
         {error && <p class="error" role="alert">{error}</p>}
       </div>
@@ -114,6 +140,7 @@ export function DomainPage({ name }: { name: string }) {
           <pre class="cfg">{xlcfg}</pre>
         </div>
       </div>
+      {d.vnc && <VncDisplay name={name} key={d.vnc} />}
       <Console name={name} />
       <div class="card">
         <h2>Events</h2>

@@ -8,6 +8,7 @@ import { api, json, out, warn } from '../context.js';
 import { formatList, formatOffRows, formatUptimeTable } from '../format.js';
 import { attachConsole } from './console.js';
 import { offDomains } from './manage.js';
+import { listPool } from './pool.js';
 
 async function listDomains(doms: string[]): Promise<DomainInfo[]> {
   const { domains } = await api().get<{ domains: DomainInfo[] }>('/v1/domains');
@@ -62,7 +63,9 @@ export function registerDomainCommands(program: Command): void {
     .option('-l, --long', 'full state of each domain as JSON')
     .option('--json', 'one JSON object per domain')
     .option('-a, --all', 'also the defined guests that are off (state off)')
-    .action(async (doms: string[], opts: { long?: boolean; json?: boolean; all?: boolean }) => {
+    .option('--pool', 'every guest of the pool, with its host (a pooled host)')
+    .action(async (doms: string[], opts: { long?: boolean; json?: boolean; all?: boolean; pool?: boolean }) => {
+      if (opts.pool) return listPool(opts.json ?? false);
       const domains = await listDomains(doms);
       const off = opts.all && !doms.length ? await offDomains() : [];
       if (opts.long) {

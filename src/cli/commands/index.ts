@@ -1,11 +1,15 @@
 /** The command table: every command family, one line each. */
 import type { Command } from 'commander';
+import { registerBlockCommands } from './block.js';
 import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
+import { registerEvacuateCommands } from './evacuate.js';
 import { registerHostCommands } from './host.js';
 import { registerManageCommands } from './manage.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
+import { registerPoolAdminCommands } from './pool-admin.js';
+import { registerPoolCommands } from './pool.js';
 import { registerRuntimeCommands } from './runtime.js';
 import { registerSaveRestoreCommands } from './save-restore.js';
 import { registerTopCommands } from './top.js';
@@ -17,9 +21,13 @@ export function registerCommands(program: Command): void {
   registerNetworkCommands(program);
   registerConsoleCommands(program);
   registerRuntimeCommands(program);
+  registerBlockCommands(program);
   registerSaveRestoreCommands(program);
   registerMigrationCommands(program);
   registerTopCommands(program);
   registerManageCommands(program);
   registerWebCommands(program);
+  registerPoolAdminCommands(program);
+  registerPoolCommands(program);
+  registerEvacuateCommands(program);
 }

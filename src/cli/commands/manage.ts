@@ -59,11 +59,13 @@ export function registerManageCommands(program: Command): void {
     .description('start a defined guest')
     .argument('<name>', 'a name given to xeno new')
     .option('-p, --paused', 'leave it paused')
+    .option('--on <host>', 'in a pool: start it on this host (default: placed by free memory and anti_affinity)')
     .option('--json', 'print the new domain as JSON')
-    .action(async (name: string, opts: { paused?: boolean; json?: boolean }) => {
-      const r = await api().post<{ domain: DomainInfo }>(`/v1/definitions/${encodeURIComponent(name)}/start`, { paused: opts.paused ?? false });
-      if (opts.json) return json(r.domain);
-      out(`Started domain ${r.domain.name} (id=${r.domain.id})`);
+    .action(async (name: string, opts: { paused?: boolean; on?: string; json?: boolean }) => {
+      const on = opts.on ? `?on=${encodeURIComponent(opts.on)}` : '';
+      const r = await api().post<{ domain: DomainInfo; host?: string }>(`/v1/definitions/${encodeURIComponent(name)}/start${on}`, { paused: opts.paused ?? false });
+      if (opts.json) return json(r.host ? { ...r.domain, host: r.host } : r.domain);
+      out(`Started domain ${r.domain.name} (id=${r.domain.id})${r.host ? ` on ${r.host}` : ''}`);
     });
 
   program

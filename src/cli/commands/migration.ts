@@ -23,14 +23,15 @@ export function registerMigrationCommands(program: Command): void {
     .argument('<host>', 'the target host')
     .option('-l, --live', 'live migration (otherwise the domain is paused while its state is copied)')
     .option('-p, --port <port>', "the target's xend-relocation-port (default 8002)")
+    .option('-f, --force', 'migrate even with read-write disks whose cache mode is unsafe on shared storage (cache= other than none/directsync)')
     .option('--json', 'print the result as JSON')
-    .action(async (dom: string, host: string, opts: { live?: boolean; port?: string; json?: boolean }) => {
+    .action(async (dom: string, host: string, opts: { live?: boolean; port?: string; json?: boolean; force?: boolean }) => {
       let port: number | undefined;
       if (opts.port !== undefined) {
         port = Number(opts.port);
         if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`migrate --port: '${opts.port}' is not a port number`);
       }
-      const r = await api().post<MigrateResult>(domPath(dom, '/migrate'), { host, live: opts.live ?? false, ...(port ? { port } : {}) });
+      const r = await api().post<MigrateResult>(domPath(dom, '/migrate'), { host, live: opts.live ?? false, ...(port ? { port } : {}), ...(opts.force ? { force: true } : {}) });
       if (opts.json) return json(r);
       out(formatMigrateResult(r));
     });

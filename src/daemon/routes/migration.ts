@@ -1,16 +1,18 @@
 /**
  * POST /v1/domains/:dom/migrate (xm migrate): move a running or paused domain to another host's
  * xenod (its relocation server), live or offline; answers once the guest runs there, with QEMU's
- * figures (total time, downtime, bytes sent). Protocol and failure rules: src/migration/protocol.ts.
+ * figures (total time, downtime, bytes sent), or with `progress` as NDJSON lines while it goes
+ * (streamed.ts). Protocol and failure rules: src/migration/protocol.ts.
  */
 import type { FastifyInstance } from 'fastify';
-import { Migrator, type MigrateRequest } from '../../migration/client.js';
+import { Migrator, type MigrateProgress, type MigrateRequest } from '../../migration/client.js';
 import type { DaemonContext } from '../context.js';
 import { domParam } from './schemas.js';
+import { streamed } from './streamed.js';
 
 export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   const migrator = new Migrator(ctx.toolstack, ctx.config);
-  app.post<{ Params: { dom: string }; Body: MigrateRequest }>(
+  app.post<{ Params: { dom: string }; Body: MigrateRequest & { progress?: boolean } }>(
     '/v1/domains/:dom/migrate',
     {
       schema: {
@@ -23,10 +25,18 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
             host: { type: 'string', minLength: 1, description: "the target host (its xenod's relocation server)" },
             port: { type: 'integer', minimum: 1, maximum: 65535, default: 8002, description: 'its xend-relocation-port' },
             live: { type: 'boolean', default: false, description: 'live migration (xm migrate -l); otherwise the guest is paused during the copy' },
+            progress: { type: 'boolean', default: false, description: 'answer with NDJSON lines: {"event":"progress",status,transferred,remaining,total} (bytes), then the result or the error' },
+            force: { type: 'boolean', default: false, description: 'migrate even with read-write disks whose cache mode is unsafe on shared storage (not none/directsync)' },
           },
         },
       },
     },
-    async (req) => migrator.migrate(req.params.dom, req.body),
+    async (req, reply) => {
+      const { progress, ...body } = req.body;
+      if (!progress) return migrator.migrate(req.params.dom, body);
+      ctx.toolstack.resolve(req.params.dom); // 404 before any stream starts
+      await streamed<unknown, MigrateProgress>(reply, (onProgress) => migrator.migrate(req.params.dom, body, onProgress));
+      return reply;
+    },
   );
 }

@@ -10,13 +10,14 @@
  * or a restore half-way.
  */
 import path from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
+import type { FastifyInstance } from 'fastify';
+import { XenoError, errorMessage } from '../../common/errors.js';
 import { SaveRestore, type RestorePlan } from '../../toolstack/save-restore.js';
 import type { SaveProgress } from '../../toolstack/savefile/format.js';
 import { openSaveFile } from '../../toolstack/savefile/reader.js';
 import type { DaemonContext } from '../context.js';
 import { domParam } from './schemas.js';
+import { streamed } from './streamed.js';
 
 export interface SaveRequest {
   /** Absolute, or relative to cwd. */
@@ -46,36 +47,6 @@ function absolute(file: string, cwd?: string): string {
   if (path.isAbsolute(file)) return path.normalize(file);
   if (!cwd || !path.isAbsolute(cwd)) throw new XenoError('BAD_REQUEST', `'${file}' is a relative path: give an absolute one, or cwd`);
   return path.resolve(cwd, file);
-}
-
-/** Run `work` answering with NDJSON progress lines and a final result or error line. */
-async function streamed<T>(reply: FastifyReply, work: (onProgress: (p: SaveProgress) => void) => Promise<T>): Promise<void> {
-  void reply.hijack();
-  const raw = reply.raw;
-  raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-  const send = (obj: unknown) => {
-    if (!raw.destroyed && !raw.writableEnded) raw.write(JSON.stringify(obj) + '\n');
-  };
-  let last = 0;
-  let pending: SaveProgress | undefined;
-  const onProgress = (p: SaveProgress) => {
-    const now = Date.now();
-    if (now - last >= 100) {
-      last = now;
-      pending = undefined;
-      send({ event: 'progress', ...p });
-    } else pending = p;
-  };
-  try {
-    const result = await work(onProgress);
-    if (pending) send({ event: 'progress', ...pending });
-    send({ event: 'result', result });
-  } catch (e) {
-    const err = isXenoError(e) ? { code: e.code, message: e.message, details: e.details } : { code: 'INTERNAL', message: errorMessage(e) };
-    send({ event: 'error', error: err });
-  } finally {
-    if (!raw.destroyed) raw.end();
-  }
 }
 
 export function registerSaveRestoreRoutes(app: FastifyInstance, ctx: DaemonContext, door: 'unix' | 'web' = 'unix'): void {

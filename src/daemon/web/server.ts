@@ -2,11 +2,10 @@
  * The web console (`xenod --web ADDRESS:PORT`, off by default): a TCP listener beside the API's
  * Unix socket, the only door a browser can reach. It serves the built page (dist/web), the login,
  * and the very same API routes under /api behind the session check (auth.ts), plus the live
- * channels (live.ts).
+ * channels (live.ts) and the VNC relay (vnc.ts).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
@@ -16,14 +15,9 @@ import { loadOrMakeToken } from '../../metrics/server.js';
 import { installErrorHandler } from '../app.js';
 import type { DaemonContext } from '../context.js';
 import { registerRoutes } from '../routes/index.js';
-import { WebSessions, setSessionCookie, webTokenFile, webUrl } from './auth.js';
+import { WebSessions, refuseUpgrade, setSessionCookie, webTokenFile, webUrl } from './auth.js';
 import { registerLiveRoutes } from './live.js';
-
-function refuseUpgrade(socket: Duplex, e: unknown): void {
-  const err = e instanceof XenoError ? e : new XenoError('INTERNAL', String(e));
-  const body = JSON.stringify({ error: { code: err.code, message: err.message } });
-  socket.end(`HTTP/1.1 ${err.status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-}
+import { registerVncRoute } from './vnc.js';
 
 /** dist/web, beside dist/src (this file is dist/src/daemon/web/server.js once built). */
 export const WEB_ASSETS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../web');
@@ -65,6 +59,7 @@ export async function startWebServer(ctx: DaemonContext, web: { host: string; po
       });
       registerRoutes(api, ctx, 'web');
       registerLiveRoutes(api, ctx);
+      registerVncRoute(api, ctx);
     },
     { prefix: '/api' },
   );

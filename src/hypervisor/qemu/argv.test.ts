@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { diskNameWarnings, translateDiskNames, vdevIndex } from '../../config/disk-order.js';
-import type { DiskSpec, DomainConfig } from '../../model/domain-config.js';
+import type { CacheMode, DiskSpec, DomainConfig } from '../../model/domain-config.js';
+import type { AioMode, DiskHostFacts } from './disk-argv.js';
 import { buildQemuArgv, guestCmdline } from './argv.js';
 import { decideAccel } from './accel.js';
 
@@ -26,9 +27,13 @@ test('the argv pins a versioned machine type, sandboxes QEMU and sizes RAM at ma
   assert.deepEqual(opt(argv, '-action'), ['reboot=shutdown,shutdown=pause,panic=pause']);
   assert.ok(opt(argv, '-device').some((d) => d.startsWith('virtio-balloon-pci')));
   assert.ok(opt(argv, '-device').includes('pvpanic'));
-  // virtio-blk, read-only, commas in the path doubled
-  assert.deepEqual(opt(argv, '-drive'), ['if=none,id=disk0,file=/srv/a,,b.img,format=qcow2,cache=writeback,readonly=on']);
-  assert.ok(opt(argv, '-device').some((d) => d.startsWith('virtio-blk-pci,drive=disk0')));
+  // -blockdev JSON (a comma in the path needs no escaping), never -drive; the naming convention
+  assert.deepEqual(opt(argv, '-drive'), []);
+  assert.deepEqual(opt(argv, '-blockdev').map((j) => JSON.parse(j)), [
+    { driver: 'file', 'node-name': 'file-xvda', filename: '/srv/a,b.img', aio: 'threads', cache: { direct: false, 'no-flush': false }, 'read-only': true, 'auto-read-only': false, discard: 'unmap' },
+    { driver: 'qcow2', 'node-name': 'disk-xvda', file: 'file-xvda', cache: { direct: false, 'no-flush': false }, 'read-only': true },
+  ]);
+  assert.ok(opt(argv, '-device').includes('virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10'));
   assert.ok(!argv.includes('-S'));
 });
 
@@ -74,10 +79,10 @@ test('Xen disk names: disks go on the bus in vdev order, and the kernel command 
   const c: DomainConfig = { ...base, disks: [disk('xvdb'), disk('xvda'), disk('hdc', { devtype: 'cdrom', target: '' })], root: '/dev/xvda1 ro', extra: 'resume=/dev/xvdb2 data=/dev/sdb swap=/dev/xvdq' };
   const argv = buildQemuArgv({ domid: 3, config: c, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
   assert.deepEqual(opt(argv, '-device').filter((d) => d.startsWith('virtio-blk-pci')), [
-    'virtio-blk-pci,drive=disk1,id=dev-disk1,serial=xvda', 'virtio-blk-pci,drive=disk0,id=dev-disk0,serial=xvdb',
+    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10', 'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,addr=0x11',
   ]);
-  assert.ok(opt(argv, '-device').includes('ide-cd,drive=disk2,id=dev-disk2'), 'the empty cdrom is an ide-cd');
-  assert.ok(opt(argv, '-drive').includes('if=none,id=disk2,media=cdrom,readonly=on'));
+  assert.ok(opt(argv, '-device').includes('ide-cd,id=hdc'), 'the empty cdrom is an ide-cd without a drive');
+  assert.ok(!opt(argv, '-blockdev').some((j) => j.includes('-hdc')), 'an empty tray has no nodes');
   // the unknown xvdq stays as written; sdb is the second disk's index too
   assert.equal(guestCmdline(c), 'console=ttyS0 root=/dev/vda1 ro resume=/dev/vdb2 data=/dev/vdb swap=/dev/xvdq xeno.hostname=web');
   assert.deepEqual(translateDiskNames('root=/dev/xvdb', [disk('xvdb')]), { cmdline: 'root=/dev/vda', changes: ['/dev/xvdb -> /dev/vda'] });
@@ -86,6 +91,24 @@ test('Xen disk names: disks go on the bus in vdev order, and the kernel command 
     "warning: kernel command line: /dev/xvdb -> /dev/vda (the guest's disks are virtio-blk)",
   ]);
   assert.deepEqual([vdevIndex('xvda'), vdevIndex('hdb'), vdevIndex('sdz'), vdevIndex('xvdaa'), vdevIndex('xvdb3')], [0, 1, 25, 26, 1]);
+});
+
+test('cache modes: none and directsync open with O_DIRECT; the device write cache follows the mode; native AIO only with O_DIRECT', () => {
+  const facts = (cache: CacheMode, aio: AioMode = 'io_uring', hostDevice = false) => new Map([['xvda', { cache, aio, hostDevice }]]);
+  const build = (f: ReadonlyMap<string, DiskHostFacts>) => buildQemuArgv({ domid: 3, config: { ...base, disks: [disk('xvda')] }, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], diskFacts: f });
+  const nodes = (f: ReadonlyMap<string, DiskHostFacts>) => opt(build(f), '-blockdev').map((j) => JSON.parse(j));
+  const dev = (f: ReadonlyMap<string, DiskHostFacts>) => opt(build(f), '-device').find((d) => d.startsWith('virtio-blk'))!;
+  assert.deepEqual(nodes(facts('none'))[0].cache, { direct: true, 'no-flush': false });
+  assert.equal(nodes(facts('none'))[0].aio, 'io_uring');
+  assert.match(dev(facts('none')), /write-cache=on/);
+  assert.match(dev(facts('directsync')), /write-cache=off/);
+  assert.deepEqual(nodes(facts('unsafe'))[1].cache, { direct: false, 'no-flush': true });
+  assert.equal(nodes(facts('writeback', 'native'))[0].aio, 'threads');
+  assert.equal(nodes(facts('none', 'native', true))[0].driver, 'host_device');
+  // the guest's diskCache applies to disks without their own cache=
+  const c: DomainConfig = { ...base, diskCache: 'writethrough', disks: [disk('xvda'), disk('xvdb', { cache: 'none' })] };
+  const argv = buildQemuArgv({ domid: 3, config: c, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [] });
+  assert.deepEqual(opt(argv, '-device').filter((d) => d.startsWith('virtio-blk')).map((d) => /write-cache=(\w+)/.exec(d)![1]), ['off', 'on']);
 });
 
 test('every guest gets a virtio console beside the serial line (console=hvc0)', () => {
@@ -101,18 +124,19 @@ test('hvm: boot order in Xen letters becomes per-device bootindex; no -boot stri
   const build = (c: DomainConfig) => buildQemuArgv({ domid: 3, config: c, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: nic });
   const devs = (c: DomainConfig) => opt(build(c), '-device').filter((d) => /^(virtio-blk|ide-cd|virtio-net)/.test(d));
   assert.deepEqual(devs(hvm), [
-    'ide-cd,drive=disk1,id=dev-disk1,bootindex=2',
-    'virtio-blk-pci,drive=disk2,id=dev-disk2,serial=xvda,bootindex=0',
-    'virtio-blk-pci,drive=disk0,id=dev-disk0,serial=xvdb,bootindex=1',
+    'ide-cd,id=hdc,drive=disk-hdc,bootindex=2',
+    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10,bootindex=0',
+    'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,addr=0x11,bootindex=1',
     'virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0',
   ]);
   assert.deepEqual(devs({ ...hvm, boot: 'dnc' }), [
-    'ide-cd,drive=disk1,id=dev-disk1,bootindex=0',
-    'virtio-blk-pci,drive=disk2,id=dev-disk2,serial=xvda,bootindex=2',
-    'virtio-blk-pci,drive=disk0,id=dev-disk0,serial=xvdb,bootindex=3',
+    'ide-cd,id=hdc,drive=disk-hdc,bootindex=0',
+    'virtio-blk-pci,id=xvda,drive=disk-xvda,serial=xvda,write-cache=on,addr=0x10,bootindex=2',
+    'virtio-blk-pci,id=xvdb,drive=disk-xvdb,serial=xvdb,write-cache=on,addr=0x11,bootindex=3',
     'virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=nic0,bootindex=1',
   ]);
-  assert.ok(opt(build(hvm), '-drive').includes('if=none,id=disk1,media=cdrom,readonly=on,file=/srv/hdc.img,format=raw'));
+  assert.deepEqual(opt(build(hvm), '-blockdev').map((j) => JSON.parse(j)).filter((n) => n['node-name'].endsWith('-hdc')).map((n) => [n['node-name'], n.driver, n['read-only']]),
+    [['file-hdc', 'file', true], ['disk-hdc', 'raw', true]], 'a cdrom with media: read-only nodes');
   assert.ok(!build(hvm).includes('-boot') && !build(hvm).includes('-kernel'));
   assert.throws(() => build({ ...hvm, boot: 'c,menu=on' }), /not Xen boot letters/);
   assert.deepEqual(devs({ ...base, boot: 'd' }).filter((d) => d.includes('bootindex')), [], 'a kernel boot has no boot order');
@@ -148,6 +172,7 @@ test('the argv builder refuses what would break out of an option string, whateve
     buildQemuArgv({ domid: 3, config, uuid: 'u', machineType: 'pc', accel: 'tcg', paths, nics: [], ...extra });
   const refused = /CONFIG_INVALID|cannot go into a QEMU option string|not a whole number|control character|above maxvcpus/;
   assert.throws(build({ ...base, disks: [{ ...base.disks[0]!, vdev: 'xvda,addr=0x1f' }] }), /vdev "xvda,addr=0x1f" cannot go into a QEMU option string/);
+  assert.throws(build({ ...base, disks: [{ ...base.disks[0]!, target: 'rel.img' }] }), /not an absolute path/);
   assert.throws(build({ ...base, disks: [{ ...base.disks[0]!, target: '/srv/a\nb' }] }), /control character/);
   assert.throws(build(base, { machineType: 'pc,accel=kvm' }), /machine type "pc,accel=kvm"/);
   assert.throws(build(base, { uuid: 'u,x=y' }), refused);

@@ -1,12 +1,22 @@
 /**
  * Pure: the QEMU command line for one domain. No I/O, so every flag is unit-testable and the
  * benchmark can start "raw QEMU" with exactly the argv xeno would use.
+ *
+ * Disk naming convention (stable; hot-plug, block-list, snapshots and storage migration rely on it):
+ *   protocol node  file-<vdev>   driver file, or host_device for a block device
+ *   format node    disk-<vdev>   driver raw / qcow2 / vpc ... on top of file-<vdev>
+ *   guest device   <vdev>        virtio-blk-pci (drive=disk-<vdev>, serial=<vdev>), or ide-cd for a
+ *                                cdrom; an empty cdrom tray is `ide-cd,id=<vdev>` with no drive and
+ *                                no nodes, and cd-insert adds file-/disk-<vdev> and inserts them.
+ * Every disk is `-blockdev` JSON (never -drive), built by disk-argv.ts, the same objects the QMP
+ * blockdev-add of a hot-plug sends.
  */
 import { isIP } from 'node:net';
 import { disksInGuestOrder, translateDiskNames } from '../../config/disk-order.js';
 import { BOOT_ORDER_RE, effectiveCmdline, type DomainConfig } from '../../model/domain-config.js';
 import { XenoError } from '../../common/errors.js';
 import type { Accel } from '../backend.js';
+import { defaultFacts, deviceOpt, diskBlockdevs, diskDevice, type DiskHostFacts } from './disk-argv.js';
 
 export interface NicBackend {
   devid: number;
@@ -44,6 +54,8 @@ export interface QemuArgvInput {
   tbSizeMb?: number;
   /** With incoming: TLS-PSK credentials for the migration stream (DIR/keys.psk), QOM id xenomig0. */
   tlsPskDir?: string;
+  /** Per vdev: the backend facts the toolstack probed (driver, cache, aio); absent = defaultFacts. */
+  diskFacts?: ReadonlyMap<string, DiskHostFacts>;
 }
 
 /**
@@ -57,8 +69,8 @@ export function bootIndexes(c: DomainConfig, nicDevids: number[]): Map<string, n
   if (!BOOT_ORDER_RE.test(order)) throw new XenoError('CONFIG_INVALID', `boot ${JSON.stringify(order)} is not Xen boot letters (c, d, n)`);
   let next = 0;
   for (const letter of order) {
-    if (letter === 'c') for (const { index } of disksInGuestOrder(c.disks)) out.set(`disk${index}`, next++);
-    if (letter === 'd') c.disks.forEach((d, i) => d.devtype === 'cdrom' && out.set(`disk${i}`, next++));
+    if (letter === 'c') for (const { disk } of disksInGuestOrder(c.disks)) out.set(disk.vdev, next++);
+    if (letter === 'd') c.disks.forEach((d) => d.devtype === 'cdrom' && out.set(d.vdev, next++));
     if (letter === 'n') for (const devid of nicDevids) out.set(`net${devid}`, next++);
   }
   return out;
@@ -69,22 +81,14 @@ const bootOpt = (boot: Map<string, number>, id: string): string => (boot.has(id)
 /**
  * virtio-blk for disks (xenblk's counterpart), put on the bus in vdev order so the guest's vda is
  * the config's xvda (config/disk-order.ts); an IDE cdrom for devtype=cdrom (empty allowed).
- * Ids stay the config index (disk0 is the config's first disk).
  */
-function diskArgs(c: DomainConfig, boot: Map<string, number>): string[] {
+function diskArgs(c: DomainConfig, boot: Map<string, number>, facts?: ReadonlyMap<string, DiskHostFacts>): string[] {
   const out: string[] = [];
-  const fmt = (f: string) => (f === 'vhd' ? 'vpc' : f);
-  c.disks.forEach((d, i) => {
-    if (d.devtype !== 'cdrom') return;
-    const id = `disk${i}`;
-    out.push('-drive', `if=none,id=${id},media=cdrom,readonly=on${d.target ? `,file=${pathOpt('disk target', d.target)},format=${fmt(d.format)}` : ''}`);
-    out.push('-device', `ide-cd,drive=${id},id=dev-${id}${bootOpt(boot, id)}`);
-  });
-  for (const { disk: d, index: i } of disksInGuestOrder(c.disks)) {
-    const id = `disk${i}`;
-    const ro = d.access === 'ro' ? ',readonly=on' : '';
-    out.push('-drive', `if=none,id=${id},file=${pathOpt('disk target', d.target)},format=${fmt(d.format)},cache=writeback${ro}`);
-    out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${plainOpt('vdev', d.vdev)}${bootOpt(boot, id)}`);
+  const ordered = [...c.disks.filter((d) => d.devtype === 'cdrom'), ...disksInGuestOrder(c.disks).map((x) => x.disk)];
+  for (const d of ordered) {
+    const f = facts?.get(d.vdev) ?? defaultFacts(d, c.diskCache);
+    if (d.target) for (const node of diskBlockdevs(d, f)) out.push('-blockdev', JSON.stringify(node));
+    out.push('-device', deviceOpt(diskDevice(d, f, boot.get(d.vdev))));
   }
   return out;
 }
@@ -107,8 +111,9 @@ export function vncArgs(c: DomainConfig): string[] {
   return ['-display', 'none', '-vga', 'std', '-vnc', `${host}:${v.display === undefined ? '0,to=99' : count('vnc display', v.display, 0)}${v.password !== undefined ? ',password=on' : ''}`];
 }
 
-function cpuModel(accel: Accel): string {
-  return accel === 'kvm' ? 'host' : 'qemu64';
+/** Under KVM the config's named model (a pool's levelled one) or `host`; TCG emulates qemu64. */
+function cpuModel(accel: Accel, c: DomainConfig): string {
+  return accel === 'kvm' ? plainOpt('cpu model', c.cpuModel ?? 'host') : 'qemu64';
 }
 
 /**
@@ -118,7 +123,7 @@ function cpuModel(accel: Accel): string {
  */
 export function vcpuDeviceArgs(c: DomainConfig, accel: Accel): string[] {
   const out: string[] = [];
-  for (let k = 1; k < c.vcpus; k++) out.push('-device', `${cpuModel(accel)}-x86_64-cpu,id=vcpu${k},socket-id=0,core-id=${k},thread-id=0`);
+  for (let k = 1; k < c.vcpus; k++) out.push('-device', `${cpuModel(accel, c)}-x86_64-cpu,id=vcpu${k},socket-id=0,core-id=${k},thread-id=0`);
   return out;
 }
 
@@ -155,7 +160,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     '-uuid', plainOpt('uuid', input.uuid),
     '-machine', plainOpt('machine type', input.machineType),
     '-accel', input.accel === 'tcg' && input.tbSizeMb ? `tcg,tb-size=${input.tbSizeMb}` : input.accel,
-    '-cpu', cpuModel(input.accel),
+    '-cpu', cpuModel(input.accel, c),
     '-m', `size=${count('maxmem', c.maxmem)}M`,
     '-smp', `1,sockets=1,cores=${count('maxvcpus', c.maxvcpus)},threads=1,maxcpus=${c.maxvcpus}`,
     '-nodefaults', '-no-user-config', ...vncArgs(c),
@@ -183,7 +188,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
   if (count('vcpus', c.vcpus) > c.maxvcpus) throw new XenoError('CONFIG_INVALID', `vcpus ${c.vcpus} is above maxvcpus ${c.maxvcpus}`);
   argv.push(...vcpuDeviceArgs(c, input.accel));
   const boot = bootIndexes(c, input.nics.map((n) => n.devid));
-  argv.push(...diskArgs(c, boot));
+  argv.push(...diskArgs(c, boot, input.diskFacts));
   for (const nic of input.nics) {
     const devid = count('vif devid', nic.devid, 0);
     argv.push('-netdev', `tap,id=net${devid},ifname=${plainOpt('vif name', nic.ifname)},script=no,downscript=no`);

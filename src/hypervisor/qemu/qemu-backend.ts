@@ -12,6 +12,7 @@ import type { AccelChoice } from '../../model/daemon-config.js';
 import type { FoundQemu, HostCaps, HypervisorBackend, LaunchRequest, Vm } from '../backend.js';
 import { detectAccel } from './accel.js';
 import { buildQemuArgv, type QemuPaths } from './argv.js';
+import { hostDiskFacts } from './disk-probe.js';
 import { QmpClient } from './qmp.js';
 import { QemuVm } from './vm.js';
 
@@ -134,6 +135,7 @@ export class QemuBackend implements HypervisorBackend {
       incoming: req.incoming,
       tlsPskDir: req.tlsPskDir,
       tbSizeMb: this.tbSizeMb,
+      diskFacts: req.diskFacts ?? hostDiskFacts(req.config),
     });
   }
 

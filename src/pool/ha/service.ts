@@ -1,0 +1,155 @@
+/**
+ * Pool HA inside a pooled xenod: the HaAgent wired to the pool (its etcd namespace, the host's ONE
+ * lease taken over from PoolEtcd, the members as witness peers) and to the toolstack (fencing
+ * kills QEMUs, assigned guests start through the daemon's pool start, which takes the disk locks).
+ * A sync loop keeps `ha/<name>` in step with this host's HA guests and drops this host's disk locks
+ * of guests that no longer run here (stopped, migrated away); it pauses while the host is fenced or
+ * not renewing, so a fenced guest's entry is handed to the leader, never deleted.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { errorMessage } from '../../common/errors.js';
+import type { Toolstack } from '../../toolstack/toolstack.js';
+import type { MemberRecord } from '../member.js';
+import type { PoolService } from '../service.js';
+import { HaAgent } from './agent.js';
+import { LOCK_PREFIX, type LockHolder } from './disk-locks.js';
+import { HA_PREFIX, type HaEntry, type HaGuestInfo } from './restart.js';
+
+/** The witness listens on UDP at the pool door's port + 1 (the door itself is TCP). */
+export function witnessPort(apiPort: number): number {
+  return apiPort + 1;
+}
+
+/** HA's timing from the lease TTL: fence at 60 % of it (4 s before a 10 s lease can expire). */
+export function fenceMsFor(ttlSec: number): number {
+  return Math.round(ttlSec * 1000 * 0.6);
+}
+
+export class HaService {
+  agent?: HaAgent;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly pool: PoolService,
+    private readonly ts: Toolstack,
+    private readonly log: Logger,
+    /** Starts a pool guest here from its definition (the daemon's pool start: locks, then QEMU). */
+    private readonly startLocal: (name: string) => Promise<void>,
+  ) {}
+
+  /** Takes the host lease over and starts the agent; before pool.start() (which puts with the lease). */
+  async start(): Promise<void> {
+    const cfg = this.pool.config.pool!;
+    const ns = this.pool.etcd.ns;
+    // the pool's secret (PoolService makes it the same way; whichever host is first)
+    await ns.if('relocation-key', 'Create', '==', 0).then(ns.put('relocation-key').value(randomBytes(32).toString('hex'))).commit();
+    const key = await ns.get('relocation-key').string();
+    if (!key) throw new Error('the pool has no secret to sign witness reports with');
+    const agent = new HaAgent({
+      pool: cfg.name,
+      host: cfg.host,
+      ns,
+      ttlSec: cfg.leaseTtl,
+      fenceMs: fenceMsFor(cfg.leaseTtl),
+      // the witness key: derived from the pool's secret, which only members can read in etcd
+      witnessKey: createHash('sha256').update(`xeno-ha-witness\0${key}`).digest(),
+      witnessBind: { address: cfg.address, port: witnessPort(cfg.apiPort) },
+      peers: await this.peers(),
+      log: (m) => this.log.warn(m),
+      ops: {
+        haGuests: () => this.localHaGuests(),
+        kill: (n) => this.kill(n),
+        start: (n) => this.startLocal(n),
+        guestInfo: (n) => this.guestInfo(n),
+      },
+    });
+    await agent.start();
+    this.agent = agent;
+    this.pool.etcd.useLease(() => agent.keeper.lease());
+    agent.keeper.on('lost', () => this.pool.etcd.leaseLost(new Error('the host lease expired or was revoked')));
+    this.timer = setInterval(() => void this.sync(), 2000);
+    this.timer.unref();
+  }
+
+  /**
+   * xenod stopping is not the host going: its guests keep running while the lease runs out. So each
+   * HA guest here is marked held first (the leader leaves it alone until this xenod is back and
+   * clears the mark): never restarted elsewhere while its QEMU may still run.
+   */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    const ns = this.pool.etcd.ns;
+    for (const name of this.localHaGuests()) {
+      const held: HaEntry = { host: this.pool.host, assigned: false, epoch: Date.now(), held: true };
+      await ns.put(HA_PREFIX + name).value(JSON.stringify(held)).exec().catch((e: unknown) => this.log.error(`ha: could not hold ${name}: ${errorMessage(e)}`));
+    }
+    await this.agent?.stop(false);
+  }
+
+  private async peers() {
+    const port = witnessPort(this.pool.config.pool!.apiPort);
+    const members = await this.pool.etcd.listJson<MemberRecord>('members/');
+    return [...members.values()].map((m) => ({ host: m.name, address: m.address, port }));
+  }
+
+  private localHaGuests(): string[] {
+    return this.ts.list().filter((d) => d.id !== 0 && this.ts.resolve(d.name).config.ha).map((d) => d.name);
+  }
+
+  private kill(name: string): void {
+    try {
+      const rec = this.ts.resolve(name);
+      const live = this.ts.liveById(rec.id);
+      // xenod's own stop: its exit is not a crash to restart here
+      if (live) live.stopping = true;
+      const pid = live?.vm.pid ?? rec.pid;
+      if (pid) process.kill(pid, 'SIGKILL');
+    } catch (e) {
+      this.log.error(`ha: fencing ${name} failed: ${errorMessage(e)}`);
+    }
+  }
+
+  private async guestInfo(name: string): Promise<HaGuestInfo | undefined> {
+    const def = await this.pool.definitions().then((d) => d.get(name));
+    if (!def || !def.ha) return undefined;
+    return { name, memoryMiB: def.maxmem, priority: def.haPriority, antiAffinity: def.antiAffinity };
+  }
+
+  /** ha/ entries and disk locks in step with what runs here (only while renewing, not fenced). */
+  private async sync(): Promise<void> {
+    const agent = this.agent;
+    if (!agent || agent.guard.hasFenced() || agent.keeper.renewAge() > agent.keeper.renewEveryMs * 2) return;
+    try {
+      agent.setPeers(await this.peers());
+      const ns = this.pool.etcd.ns;
+      const me = this.pool.host;
+      const local = new Set(this.ts.list().filter((d) => d.id !== 0).map((d) => d.name));
+      const running = await this.pool.running();
+      for (const name of this.localHaGuests()) {
+        const raw = (await ns.get(HA_PREFIX + name).exec()).kvs[0];
+        const e = raw ? (JSON.parse(raw.value.toString()) as HaEntry) : undefined;
+        if (e?.host === me && !e.assigned && !e.held) continue;
+        const next: HaEntry = { host: me, assigned: false, epoch: (e?.epoch ?? 0) + 1 };
+        await ns.if(HA_PREFIX + name, 'Mod', '==', raw ? Number(raw.mod_revision) : 0).then(ns.put(HA_PREFIX + name).value(JSON.stringify(next))).commit();
+      }
+      for (const kv of (await ns.getAll().prefix(HA_PREFIX).exec()).kvs) {
+        const name = kv.key.toString().split(HA_PREFIX).pop()!;
+        const e = JSON.parse(kv.value.toString()) as HaEntry;
+        // stopped on purpose, or migrated away: no longer ours to have restarted
+        if (e.host === me && !e.assigned && !local.has(name) && !running.has(name)) {
+          await ns.if(HA_PREFIX + name, 'Mod', '==', Number(kv.mod_revision)).then(ns.delete().key(HA_PREFIX + name)).commit();
+        }
+      }
+      for (const kv of (await ns.getAll().prefix(LOCK_PREFIX).exec()).kvs) {
+        const h = JSON.parse(kv.value.toString()) as LockHolder;
+        if (h.host === me && !local.has(h.name) && running.get(h.name)?.host !== me) {
+          const k = kv.key.toString();
+          await ns.if(k, 'Value', '==', kv.value.toString()).then(ns.delete().key(k)).commit();
+        }
+      }
+    } catch (e) {
+      this.log.warn(`ha: sync failed: ${errorMessage(e)}`);
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * scripts/lab-pool up|down: the test pool lab (pool-lab.ts) for a human. `up` builds the three
+ * hosts with the same code as the tests, but with every etcd member and xenod detached (logs in
+ * the lab's directory) so they outlive this command, and writes what it made to the state file;
+ * `down` removes exactly that: every process in the lab's namespaces, their cgroups, the
+ * namespaces, the directory.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { DomainCgroups, cgroupInstanceName } from '../../src/host/cgroups.js';
+import { currentHostFiles } from '../../src/pool/admin.js';
+import { cgroupLayout } from './host-probes.js';
+import { REPO, sleep } from './harness.js';
+import { PoolLab } from './pool-lab.js';
+
+const STATE = process.env.XENO_LAB_POOL_STATE ?? '/run/xeno-lab-pool.json';
+
+interface LabState {
+  dir: string;
+  sw: string;
+  /** Every namespace of the lab, written before anything runs in them (down removes them all). */
+  namespaces: string[];
+  hosts: Array<{ name: string; ns: string; address: string; socket: string; stateDir: string }>;
+}
+
+function connects(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.createConnection(sock);
+    c.once('connect', () => (c.destroy(), resolve(true)));
+    c.once('error', () => resolve(false));
+  });
+}
+
+async function up(): Promise<void> {
+  if (existsSync(STATE)) throw new Error(`a pool lab is already up (${STATE}): scripts/lab-pool down first`);
+  const lab = await PoolLab.up({ daemons: false, detached: true });
+  const state: LabState = { dir: lab.dir, sw: lab.sw, namespaces: [...lab.hosts.map((h) => h.ns), lab.sw], hosts: [] };
+  writeFileSync(STATE, JSON.stringify(state, null, 2) + '\n');
+  try {
+    for (const h of lab.hosts) {
+      const hostDir = path.join(lab.poolDir, h.name);
+      const stateDir = path.join(hostDir, 'state');
+      const socket = path.join(hostDir, 'xenod.sock');
+      const cfg = path.join(hostDir, 'xend-config.sxp');
+      writeFileSync(cfg, ['(xend-relocation-server yes)', '(xend-relocation-port 8002)', currentHostFiles(lab.poolDir, h.name).sxp].join('\n') + '\n');
+      state.hosts.push({ name: h.name, ns: h.ns, address: h.address, socket, stateDir });
+      writeFileSync(STATE, JSON.stringify(state, null, 2) + '\n');
+      const log = openSync(path.join(hostDir, 'xenod.stderr'), 'a');
+      spawn('ip', ['netns', 'exec', h.ns, process.execPath, path.join(REPO, 'bin/xenod.js'), '--config', cfg, '--state-dir', stateDir, '--socket', socket], { detached: true, stdio: ['ignore', log, log] }).unref();
+      for (let i = 0; i < 600 && !(await connects(socket)); i++) await sleep(100);
+      if (!(await connects(socket))) throw new Error(`xenod of ${h.name} did not come up (see ${hostDir}/xenod.stderr)`);
+    }
+  } catch (e) {
+    await down();
+    throw e;
+  }
+  process.stdout.write(`pool lab up: pool ${lab.pool}, directory ${lab.poolDir}, images in ${lab.images}\n`);
+  for (const h of state.hosts) process.stdout.write(`  ${h.name} ${h.address}: XENO_SOCKET=${h.socket} xeno host-list\n`);
+  process.stdout.write('scripts/lab-pool down removes it all.\n');
+}
+
+async function down(): Promise<void> {
+  if (!existsSync(STATE)) {
+    process.stdout.write('no pool lab is up\n');
+    return;
+  }
+  const state = JSON.parse(readFileSync(STATE, 'utf8')) as LabState;
+  await PoolLab.removeNamespaces(state.namespaces, state.dir);
+  const layout = cgroupLayout();
+  for (const h of state.hosts) if (layout) await new DomainCgroups(layout, cgroupInstanceName(h.stateDir)).removeAll().catch(() => undefined);
+  rmSync(state.dir, { recursive: true, force: true });
+  rmSync(STATE, { force: true });
+  process.stdout.write('pool lab down\n');
+}
+
+const cmd = process.argv[2];
+(cmd === 'up' ? up() : cmd === 'down' ? down() : Promise.reject(new Error('usage: scripts/lab-pool up|down'))).catch((e: unknown) => {
+  process.stderr.write(`lab-pool: ${(e as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,91 @@
+/**
+ * Storage and migration without --copy-storage on real xenods and a real guest (issue 12): a disk
+ * attached at run time travels in the config and the target opens it; a read-write disk with a
+ * cache mode unsafe on shared storage is refused; a target that sees a DIFFERENT file at the same
+ * path (a mount namespace binds another directory over the shared one) is refused by the disk
+ * identity check, the guest running on at the source each time.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { BlockRow } from '../src/toolstack/block.js';
+import { TestDaemon, freePort } from './helpers/harness.js';
+
+describe('storage across a migration between two real xenods', { timeout: 1_200_000 }, () => {
+  const keys = mkdtempSync(path.join(tmpdir(), 'xeno-stmig-keys-'));
+  const key = path.join(keys, 'k.psk');
+  writeFileSync(key, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+  // the "shared storage" both hosts see, and what a host without it has at the same path
+  const shared = mkdtempSync(path.join(tmpdir(), 'xeno-shared-'));
+  const elsewhere = mkdtempSync(path.join(tmpdir(), 'xeno-elsewhere-'));
+  const data = path.join(shared, 'data.qcow2');
+  const daemons: TestDaemon[] = [];
+  const ports: number[] = [];
+  let src: TestDaemon;
+  let tgt: TestDaemon;
+  let notShared: TestDaemon;
+  const marker = `XENO-MIG-${Math.random().toString(36).slice(2, 10)}`;
+
+  async function daemon(wrap?: string[]): Promise<TestDaemon> {
+    const port = await freePort();
+    ports.push(port);
+    const configText = ['(xend-relocation-server yes)', `(xend-relocation-port ${port})`, "(xend-relocation-address '127.0.0.1')", `(xeno-relocation-key-file '${key}')`].join('\n') + '\n';
+    const d = new TestDaemon({ configText, wrap });
+    daemons.push(d);
+    await d.start();
+    return d;
+  }
+  const blk = async (d: TestDaemon, dom: string, vdev: string) => (JSON.parse(await d.ok(['block-list', dom, '--json'])) as BlockRow[]).find((b) => b.vdev === vdev);
+  const stillAtSource = async (what: string) => {
+    assert.equal((await src.row('sm'))?.state, 'running', `${what}: the guest runs on at the source`);
+    assert.equal((await tgt.row('sm')), undefined, `${what}: nothing on the target`);
+    assert.equal((await notShared.row('sm')), undefined, `${what}: nothing on the other target`);
+  };
+
+  before(async () => {
+    src = await daemon();
+    tgt = await daemon();
+    // its own mount namespace, where `shared` is really another directory
+    notShared = await daemon(['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount --bind '${elsewhere}' '${shared}' && exec "$0" "$@"`]);
+    await src.ok(['image-create', data, '16m']);
+    copyFileSync(data, path.join(elsewhere, 'data.qcow2')); // the same bytes, not the same disk
+    await src.createGuest('sm');
+    await src.waitConsole('sm', /xeno-guest: up/, 240_000);
+  });
+  after(async () => {
+    await Promise.all(daemons.map((d) => d.cleanup()));
+    for (const dir of [keys, shared, elsewhere]) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a read-write disk with cache=writeback is refused for a shared-storage migration', async () => {
+    await src.ok(['block-attach', 'sm', `format=qcow2, vdev=xvdb, access=rw, cache=writeback, target=${data}`]);
+    assert.equal((await blk(src, 'sm', 'xvdb'))!.cache, 'writeback');
+    const r = await src.xeno(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[1])]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /disk xvdb uses cache=writeback, unsafe for a migration on shared storage.*or --force/);
+    await stillAtSource('unsafe cache');
+    await src.ok(['block-detach', 'sm', 'xvdb']);
+    await src.ok(['block-attach', 'sm', `format=qcow2, vdev=xvdb, access=rw, target=${data}`]);
+    assert.equal((await blk(src, 'sm', 'xvdb'))!.cache, 'none');
+  });
+
+  it('a target that has another file at the same path is refused (disk identity, not the path)', async () => {
+    const r = await src.xeno(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[2])]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /disk xvdb: .*data\.qcow2 on the target is not the source's disk \(no xeno identity sidecar here/);
+    await stillAtSource('other disk');
+  });
+
+  it('the attached disk travels: the target opens the same image and the guest reads what it wrote', async () => {
+    await src.guestRun('sm', `i=0; while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; printf '${marker}' > /tmp/m; dd if=/tmp/m of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync; echo ok`, 120_000);
+    await src.ok(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[1])], {});
+    assert.equal(await src.row('sm'), undefined);
+    const b = (await blk(tgt, 'sm', 'xvdb'))!;
+    assert.equal(b.inserted, data, "the target's QEMU has the attached disk open");
+    const got = await tgt.guestRun('sm', 'echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 17', 120_000);
+    assert.match(got, new RegExp(marker));
+  });
+});
