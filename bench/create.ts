@@ -5,34 +5,20 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import type { CreateResponse } from '../src/model/api.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, TestDaemon } from '../test/helpers/harness.js';
-import { arg, guestConfig, median, report } from './lib.js';
+import { waitSerial } from './guest-load.js';
+import { arg, benchDaemon, guestConfig, infoRow, median, report } from './lib.js';
 
 const config = (name: string): DomainConfig => guestConfig(name);
 
 /** Resolve when `heartbeat 1` shows on a serial socket; returns performance.now() then. */
-function firstHeartbeat(serialPath: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const tryConnect = (n: number) => {
-      const s = net.createConnection(serialPath);
-      s.on('data', (d) => {
-        buf += String(d);
-        if (buf.includes('heartbeat 1')) {
-          const t = performance.now();
-          s.destroy();
-          resolve(t);
-        }
-      });
-      s.on('error', () => (n > 2000 ? reject(new Error('no serial')) : setTimeout(() => tryConnect(n + 1), 2)));
-    };
-    tryConnect(0);
-  });
+async function firstHeartbeat(serialPath: string): Promise<number> {
+  await waitSerial(serialPath, /heartbeat 1\b/);
+  return performance.now();
 }
 
 async function rawRound(backend: QemuBackend, dir: string, i: number): Promise<number> {
@@ -69,7 +55,7 @@ async function xenoRound(d: TestDaemon, i: number): Promise<number> {
 
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 5);
-  const d = new TestDaemon();
+  const d = benchDaemon();
   await d.start();
   const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });
   try {
@@ -90,6 +76,9 @@ export async function run(): Promise<void> {
       ratios.push(b / a);
       process.stderr.write(`round ${i + 1}/${rounds}: raw ${a.toFixed(3)} s, xeno ${b.toFixed(3)} s, spawn ${spawn[i]!.toFixed(1)} ms\n`);
     }
+    const b = (operation: string, unit = 'ms') => ({ bench: 'create', operation, unit, accel: backend.caps.accel });
+    infoRow(b('xeno create (CLI) to first heartbeat (raw = QEMU started directly)'), median(raw) * 1000, median(xeno) * 1000);
+    infoRow(b('  request reaches xenod -> QEMU spawned'), null, median(spawn));
     report(`create to first heartbeat (${backend.caps.accel}, ${rounds} rounds, medians)`, [
       ['raw QEMU (s)', median(raw)],
       ['xeno create, CLI included (s)', median(xeno)],

@@ -8,14 +8,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
-import { GUEST, REPO, TestDaemon, sleep } from '../test/helpers/harness.js';
-import { arg, guestConfig, median, report } from './lib.js';
+import { GUEST, REPO, sleep } from '../test/helpers/harness.js';
+import { waitSerial } from './guest-load.js';
+import { arg, benchDaemon, guestConfig, median, plusRow, report } from './lib.js';
 
 const MiB = 1024 * 1024;
 const HIGH = 512;
@@ -30,24 +30,8 @@ function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
   return performance.now() - t0;
 }
 
-/** Resolve once `heartbeat N` shows on a serial socket. */
-function waitHeartbeat(serialPath: string, n: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const tryConnect = (k: number) => {
-      const s = net.createConnection(serialPath);
-      s.on('data', (d) => {
-        buf += String(d);
-        if (buf.includes(`heartbeat ${n}`)) {
-          s.destroy();
-          resolve();
-        }
-      });
-      s.on('error', () => (k > 3000 ? reject(new Error('no serial')) : setTimeout(() => tryConnect(k + 1), 5)));
-    };
-    tryConnect(0);
-  });
-}
+/** Resolve once `heartbeat N` shows on a serial socket (up to 2 minutes: a busy host starts QEMU slowly). */
+const waitHeartbeat = (serialPath: string, n: number) => waitSerial(serialPath, new RegExp(`heartbeat ${n}\\b`));
 
 /** QMP balloon, then query-balloon until the guest is there. */
 async function rawBalloon(qmp: QmpClient, mb: number): Promise<number> {
@@ -62,7 +46,7 @@ async function rawBalloon(qmp: QmpClient, mb: number): Promise<number> {
 
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 7);
-  const d = new TestDaemon();
+  const d = benchDaemon();
   await d.start();
   let raw: ChildProcess | undefined;
   let qmp: QmpClient | undefined;
@@ -142,6 +126,9 @@ export async function run(): Promise<void> {
       pause.push(timeRun(xeno('pause', 'bal'), env));
       unpause.push(timeRun(xeno('unpause', 'bal'), env));
     }
+    const b = (operation: string) => ({ bench: 'runtime', operation, unit: 'ms', accel: backend.caps.accel });
+    // the CLI target: Node's floor + 15 ms + the daemon's own time (here the API's mem-set)
+    plusRow(b(`xeno mem-set ${HIGH} -> ${LOW} MiB until reached (raw = QMP balloon; + node -e 0 + 15 ms)`), median(memR), median(memX), Math.round(median(floor) + 15 + Math.max(0, median(memApi) - median(memR))));
     report(`pause / unpause end to end (${rounds * 3} alternating rounds, medians)`, [
       ['node -e 0 (ms)', median(floor)],
       ['xeno pause (ms)', median(pause)],

@@ -16,9 +16,9 @@ import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
-import { TestDaemon, sleep } from '../test/helpers/harness.js';
+import { sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
-import { arg, guestConfig, median, report } from './lib.js';
+import { arg, benchDaemon, guestConfig, rawCgroup, infoRow, median, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
@@ -61,6 +61,7 @@ function fsyncPath(p: string): void {
 
 class RawQemu {
   private n = 0;
+  readonly cgroup = rawCgroup(`${process.pid}-${Math.random()}`);
   constructor(
     private readonly backend: QemuBackend,
     private readonly dir: string,
@@ -74,6 +75,7 @@ class RawQemu {
       // exec: migration needs QEMU allowed to spawn `cat`.
       .map((a) => (a.startsWith('on,') && a.includes('spawn=deny') ? a.replace(/,spawn=deny/, '') : a));
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
+    this.cgroup.add(child.pid!);
     const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
     return { child, qmp, runDir };
   }
@@ -129,7 +131,7 @@ async function waitHeartbeat(serial: string, n: number): Promise<void> {
 
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 5);
-  const d = new TestDaemon();
+  const d = benchDaemon();
   await d.start();
   const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });
   const rawq = new RawQemu(backend, d.dir);
@@ -213,6 +215,14 @@ export async function run(): Promise<void> {
           `file raw ${(rSize[i]! / 1048576).toFixed(1)} MiB xeno ${(xSize[i]! / 1048576).toFixed(1)} MiB\n`,
       );
     }
+    const b = (operation: string, unit = 'ms') => ({ bench: 'save-restore', operation: `${operation} (${MEM} MiB)`, unit, accel: backend.caps.accel });
+    ratioRow(b('save, durable (raw incl. fsync)'), median(rs) * 1000, median(xs) * 1000, 1.2);
+    infoRow(b('  xeno save: request -> file durable'), null, median(durable) * 1000);
+    infoRow(b('  xeno save: QEMU migration total-time'), null, median(qemuSave) * 1000);
+    infoRow(b('  save CPU (raw: QEMU + cat; xeno: QEMU + xenod)', 's'), median(rCpu), median(xCpu));
+    ratioRow(b('restore to running'), median(rr) * 1000, median(xr) * 1000, 1.2);
+    infoRow(b('  xeno restore: checks + QEMU start'), null, median(launch) * 1000);
+    infoRow(b('  xeno restore: stream + verify + cont'), null, median(load) * 1000);
     report(`save / restore of a ${MEM} MiB guest (${backend.caps.accel}, ${rounds} rounds, medians)`, [
       ['raw QEMU save: stop+migrate to file+fsync (s)', median(rs)],
       ['xeno save (API, durable, QEMU gone) (s)', median(xs)],
@@ -233,6 +243,7 @@ export async function run(): Promise<void> {
     ]);
   } finally {
     if (raw) await rawq.stop(raw).catch(() => undefined);
+    await rawq.cgroup.remove();
     await d.cleanup();
   }
 }

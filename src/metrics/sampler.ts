@@ -122,9 +122,9 @@ export class Sampler {
       if (!live || tr.inflight) continue;
       tr.inflight = true;
       queries.push(
-        qmpFigures(live.vm, 10_000).then((f) => {
+        qmpFigures(live.vm, 10_000, { blockstats: rec.config.disks.length > 0 }).then((f) => {
           if (f.balloonActual !== undefined) tr.qmp.balloonActual = f.balloonActual;
-          if (f.blockstats) tr.qmp.blockstats = f.blockstats;
+          tr.qmp.blockstats = f.blockstats ?? (rec.config.disks.length > 0 ? tr.qmp.blockstats : undefined);
           tr.inflight = false;
         }),
       );

@@ -16,7 +16,7 @@ import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
-import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
 import { StorageCopySource, sharedOnly, storageOffer, type StorageOffer } from './storage-copy.js';
 import { diskIdentities, refuseUnsafeCache } from './storage-checks.js';
@@ -61,6 +61,8 @@ export interface MigrateResult {
   guestDowntimeMs?: number;
   /** Bytes of RAM QEMU sent. */
   bytes?: number;
+  /** Where the time went, ms: connect + handshake, the target's prepare (its QEMU started, TLS set up there), QEMU's stream, the commit round trip. */
+  phasesMs?: { handshake: number; prepare: number; stream: number; commit: number };
 }
 
 function connect(host: string, port: number, timeoutMs = 10_000): Promise<net.Socket> {
@@ -120,9 +122,12 @@ export class Migrator {
 
     // Connect, authenticate both ways, and have the target prepare: nothing is touched yet.
     let ch: Channel;
-    let tlsKey: string;
     let prepared: Extract<Msg, { t: 'prepared' }>;
     let storage: StorageOffer | undefined;
+    const dir = path.join(rec.runDir, 'mig-tls');
+    let sourceTls: Promise<string> | undefined;
+    let handshakeAt = 0;
+    let preparedAt = 0;
     try {
       ch = new Channel(await connect(req.host, port), `the target ${where}`);
     } catch (e) {
@@ -144,7 +149,8 @@ export class Migrator {
       ch.secure(controlKeys(key, nonce, hello.nonce, 'source'));
       await ch.recv('welcome');
       clearTimeout(handshake);
-      tlsKey = sessionTlsKey(key, nonce, hello.nonce);
+      const tlsKey = sessionTlsKey(key, nonce, hello.nonce);
+      handshakeAt = performance.now();
       const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
       storage = req.copyStorage ? await storageOffer(rec.config) : undefined;
       ch.send({
@@ -154,11 +160,21 @@ export class Migrator {
         disks: diskIdentities(storage ? sharedOnly(rec.config) : rec.config, true),
         ...(storage ? { storage } : {}),
       });
+      // This QEMU's side of the stream's TLS is set up while the target starts its QEMU.
+      sourceTls = (async () => useTlsPsk(vm, 'client', writePskDir(dir, tlsKey), { autoConverge: live }))();
+      sourceTls.catch(() => undefined);
       prepared = await ch.recv('prepared', 120_000);
+      preparedAt = performance.now();
+      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await sourceTls}`);
     } catch (e) {
       // Tell the target why (a wrong key shows in its log too), then close.
       clearTimeout(handshake);
       signal.removeEventListener('abort', onAbort);
+      if (sourceTls) {
+        await sourceTls.catch(() => undefined);
+        await dropTlsPsk(vm);
+        rmSync(dir, { recursive: true, force: true });
+      }
       ch.refuse(isXenoError(e) ? e.code : 'HOST_ERROR', `the source gave up: ${errorMessage(e)}`);
       throw untouched(e);
     }
@@ -167,14 +183,11 @@ export class Migrator {
     // intent is on disk first, so a xenod killed from here on resolves it at start (recovery.ts).
     markOutgoing(this.ts, rec, { to: where, wasRunning, committed: false, since: Date.now() });
     this.ts.deps.store.update(rec.id, { state: 'migrating' });
-    const dir = path.join(rec.runDir, 'mig-tls');
     let pausedAt: number | undefined;
     let committed = false;
     let completedAt = 0;
     const copy = storage ? new StorageCopySource(vm, this.ts.deps.log, rec.name) : undefined;
     try {
-      writePskDir(dir, tlsKey);
-      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await useTlsPsk(vm, 'client', dir)}`);
       if (copy && storage) {
         if (!prepared.nbd) throw new XenoError('HOST_ERROR', 'the target did not export the disks for the storage copy');
         await copy.start(storage, prepared.nbd, req.host);
@@ -189,8 +202,10 @@ export class Migrator {
       const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
       await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
       const onPoll = onProgress && ((m: QueryMigrate) => onProgress({ status: m.status ?? 'setup', transferred: m.ram?.transferred ?? 0, remaining: m.ram?.remaining ?? 0, total: m.ram?.total ?? 0 }));
-      const q = await waitMigration(vm, { wantStats: true, abort: () => ch.error, onPoll });
+      const completed = await waitMigration(vm, { abort: () => ch.error, onPoll });
       completedAt = performance.now();
+      // QEMU's figures may lag its `completed`: fetched while the target takes over, not before.
+      const figures = migrationFigures(vm, completed);
       await copy?.finish();
       ch.send({ t: 'done', paused: !wasRunning });
       await ch.recv('loaded', 5 * 60_000);
@@ -200,6 +215,7 @@ export class Migrator {
       const ok = await ch.recv('ok', 60_000);
       const resumedAt = performance.now();
       ch.close();
+      const q = await figures;
       rmSync(dir, { recursive: true, force: true });
       await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
       const resumeMs = resumedAt - completedAt;
@@ -208,6 +224,7 @@ export class Migrator {
         elapsedMs: resumedAt - t0, totalTimeMs: q['total-time'], downtimeMs: q.downtime, resumeMs,
         guestDowntimeMs: !wasRunning ? undefined : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined,
         bytes: q.ram?.transferred,
+        phasesMs: { handshake: handshakeAt - t0, prepare: preparedAt - handshakeAt, stream: completedAt - preparedAt, commit: resumeMs },
       };
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });

@@ -58,6 +58,7 @@ import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js'
 import type { DomainConfig } from '../model/domain-config.js';
 import type { NbdOffer, StorageOffer } from './storage-copy.js';
 import type { DiskIdentity } from './storage-checks.js';
+import { DH_PARAMS_FILE, dhParamsPem } from './tls-dh.js';
 
 export const PROTOCOL_VERSION = 2;
 export const DEFAULT_RELOCATION_PORT = 8002;
@@ -154,7 +155,7 @@ export function proofMatches(expected: string, got: unknown): boolean {
 }
 
 /**
- * Writes DIR/keys.psk (`xeno:HEX`) for QEMU's tls-creds-psk object; returns DIR. Group-readable
+ * Writes DIR/keys.psk (`xeno:HEX`) and DIR/dh-params.pem for QEMU's tls-creds-psk object; returns DIR. Group-readable
  * (whatever the umask): in a run dir the group is the unprivileged QEMU user's (setgid dir).
  */
 export function writePskDir(dir: string, hexKey: string): string {
@@ -163,6 +164,8 @@ export function writePskDir(dir: string, hexKey: string): string {
   const file = path.join(dir, 'keys.psk');
   writeFileSync(file, `${PSK_IDENTITY}:${hexKey}\n`, { mode: 0o640 });
   chmodSync(file, 0o640);
+  // A fixed well-known group: QEMU would otherwise generate one per migration (tls-dh.ts).
+  writeFileSync(path.join(dir, DH_PARAMS_FILE), dhParamsPem(), { mode: 0o640 });
   return dir;
 }
 

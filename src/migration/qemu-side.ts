@@ -20,8 +20,14 @@ const ACTIVE = ['setup', 'active', 'device', 'pre-switchover', 'cancelling', 'wa
  * back (query-migrate-parameters) so a stream is never sent or accepted in clear. Returns what
  * QEMU says, for the log.
  */
-export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string): Promise<string> {
+export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string, opts: { autoConverge?: boolean } = {}): Promise<string> {
   await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined); // left by an earlier attempt
+  // MIGRATION events wake waitMigration at each state change (no waiting out a poll interval).
+  // Policy for a live source: auto-converge, so QEMU throttles the vcpus when the guest dirties
+  // RAM faster than the link carries it (a guest that converges is never throttled).
+  await vm.command('migrate-set-capabilities', {
+    capabilities: [{ capability: 'events', state: true }, ...(endpoint === 'client' ? [{ capability: 'auto-converge', state: opts.autoConverge === true }] : [])],
+  });
   await vm.command('object-add', {
     'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir,
     ...(endpoint === 'client' ? { username: PSK_IDENTITY } : {}),
@@ -43,6 +49,24 @@ export async function dropTlsPsk(vm: Vm): Promise<void> {
 }
 
 export { waitMigration, type QueryMigrate };
+
+/**
+ * QEMU 7.2 may answer `completed` before total-time and downtime are filled in (absent, or present
+ * as 0 until the migration thread sets both at once): query again until they are (bounded). Off the
+ * critical path: the caller hands the guest over meanwhile.
+ */
+export async function migrationFigures(vm: Vm, q: QueryMigrate, waitMs = 3000): Promise<QueryMigrate> {
+  const deadline = Date.now() + waitMs;
+  while ((!q['total-time'] || q.downtime === undefined) && Date.now() < deadline && !vm.exited) {
+    await sleep(10);
+    try {
+      Object.assign(q, await vm.command<QueryMigrate>('query-migrate', undefined, 2000));
+    } catch {
+      break;
+    }
+  }
+  return q;
+}
 
 /** Cancel an outgoing migration and wait (bounded) until QEMU is no longer migrating. */
 export async function cancelMigration(vm: Vm, waitMs = 10_000): Promise<void> {

@@ -30,6 +30,22 @@ export interface WaitMigrationOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The poll interval, cut short by a MIGRATION event (QEMU sends them with the `events` capability on). */
+function nextPoll(vm: Vm, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      vm.off('qmp-event', onEvent);
+      resolve();
+    };
+    const onEvent = (e: { event?: string }) => {
+      if (e.event === 'MIGRATION') done();
+    };
+    const timer = setTimeout(done, ms);
+    vm.on('qmp-event', onEvent);
+  });
+}
+
 export async function liftBandwidthCap(vm: Vm): Promise<void> {
   await vm.command('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
 }
@@ -45,7 +61,8 @@ export async function waitMigration(vm: Vm, opts: WaitMigrationOptions = {}): Pr
     const q = await vm.command<QueryMigrate>('query-migrate');
     opts.onPoll?.(q);
     if (q.status === 'completed') {
-      for (let i = 0; opts.wantStats && i < 50 && (q['total-time'] === undefined || q.downtime === undefined); i++) {
+      // (absent, or 0 until QEMU's migration thread sets total-time and downtime together)
+      for (let i = 0; opts.wantStats && i < 50 && (!q['total-time'] || q.downtime === undefined); i++) {
         await sleep(poll);
         Object.assign(q, await vm.command<QueryMigrate>('query-migrate'));
       }
@@ -55,6 +72,6 @@ export async function waitMigration(vm: Vm, opts: WaitMigrationOptions = {}): Pr
       throw new XenoError('QEMU_ERROR', `QEMU migration ${q.status}${q['error-desc'] ? `: ${q['error-desc']}` : ''}`);
     }
     if (Date.now() > deadline) throw new XenoError('TIMEOUT', `migration still ${q.status ?? 'not started'} after ${(opts.timeoutMs ?? 1_800_000) / 1000} s`);
-    await sleep(poll);
+    await nextPoll(vm, poll);
   }
 }
