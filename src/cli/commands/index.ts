@@ -4,6 +4,7 @@ import { registerConsoleCommands } from './console.js';
 import { registerDomainCommands } from './domain.js';
 import { registerHostCommands } from './host.js';
 import { registerManageCommands } from './manage.js';
+import { registerImageCommands } from './images.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerRuntimeCommands } from './runtime.js';
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerTopCommands(program);
   registerManageCommands(program);
   registerWebCommands(program);
+  registerImageCommands(program);
 }

@@ -10,7 +10,7 @@ const base: DomainConfig = {
   hostname: 'web', disks: [{ target: '/srv/a,b.img', format: 'qcow2', vdev: 'xvda', access: 'ro', devtype: 'disk' }],
   vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
 };
-const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', hvc: '/run/x/hvc0.sock', pidfile: '/run/x/qemu.pid' };
+const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', hvc: '/run/x/hvc0.sock', qga: '/run/x/qga.sock', pidfile: '/run/x/qemu.pid' };
 
 function opt(argv: string[], flag: string): string[] {
   return argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
@@ -63,7 +63,7 @@ test('nics become tap netdevs named after the vif, with virtio-net frontends', (
 });
 
 test('the guest command line gets the serial console and hostname unless already there', () => {
-  assert.equal(guestCmdline(base), 'console=ttyS0 quiet xeno.hostname=web');
+  assert.equal(guestCmdline(base), 'console=ttyS0 quiet xeno.hostname=web systemd.hostname=web');
   assert.equal(guestCmdline({ ...base, cmdline: 'console=hvc0 hostname=x' }), 'console=hvc0 hostname=x');
   assert.equal(guestCmdline({ ...base, root: '/dev/xvda ro', extra: undefined, hostname: undefined }), 'console=ttyS0 root=/dev/vda ro');
 });
