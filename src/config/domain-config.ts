@@ -234,7 +234,7 @@ class Normaliser {
       result = kernel !== undefined || this.bootloader(kernel) ? 'pv' : 'hvm';
     }
     if (result !== 'hvm' && kernel === undefined && from && !this.bootloader(kernel)) {
-      throw this.error(from, `a ${result} guest needs a kernel (xeno has no bootloader; use type = "hvm" to boot from the disk)`);
+      throw this.error(from, `a ${result} guest needs a kernel or bootloader = "pygrub" (or type = "hvm" to boot from the disk)`);
     }
     return result;
   }

@@ -1,8 +1,7 @@
 /**
  * `xeno create-image`: a Debian guest in one command, built without loop or nbd devices (nothing
  * is mounted): the cached debootstrap tree is copied, customised, written into an ext4 file system
- * by `mkfs.ext4 -d` (a whole-disk file system labelled xeno-root, no partition table), converted to
- * qcow2, and an xl.cfg booting it through pygrub is written beside it.
+ * by `mkfs.ext4 -d` (labelled xeno-root, in the one partition of an MBR disk), converted to qcow2, and an xl.cfg booting it through pygrub is written beside it.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { HOSTNAME_RE } from '../config/validate-fields.js';
 import { hostMirror } from './apt-mirror.js';
 import { DEFAULT_CACHE_DIR, DIST_RE, checkPackages, ensureBase, run } from './base-cache.js';
 import { ROOT_LABEL, customise, type GuestNet } from './guest-files.js';
+import { writeMbrDisk } from './mbr.js';
 
 export interface CreateImageOptions {
   hostname: string;
@@ -122,7 +122,7 @@ export async function createImage(o: CreateImageOptions, progress: (step: Step, 
     lap('base');
     progress('copy', `${base.cached ? 'cached base' : 'new base'} ${base.dir}`);
     mkdirSync(work);
-    await run(['cp', '-a', '--reflink=auto', `${base.dir}/.`, path.join(work, 'root')]);
+    await run(['cp', '-a', '-x', '--reflink=auto', `${base.dir}/.`, path.join(work, 'root')]);
     lap('copy');
     progress('customise', `hostname ${o.hostname}, ${net.address ? `static ${net.address}` : 'DHCP'}`);
     await customise(path.join(work, 'root'), { hostname: o.hostname, net, sshKey, password: o.password });
@@ -135,8 +135,9 @@ export async function createImage(o: CreateImageOptions, progress: (step: Step, 
     }
     lap('customise');
     const raw = path.join(work, 'disk.raw');
-    progress('mkfs', `ext4 ${o.size} labelled ${ROOT_LABEL}`);
-    await run(['mkfs.ext4', '-q', '-F', '-L', ROOT_LABEL, '-E', 'lazy_itable_init=1', '-d', path.join(work, 'root'), raw, String(Math.floor(bytes / 1024)) + 'k']);
+    progress('mkfs', `ext4 in partition 1 of ${o.size}, labelled ${ROOT_LABEL}`);
+    const part = writeMbrDisk(raw, bytes);
+    await run(['mkfs.ext4', '-q', '-F', '-L', ROOT_LABEL, '-E', `offset=${part.offset}`, '-d', path.join(work, 'root'), raw, `${Math.floor(part.partitionBytes / 1024)}k`]);
     lap('mkfs');
     if (o.format === 'qcow2') {
       progress('convert', 'qemu-img convert -O qcow2');

@@ -5,6 +5,7 @@
  * /boot/grub/grub.cfg for pygrub. GRUB itself is not installed: grub-install needs a block device
  * (a loop device here), and pygrub only reads the config and the files it names.
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError } from '../common/errors.js';
@@ -81,14 +82,16 @@ export async function customise(root: string, o: GuestFilesOptions): Promise<voi
   put(root, 'etc/systemd/network/10-xeno.network', networkUnit(o.net));
   if (o.net.gateway) put(root, 'etc/resolv.conf', `nameserver ${o.net.gateway}\n`);
   enable(root, 'multi-user.target', 'systemd-networkd.service');
+  enable(root, 'multi-user.target', 'ssh.service');
   enable(root, 'sockets.target', 'systemd-networkd.socket');
   enable(root, 'network-online.target', 'systemd-networkd-wait-online.service');
   enable(root, 'getty.target', 'serial-getty@ttyS0.service', 'serial-getty@.service');
   enable(root, 'getty.target', 'serial-getty@hvc0.service', 'serial-getty@.service');
   put(root, 'etc/udev/rules.d/80-xeno-cpu-online.rules', CPU_ONLINE_RULE);
   put(root, 'boot/grub/grub.cfg', grubCfg(root));
-  // Each image gets its own identity: machine id at first boot, fresh ssh host keys now.
-  put(root, 'etc/machine-id', '');
+  // Each image gets its own identity now: a machine id (an empty one would make the first boot a
+  // "first boot", whose systemd-firstboot prompts on the console) and fresh ssh host keys.
+  put(root, 'etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
   rmSync(path.join(root, 'var/lib/dbus/machine-id'), { force: true });
   for (const f of readdirSync(path.join(root, 'etc/ssh'))) if (f.startsWith('ssh_host_')) rmSync(path.join(root, 'etc/ssh', f));
   await run(['ssh-keygen', '-A', '-f', root]);
