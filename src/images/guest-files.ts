@@ -6,7 +6,7 @@
  * (a loop device here), and pygrub only reads the config and the files it names.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError } from '../common/errors.js';
 import { run } from './base-cache.js';
@@ -99,5 +99,20 @@ export async function customise(root: string, o: GuestFilesOptions): Promise<voi
     mkdirSync(path.join(root, 'root/.ssh'), { recursive: true, mode: 0o700 });
     put(root, 'root/.ssh/authorized_keys', o.sshKey.endsWith('\n') ? o.sshKey : `${o.sshKey}\n`, 0o600);
   }
-  if (o.password !== undefined) await run(['chpasswd', '--root', root], undefined, { input: `root:${o.password}\n` });
+  if (o.password !== undefined) await setRootPassword(root, o.password);
+}
+
+/** root's password in the tree's /etc/shadow, hashed with SHA-512 crypt by the host's openssl. */
+async function setRootPassword(root: string, password: string): Promise<void> {
+  let hash = '';
+  await run(['openssl', 'passwd', '-6', '-stdin'], (l) => (hash = l.trim()), { input: `${password}\n` });
+  if (!hash.startsWith('$6$')) throw new XenoError('IMAGE_ERROR', 'openssl passwd -6 gave no SHA-512 hash');
+  const file = path.join(root, 'etc/shadow');
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const i = lines.findIndex((l) => l.startsWith('root:'));
+  if (i < 0) throw new XenoError('IMAGE_ERROR', 'the tree has no root entry in /etc/shadow');
+  const f = lines[i]!.split(':');
+  f[1] = hash;
+  lines[i] = f.join(':');
+  writeFileSync(file, lines.join('\n'), { mode: 0o640 });
 }
