@@ -17,7 +17,7 @@ import type { DomainDetail } from '../src/model/api.js';
 import { TestDaemon, sleep } from './helpers/harness.js';
 import { NetWorld } from './net/world.js';
 
-const BOOT_MS = 240_000;
+const BOOT_MS = 420_000;
 
 describe('a Debian guest from create-image, booted through pygrub', { timeout: 1_800_000 }, () => {
   let w: NetWorld;

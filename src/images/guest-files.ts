@@ -1,6 +1,6 @@
 /**
  * The per-image customisation of a copied root tree: host name, networking (systemd-networkd,
- * DHCP or static), fstab by label, serial gettys on ttyS0 and hvc0, the udev rule that onlines
+ * DHCP or static), fstab by label, serial gettys on ttyS0 (and hvc0, by systemd's generator), the udev rule that onlines
  * hot-added CPUs, root's ssh key / password, fresh ssh host keys and machine id, and a minimal
  * /boot/grub/grub.cfg for pygrub. GRUB itself is not installed: grub-install needs a block device
  * (a loop device here), and pygrub only reads the config and the files it names.
@@ -86,7 +86,8 @@ export async function customise(root: string, o: GuestFilesOptions): Promise<voi
   enable(root, 'sockets.target', 'systemd-networkd.socket');
   enable(root, 'network-online.target', 'systemd-networkd-wait-online.service');
   enable(root, 'getty.target', 'serial-getty@ttyS0.service', 'serial-getty@.service');
-  enable(root, 'getty.target', 'serial-getty@hvc0.service', 'serial-getty@.service');
+  // hvc0 (a virtio console) gets its getty from systemd-getty-generator when the device exists:
+  // enabled here, a guest without one would wait 90 s for dev-hvc0.device before getty.target.
   put(root, 'etc/udev/rules.d/80-xeno-cpu-online.rules', CPU_ONLINE_RULE);
   put(root, 'boot/grub/grub.cfg', grubCfg(root));
   // Each image gets its own identity now: a machine id (an empty one would make the first boot a
