@@ -18,6 +18,7 @@ import { TestDaemon, sleep } from './helpers/harness.js';
 import { NetWorld } from './net/world.js';
 
 const BOOT_MS = 420_000;
+const t_diag = (m: string) => process.stderr.write(`# ${m}\n`);
 
 describe('a Debian guest from create-image, booted through pygrub', { timeout: 1_800_000 }, () => {
   let w: NetWorld;
@@ -128,9 +129,11 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 1
     assert.match(await ssh('cat /proc/cmdline'), /xeno\.marker=1/);
   });
 
-  it('shuts down cleanly', async () => {
+  it('shuts down cleanly (through the agent when the ACPI button goes unheard: minbase has no dbus, so no logind)', async () => {
     await d.ok(['shutdown', '-w', 'web']);
     assert.equal(await d.row('web'), undefined);
     assert.match(d.consoleLog('web'), /reboot: Power down/);
+    const events = await d.ok(['dmesg']);
+    t_diag(events.split('\n').filter((l) => / web\(/.test(l) && /shutdown|reboot/.test(l)).join('\n'));
   });
 });

@@ -526,6 +526,7 @@ export class Toolstack {
       this.store.update(rec.id, { extra: { ...rec.extra, rebootRequested: true } });
       await l.vm.powerdown();
       this.event(rec, 'reboot', `reboot requested for ${rec.name}`);
+      this.agentShutdownFallback(rec, l);
     });
   }
 
