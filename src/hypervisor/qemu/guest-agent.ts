@@ -128,8 +128,17 @@ export class GuestAgent {
     return (await this.vcpus()).filter((v) => v.online).length;
   }
 
-  shutdown(mode: 'powerdown' | 'reboot' | 'halt' = 'powerdown'): Promise<void> {
-    return this.execute<void>('guest-shutdown', { mode }, { timeoutMs: 3000, noReply: true });
+  /**
+   * guest-shutdown; when the guest's shutdown(8) fails (systemd's needs logind, so D-Bus: a minimal
+   * Debian has neither), `systemctl poweroff` through guest-exec, which talks to PID 1 directly.
+   */
+  async shutdown(): Promise<void> {
+    try {
+      await this.execute<void>('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 3000, noReply: true });
+    } catch (e) {
+      if (!(e instanceof XenoError) || e.code !== 'QEMU_ERROR') throw e;
+      await this.execute('guest-exec', { path: '/bin/systemctl', arg: ['poweroff'] });
+    }
   }
 
   fsfreeze(): Promise<number> {
