@@ -79,7 +79,7 @@ test('Xen disk names: disks go on the bus in vdev order, and the kernel command 
   assert.ok(opt(argv, '-device').includes('ide-cd,drive=disk2,id=dev-disk2'), 'the empty cdrom is an ide-cd');
   assert.ok(opt(argv, '-drive').includes('if=none,id=disk2,media=cdrom,readonly=on'));
   // the unknown xvdq stays as written; sdb is the second disk's index too
-  assert.equal(guestCmdline(c), 'console=ttyS0 root=/dev/vda1 ro resume=/dev/vdb2 data=/dev/vdb swap=/dev/xvdq xeno.hostname=web');
+  assert.equal(guestCmdline(c), 'console=ttyS0 root=/dev/vda1 ro resume=/dev/vdb2 data=/dev/vdb swap=/dev/xvdq xeno.hostname=web systemd.hostname=web');
   assert.deepEqual(translateDiskNames('root=/dev/xvdb', [disk('xvdb')]), { cmdline: 'root=/dev/vda', changes: ['/dev/xvdb -> /dev/vda'] });
   assert.deepEqual(diskNameWarnings({ ...base, disks: [disk('xvdb')], root: '/dev/xvdb' }, 'root=/dev/xvdb'), [
     'warning: disk xvdb appears in the guest as /dev/vda (virtio names disks by rank: xeno keeps the vdev order, not gaps)',
