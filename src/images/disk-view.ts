@@ -11,7 +11,7 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFile
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { XenoError } from '../common/errors.js';
+import { XenoError, errorMessage } from '../common/errors.js';
 import type { DiskFormat } from '../model/domain-config.js';
 
 const execFileP = promisify(execFile);
@@ -29,8 +29,10 @@ export async function openRawView(image: string, format: DiskFormat): Promise<Ra
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xeno-disk-'));
   const mnt = path.join(dir, 'raw');
   writeFileSync(mnt, '');
+  // No image lock: the disk may be in use by a QEMU that holds it (an incoming migration's source
+  // runs on until the switch-over); only the boot files are read, and nothing is written.
   const child: ChildProcess = spawn('qemu-storage-daemon', [
-    '--blockdev', JSON.stringify({ driver: 'file', filename: image, 'node-name': 'file0', 'read-only': true }),
+    '--blockdev', JSON.stringify({ driver: 'file', filename: image, 'node-name': 'file0', 'read-only': true, locking: 'off' }),
     '--blockdev', JSON.stringify({ driver: QEMU_DRIVER[format], file: 'file0', 'node-name': 'disk0', 'read-only': true }),
     '--export', JSON.stringify({ type: 'fuse', id: 'exp0', 'node-name': 'disk0', mountpoint: mnt, writable: false }),
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -104,9 +106,16 @@ function checkedPath(p: string): string {
   return p;
 }
 
+/**
+ * debugfs, read-only: `-c` (catastrophic mode) skips the bitmaps and `-n` the metadata checksums,
+ * which a guest's file system that was not cleanly unmounted (a disk after a save, or in use by a
+ * running guest) may fail; the directories, inodes and extents read are what the guest wrote.
+ */
+const DEBUGFS_READ = ['-c', '-n'];
+
 async function debugfs(device: string, request: string): Promise<{ stdout: string; stderr: string }> {
   try {
-    return await execFileP('debugfs', ['-R', request, device], { maxBuffer: 16 << 20, encoding: 'utf8' });
+    return await execFileP('debugfs', [...DEBUGFS_READ, '-R', request, device], { maxBuffer: 16 << 20, encoding: 'utf8' });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string };
     if (err.code === 'ENOENT') throw new XenoError('BOOTLOADER_ERROR', 'debugfs is not installed (apt-get install e2fsprogs)');
@@ -114,13 +123,13 @@ async function debugfs(device: string, request: string): Promise<{ stdout: strin
   }
 }
 
-/** True when `device` holds an ext2/3/4 file system. */
-export async function isExtFs(device: string): Promise<boolean> {
+/** True when `device` holds an ext2/3/4 file system; else why not (debugfs's complaint). */
+export async function isExtFs(device: string): Promise<true | string> {
   try {
-    const r = await execFileP('debugfs', ['-R', 'stats', device], { maxBuffer: 16 << 20, encoding: 'utf8' });
-    return /Filesystem magic number:\s+0xEF53/.test(r.stdout);
-  } catch {
-    return false;
+    const r = await execFileP('debugfs', [...DEBUGFS_READ, '-R', 'stats', device], { maxBuffer: 16 << 20, encoding: 'utf8' });
+    return /Filesystem magic number:\s+0xEF53/.test(r.stdout) || r.stderr.trim().split('\n').pop() || 'no ext2/3/4 magic';
+  } catch (e) {
+    return ((e as { stderr?: string }).stderr ?? errorMessage(e)).trim().split('\n').pop() ?? 'debugfs failed';
   }
 }
 

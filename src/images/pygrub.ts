@@ -41,9 +41,16 @@ export async function pygrub(disk: DiskSpec, bootloaderArgs: readonly string[], 
   const view = await openRawView(disk.target, disk.format);
   try {
     const offsets = partitionOffsets(view.file);
+    const seen: string[] = [];
     for (const [i, off] of (offsets.length ? offsets : [0]).entries()) {
       const dev = fsDevice(view.file, off);
-      if (!(await isExtFs(dev))) continue;
+      const where = offsets.length ? `partition ${i + 1} (at ${off})` : 'the whole disk';
+      const ext = await isExtFs(dev);
+      if (ext !== true) {
+        seen.push(`${where}: not ext2/3/4 (${ext})`);
+        continue;
+      }
+      seen.push(`${where}: ext2/3/4 without a boot config`);
       for (const [cfg, kind] of CONFIGS) {
         const text = await readFsFile(dev, cfg);
         if (text === null) continue;
@@ -61,7 +68,7 @@ export async function pygrub(disk: DiskSpec, bootloaderArgs: readonly string[], 
         return { kernel, ramdisk, args: cmdline, title: entry.title, source: `${offsets.length ? `partition ${i + 1}` : 'whole disk'}: ${cfg}` };
       }
     }
-    throw new XenoError('BOOTLOADER_ERROR', `pygrub: no ext2/3/4 file system on ${disk.target} holds a grub.cfg, extlinux.conf, syslinux.cfg or menu.lst`);
+    throw new XenoError('BOOTLOADER_ERROR', `pygrub: no ext2/3/4 file system on ${disk.target} holds a grub.cfg, extlinux.conf, syslinux.cfg or menu.lst (${seen.join('; ')})`);
   } finally {
     await view.close();
   }
