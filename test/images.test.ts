@@ -21,7 +21,7 @@ import type { DomainDetail } from '../src/model/api.js';
 import { TestDaemon, sleep } from './helpers/harness.js';
 import { NetWorld, must } from './net/world.js';
 
-const BOOT_MS = 600_000;
+const BOOT_MS = 900_000;
 /** The link between the first host and the migration target (a veth pair of the test's own). */
 const MIG_A = '10.198.7.1';
 const MIG_B = '10.198.7.2';
@@ -30,7 +30,7 @@ const MIG_PORT = 8002;
 const BR_HOST = '192.168.77.1';
 const t_diag = (m: string) => process.stderr.write(`# ${m}\n`);
 
-describe('a Debian guest from create-image, booted through pygrub', { timeout: 1_800_000 }, () => {
+describe('a Debian guest from create-image, booted through pygrub', { timeout: 3_000_000 }, () => {
   let w: NetWorld;
   let w2: NetWorld;
   let w3: NetWorld;
@@ -87,12 +87,13 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 1
     await Promise.all([d.start(), b.start()]);
   });
   after(async () => {
-    await d?.cleanup();
-    await b?.cleanup();
-    await w?.destroy();
-    await w2?.destroy();
-    await w3?.destroy();
+    // Every step runs even when one fails (a daemon's leftovers must not leave the others running).
+    const errors: unknown[] = [];
+    for (const step of [() => d?.cleanup(), () => b?.cleanup(), () => w?.destroy(), () => w2?.destroy(), () => w3?.destroy()]) {
+      await Promise.resolve(step()).catch((e: unknown) => errors.push(e));
+    }
     rmSync(work, { recursive: true, force: true });
+    if (errors.length) throw errors[0];
   });
 
   it('create-image builds a qcow2 image and its xl.cfg (base cached across runs)', async (t) => {

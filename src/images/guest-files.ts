@@ -29,6 +29,9 @@ export interface GuestFilesOptions {
 
 export const CPU_ONLINE_RULE = 'SUBSYSTEM=="cpu", ACTION=="add", ATTR{online}=="0", ATTR{online}="1"\n';
 
+/** Devices are waited for as long as they take (systemd >= 252 reads DefaultDeviceTimeoutSec). */
+export const DEVICE_TIMEOUT_CONF = '[Manager]\nDefaultDeviceTimeoutSec=infinity\n';
+
 function put(root: string, p: string, text: string, mode = 0o644): void {
   const f = path.join(root, p);
   mkdirSync(path.dirname(f), { recursive: true });
@@ -89,6 +92,9 @@ export async function customise(root: string, o: GuestFilesOptions): Promise<voi
   // hvc0 (a virtio console) gets its getty from systemd-getty-generator when the device exists:
   // enabled here, a guest without one would wait 90 s for dev-hvc0.device before getty.target.
   put(root, 'etc/udev/rules.d/80-xeno-cpu-online.rules', CPU_ONLINE_RULE);
+  // systemd gives up on a device after 90 s, and then on what needs it (ttyS0's getty, the agent's
+  // port): on a loaded host under TCG, udev's coldplug can take longer than that.
+  put(root, 'etc/systemd/system.conf.d/50-xeno.conf', DEVICE_TIMEOUT_CONF);
   put(root, 'boot/grub/grub.cfg', grubCfg(root));
   // Each image gets its own identity now: a machine id (an empty one would make the first boot a
   // "first boot", whose systemd-firstboot prompts on the console) and fresh ssh host keys.
