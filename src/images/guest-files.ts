@@ -29,8 +29,11 @@ export interface GuestFilesOptions {
 
 export const CPU_ONLINE_RULE = 'SUBSYSTEM=="cpu", ACTION=="add", ATTR{online}=="0", ATTR{online}="1"\n';
 
-/** Devices are waited for as long as they take (systemd >= 252 reads DefaultDeviceTimeoutSec). */
-export const DEVICE_TIMEOUT_CONF = '[Manager]\nDefaultDeviceTimeoutSec=infinity\n';
+/**
+ * Devices are waited for as long as they take (systemd >= 252 reads DefaultDeviceTimeoutSec), and
+ * a service gets 10 minutes to start (not 90 s): under TCG on a loaded host both are exceeded.
+ */
+export const DEVICE_TIMEOUT_CONF = '[Manager]\nDefaultDeviceTimeoutSec=infinity\nDefaultTimeoutStartSec=10min\n';
 
 function put(root: string, p: string, text: string, mode = 0o644): void {
   const f = path.join(root, p);
@@ -93,7 +96,7 @@ export async function customise(root: string, o: GuestFilesOptions): Promise<voi
   // enabled here, a guest without one would wait 90 s for dev-hvc0.device before getty.target.
   put(root, 'etc/udev/rules.d/80-xeno-cpu-online.rules', CPU_ONLINE_RULE);
   // systemd gives up on a device after 90 s, and then on what needs it (ttyS0's getty, the agent's
-  // port): on a loaded host under TCG, udev's coldplug can take longer than that.
+  // port), and kills a service still starting after 90 s: a loaded host under TCG takes longer.
   put(root, 'etc/systemd/system.conf.d/50-xeno.conf', DEVICE_TIMEOUT_CONF);
   put(root, 'boot/grub/grub.cfg', grubCfg(root));
   // Each image gets its own identity now: a machine id (an empty one would make the first boot a
