@@ -93,6 +93,12 @@ test('every guest gets a virtio console beside the serial line (console=hvc0)', 
   assert.ok(opt(argv, '-device').includes('virtio-serial-pci,id=vserial0'));
   assert.ok(opt(argv, '-chardev').includes('socket,id=hvc0,path=/run/x/hvc0.sock,server=on,wait=off'));
   assert.ok(opt(argv, '-device').includes('virtconsole,chardev=hvc0,id=hvc0dev'));
+  // The guest agent's port sits on a virtio-serial bus of its own: no bus or id shared with hvc0.
+  assert.ok(opt(argv, '-device').includes('virtio-serial-pci,id=qgaserial0'));
+  assert.ok(opt(argv, '-chardev').includes('socket,id=qga0,path=/run/x/qga.sock,server=on,wait=off'));
+  assert.ok(opt(argv, '-device').includes('virtserialport,bus=qgaserial0.0,chardev=qga0,id=qga0port,name=org.qemu.guest_agent.0'));
+  const ids = opt(argv, '-device').concat(opt(argv, '-chardev')).map((d) => /(?:^|,)id=([^,]+)/.exec(d)?.[1]).filter(Boolean);
+  assert.equal(new Set(ids).size, ids.length, `unique ids: ${ids.join(' ')}`);
 });
 
 test('hvm: boot order in Xen letters becomes per-device bootindex; no -boot string, no kernel', () => {
