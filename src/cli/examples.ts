@@ -55,6 +55,7 @@ export const EXAMPLES: Record<string, string[]> = {
   start: ['xeno start web'],
   delete: ['xeno delete web            # forgets the definition; the disks stay'],
   'host-stop': ['xeno host-stop             # what xendomains.service runs at shutdown', 'xeno host-stop -m shutdown -t 120'],
+  'create-image': ['xeno create-image --hostname web --dhcp --ssh-key ~/.ssh/id_ed25519.pub --packages nginx --dir /srv/xeno   # then: xeno create /srv/xeno/web.cfg'],
   help: ['xeno help create'],
 };
 

@@ -19,6 +19,8 @@ export const ERROR_CATALOGUE = {
   TIMEOUT: { status: 504, doc: 'The guest or QEMU did not answer in time.' },
   QEMU_ERROR: { status: 500, doc: 'QEMU refused a command or failed to start.' },
   HOST_ERROR: { status: 500, doc: 'A host resource (network, cgroup, storage) could not be set up.' },
+  BOOTLOADER_ERROR: { status: 400, doc: "pygrub found no bootable kernel on the guest's disk (no readable grub.cfg, extlinux.conf or menu.lst)." },
+  IMAGE_ERROR: { status: 500, doc: 'create-image could not build the guest image (debootstrap, mkfs or qemu-img failed).' },
   SAVE_FORMAT: { status: 400, doc: 'A save file is truncated, corrupted or of an unknown format.' },
   UNAUTHORIZED: { status: 401, doc: 'The web console asks for a session (log in with the web token).' },
   FORBIDDEN: { status: 403, doc: 'A web console request without its CSRF token, or from another origin.' },

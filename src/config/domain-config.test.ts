@@ -273,11 +273,11 @@ describe('toDomainConfig', () => {
 
   it('warns about unknown keys like xl, and once about each accepted key that has no effect', () => {
     const w: string[] = [];
-    const c = cfg('name = "a"\nacpi = 1\napic = 1\n  vfb = [ "vnc=1" ]\nbootloader = "pygrub"', w);
+    const c = cfg('name = "a"\nacpi = 1\napic = 1\n  vfb = [ "vnc=1" ]\ncpuid = "host"', w);
     assert.deepEqual(w, [
       `guest.cfg:2:1: warning: "acpi" has no effect: QEMU's pc machine always has ACPI`,
       `guest.cfg:3:1: warning: "apic" has no effect: QEMU's pc machine always has an APIC`,
-      'guest.cfg:5:1: warning: ignoring unknown key "bootloader"',
+      'guest.cfg:5:1: warning: ignoring unknown key "cpuid"',
     ]);
     assert.deepEqual(c.vnc, { listen: '127.0.0.1' }, 'vfb vnc=1 is a VNC display on loopback');
   });

@@ -51,7 +51,7 @@ const DISPLAY_KEYS = ['boot', 'vnc', 'vnclisten', 'vncdisplay', 'vncpasswd', 'vf
 export const KNOWN_KEYS = [
   'name', 'uuid', 'type', 'builder', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpu_weight', 'cap',
   'kernel', 'ramdisk', 'root', 'extra', 'cmdline', 'hostname', 'disk', 'vif',
-  'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', 'ha', 'ha_restart_priority', 'disk_cache', ...DISPLAY_KEYS,
+  'bootloader', 'bootloader_args', 'on_poweroff', 'on_reboot', 'on_crash', 'restart_limit', 'ha', 'ha_restart_priority', 'disk_cache', ...DISPLAY_KEYS,
 ] as const;
 
 /** Keys xm/xl files often carry that have no effect here: accepted, with one warning saying why. */
@@ -192,6 +192,27 @@ class Normaliser {
     return norm === 'all' ? undefined : norm;
   }
 
+  /** `bootloader = "pygrub"` (or a path to it, as xm files write it); anything else is refused. */
+  private bootloader(kernel: string | undefined): 'pygrub' | undefined {
+    const b = this.string('bootloader');
+    if (b === undefined || b === '') return undefined;
+    const e = this.entries.get('bootloader')!;
+    if (path.basename(b) !== 'pygrub') throw this.error(e, `key "bootloader": unknown bootloader "${b}" (xeno has pygrub)`);
+    if (kernel !== undefined) {
+      this.warn(`${this.where(e)}: warning: "bootloader" is ignored: "kernel" is set`);
+      return undefined;
+    }
+    return 'pygrub';
+  }
+
+  /** xl writes bootloader_args as a list, xm as one string of flags. */
+  private bootloaderArgs(): string[] | undefined {
+    const e = this.entries.get('bootloader_args');
+    if (!e) return undefined;
+    if (e.value.kind === 'string') return e.value.value.split(/\s+/).filter(Boolean);
+    return this.stringList('bootloader_args').map((x) => x.value);
+  }
+
   private type(kernel: string | undefined): VmType {
     const typeEntry = this.entries.get('type');
     const builderEntry = this.entries.get('builder');
@@ -212,10 +233,10 @@ class Normaliser {
       else throw this.error(builderEntry!, `key "builder": unknown builder "${builder}" (linux or hvm; prefer type = "pv" | "pvh" | "hvm")`);
       from = builderEntry;
     } else {
-      result = kernel !== undefined ? 'pv' : 'hvm';
+      result = kernel !== undefined || this.bootloader(kernel) ? 'pv' : 'hvm';
     }
-    if (result !== 'hvm' && kernel === undefined && from) {
-      throw this.error(from, `a ${result} guest needs a kernel (xeno has no bootloader; use type = "hvm" to boot from the disk)`);
+    if (result !== 'hvm' && kernel === undefined && from && !this.bootloader(kernel)) {
+      throw this.error(from, `a ${result} guest needs a kernel or bootloader = "pygrub" (or type = "hvm" to boot from the disk)`);
     }
     return result;
   }
@@ -411,6 +432,12 @@ class Normaliser {
         throw this.error(this.entries.get('disk_cache')!, `key "disk_cache": unknown cache mode "${diskCache}" (${CACHE_MODES.join(', ')})`);
       }
       c.diskCache = diskCache as CacheMode;
+    }
+    const bootloader = this.bootloader(kernel);
+    if (bootloader !== undefined) {
+      c.bootloader = bootloader;
+      const args = this.bootloaderArgs();
+      if (args?.length) c.bootloaderArgs = args;
     }
     return c;
   }

@@ -58,8 +58,8 @@ export interface ValidateOptions extends PathRules {
 
 const CONFIG_KEYS = [
   'name', 'uuid', 'type', 'memory', 'maxmem', 'vcpus', 'maxvcpus', 'cpus', 'cpuModel', 'cpuWeight', 'cap', 'kernel', 'ramdisk',
-  'root', 'extra', 'cmdline', 'hostname', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'restartLimit', 'boot', 'vnc',
-  'ha', 'haRestartPriority', 'diskCache',
+  'root', 'extra', 'cmdline', 'hostname', 'bootloader', 'bootloaderArgs', 'disks', 'vifs', 'onPoweroff', 'onReboot', 'onCrash', 'restartLimit',
+  'boot', 'vnc', 'ha', 'haRestartPriority', 'diskCache',
 ] as const satisfies ReadonlyArray<keyof DomainConfig>;
 const DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype', 'cache'] as const satisfies ReadonlyArray<keyof DiskSpec>;
 const REQUIRED_DISK_KEYS = ['target', 'format', 'vdev', 'access', 'devtype'] as const;
@@ -276,7 +276,13 @@ export function validateDomainConfig(raw: unknown, opts: ValidateOptions = {}): 
   if (r.vnc !== undefined) c.vnc = validateVnc('vnc', r.vnc);
   if (r.diskCache !== undefined) c.diskCache = oneOf('diskCache', r.diskCache, CACHE_MODES);
 
-  if (type !== 'hvm' && c.kernel === undefined) throw fieldError('kernel', `a ${type} domain needs a kernel (xeno has no bootloader)`);
+  if (r.bootloader !== undefined) c.bootloader = oneOf('bootloader', r.bootloader, ['pygrub'] as const);
+  if (r.bootloaderArgs !== undefined) {
+    c.bootloaderArgs = list('bootloaderArgs', r.bootloaderArgs, 16).map((a, i) => str(`bootloaderArgs[${i}]`, a, MAX_CMDLINE));
+    if (!c.bootloader) throw fieldError('bootloaderArgs', 'set without a bootloader');
+  }
+
+  if (type !== 'hvm' && c.kernel === undefined && !c.bootloader) throw fieldError('kernel', `a ${type} domain needs a kernel or bootloader = "pygrub"`);
   if (type === 'hvm' && c.kernel === undefined && disks.length === 0) throw fieldError('disks', 'an hvm domain needs a disk to boot from');
   return c;
 }

@@ -74,6 +74,8 @@ export function formatXlCfg(c: DomainConfig): string {
   str('extra', c.extra);
   str('cmdline', c.cmdline);
   str('hostname', c.hostname);
+  str('bootloader', c.bootloader);
+  if (c.bootloaderArgs?.length) lines.push(`bootloader_args = ${list(c.bootloaderArgs)}`);
   lines.push('');
   str('on_poweroff', c.onPoweroff);
   str('on_reboot', c.onReboot);

@@ -15,6 +15,7 @@ import { loadDaemonConfigFile } from '../config/index.js';
 import { parseListenAddress } from '../config/listen-address.js';
 import { QemuBackend } from '../hypervisor/qemu/qemu-backend.js';
 import { defaultDaemonConfig, type DaemonConfig } from '../model/daemon-config.js';
+import { bootloaderHooks } from '../toolstack/bootloader-hooks.js';
 import { composeHooks } from '../toolstack/hooks.js';
 import { RuntimeHooks } from '../toolstack/runtime-hooks.js';
 import { NetworkManager, instanceIdFor } from '../host/network/network-manager.js';
@@ -136,7 +137,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const store = new StateStore(path.join(config.stateDir, 'xeno.db'), { eventLimit: config.eventLimit });
   const runtimeHooks = new RuntimeHooks({ config, log });
-  const hooks = composeHooks(new QemuAccess(qemuUser, runRoot).hooks(), runtimeHooks, network.hooks());
+  const hooks = composeHooks(bootloaderHooks(log), new QemuAccess(qemuUser, runRoot).hooks(), runtimeHooks, network.hooks());
   const toolstack = new Toolstack({ config, backend, store, log, hooks });
   await toolstack.adoptAll();
   await recoverMigrations(toolstack);

@@ -45,6 +45,16 @@ export interface DomainDetail extends DomainInfo {
   config: DomainConfig;
   /** The balloon's actual size reported by the guest, MiB. */
   balloonActual?: number;
+  /** What the guest agent (qemu-guest-agent) reports; absent when no agent answers. */
+  guest?: GuestAgentInfo;
+}
+
+export interface GuestAgentInfo {
+  /** The guest's addresses (loopback and IPv6 link-local left out). */
+  addresses: string[];
+  /** e.g. "Debian GNU/Linux 12 (bookworm)". */
+  os?: string;
+  kernel?: string;
 }
 
 export interface HostInfo {

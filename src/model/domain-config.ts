@@ -96,6 +96,13 @@ export interface DomainConfig {
   /** Explicit kernel command line; overrides root and extra when set. */
   cmdline?: string;
   hostname?: string;
+  /**
+   * `bootloader = "pygrub"`: the kernel, initrd and command line are read from the guest's own disk
+   * (its grub.cfg / extlinux.conf / menu.lst) at every start. Ignored when `kernel` is set.
+   */
+  bootloader?: 'pygrub';
+  /** pygrub's own flags: --entry=N|TITLE, --kernel=PATH, --ramdisk=PATH, --args=ARGS. */
+  bootloaderArgs?: string[];
   disks: DiskSpec[];
   vifs: VifSpec[];
   onPoweroff: LifecycleAction;

@@ -8,7 +8,7 @@ const config: DomainConfig = {
   name: 'web', type: 'pv', memory: 128, maxmem: 256, vcpus: 2, maxvcpus: 2, kernel: '/k', ramdisk: '/r',
   disks: [], vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy', cpuModel: 'Haswell-noTSX',
 };
-const paths = { qmp: '/q', serial: '/s', hvc: '/h', pidfile: '/p' };
+const paths = { qmp: '/q', serial: '/s', hvc: '/h', qga: '/g', pidfile: '/p' };
 const opt = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
 
 test('the pool model under KVM, for the boot cpu and the hot-pluggable ones', () => {

@@ -5,7 +5,8 @@
 import os from 'node:os';
 import { XENO_VERSION } from '../common/version.js';
 import { threadStat } from '../host/proc.js';
-import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
+import { guestAddresses } from '../hypervisor/qemu/guest-agent.js';
+import type { DomainDetail, DomainInfo, GuestAgentInfo, HostInfo } from '../model/api.js';
 import { stateFlags } from '../model/domain-state.js';
 import { restartInfo } from './restart-policy.js';
 import { unplugTrap } from './runtime.js';
@@ -95,5 +96,19 @@ export async function domainDetail(ts: Toolstack, rec: DomainRecord): Promise<Do
       /* no balloon answer: leave it out */
     }
   }
-  return { ...base, config: rec.config, balloonActual };
+  const guest = l && !l.vm.exited ? await guestAgentInfo(ts, rec) : undefined;
+  return { ...base, config: rec.config, balloonActual, ...(guest ? { guest } : {}) };
+}
+
+/** The guest agent's view, or undefined when the guest runs none (or is paused). */
+async function guestAgentInfo(ts: Toolstack, rec: DomainRecord): Promise<GuestAgentInfo | undefined> {
+  if (rec.state !== 'running') return undefined;
+  const qga = ts.guestAgent(rec);
+  try {
+    const ifaces = await qga.interfaces(2000);
+    const os = await qga.osInfo(2000).catch(() => undefined);
+    return { addresses: guestAddresses(ifaces), os: os?.['pretty-name'] ?? os?.name, kernel: os?.['kernel-release'] };
+  } catch {
+    return undefined;
+  }
 }

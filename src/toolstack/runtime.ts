@@ -18,6 +18,7 @@ import { waitVmEvent, type EventWait } from '../hypervisor/vm-events.js';
 import type { Vm } from '../hypervisor/backend.js';
 import type { QmpEvent } from '../hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../model/domain-config.js';
+import { syncGuestVcpus } from './guest-agent-ops.js';
 import { RuntimeHooks, VCPU_PINS_KEY, pinFor, vcpuPinsOf, type VcpuPins } from './runtime-hooks.js';
 import { sleepUnlessAborted, unlessAborted } from './long-ops.js';
 import type { DomainRecord } from './store.js';
@@ -93,6 +94,8 @@ export interface VcpuSetResult {
   /** Vcpu indexes whose unplug the guest has not completed yet. */
   pending: number[];
   message?: string;
+  /** CPUs online inside the guest, as its agent reports them after the change (absent: no agent). */
+  guestOnline?: number;
 }
 
 export interface VcpuListRow extends Omit<VcpuRow, 'threadId'> {
@@ -519,8 +522,19 @@ export class Runtime {
         this.ts.event(rec, 'vcpu-set', `${rec.name}: vcpus ${removed.join(', ') || 'none'} removed${res.pending.length ? `, ${res.pending.join(', ')} pending` : ''}; ${res.vcpus} vcpus`);
       }
       if (!pend.size) this.pending.delete(rec.id);
+      await this.syncGuest(rec, res);
       return res;
     }));
+  }
+
+  /** The guest agent onlines what was plugged, so the guest, `xeno list` and vcpu-list agree. */
+  private async syncGuest(rec: DomainRecord, res: VcpuSetResult): Promise<void> {
+    try {
+      const online = await syncGuestVcpus(this.ts.guestAgent(rec), res.vcpus);
+      if (online !== null) res.guestOnline = online;
+    } catch (e) {
+      res.message = [res.message, errorMessage(e)].filter(Boolean).join('; ');
+    }
   }
 
   /** `xm vcpu-pin DOM VCPU|all CPUS`: the real affinity of the vcpu threads, kept in the config. */

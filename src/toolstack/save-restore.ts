@@ -16,6 +16,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { resyncGuestClock } from './guest-agent-ops.js';
 import { XenoError, errorMessage, isXenoError, type ErrorCode } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import { crashPoint } from '../common/test-crash.js';
@@ -75,6 +76,8 @@ export interface RestoreResult {
 
 export interface SaveOpts {
   checkpoint?: boolean;
+  /** Freeze the guest's file systems through its agent for the save (thawed after, or at restore). */
+  freeze?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -174,6 +177,16 @@ export class SaveRestore {
         domid: rec.id, name: rec.name, file: target, partial: partialPathFor(target), wasRunning, checkpoint,
         phase: 'writing', started: header.created,
       };
+      const agent = this.ts.guestAgent(rec);
+      if (opts.freeze) {
+        if (!wasRunning) throw fail('BAD_STATE', `save ${rec.name}: --freeze needs a running guest (its agent freezes the file systems)`);
+        await agent.fsfreeze().catch((e: unknown) => {
+          throw fail('BAD_STATE', `save ${rec.name}: the guest agent could not freeze its file systems: ${errorMessage(e)}; the guest was not touched`);
+        });
+      }
+      const thaw = async () => {
+        if (opts.freeze) await agent.fsthaw().catch(() => undefined);
+      };
       let pausedAt: number | undefined;
       let started = false;
       let res;
@@ -194,12 +207,17 @@ export class SaveRestore {
       } catch (e) {
         if (signal.aborted) {
           // destroy preempted the save: the partial file is gone, the guest goes with the destroy.
+          await thaw();
           this.clearIntent(rec.id);
           this.ts.event(rec, 'save-cancelled', `save of ${rec.name} to ${target} cancelled (${errorMessage(signal.reason)}); the partial file ${intent.partial} was removed`);
           throw signal.reason;
         }
-        if (!started) throw fail(isXenoError(e) ? e.code : 'HOST_ERROR', `save of ${rec.name} to ${target} failed: ${errorMessage(e)}; the guest was not touched`);
+        if (!started) {
+          await thaw();
+          throw fail(isXenoError(e) ? e.code : 'HOST_ERROR', `save of ${rec.name} to ${target} failed: ${errorMessage(e)}; the guest was not touched`);
+        }
         const left = await this.resumeAfterFailure(rec, vm, wasRunning);
+        await thaw();
         this.clearIntent(rec.id);
         const msg = `save of ${rec.name} to ${target} failed: ${errorMessage(e)}; ${left}, and the partial file ${intent.partial} was removed`;
         this.ts.event(rec, 'save-failed', msg);
@@ -214,6 +232,7 @@ export class SaveRestore {
         try {
           if (wasRunning) await vm.resume();
           else await backToPaused(vm);
+          await thaw();
         } finally {
           if (pausedAt !== undefined) pausedMs = performance.now() - pausedAt;
           this.ts.deps.store.update(rec.id, { state: wasRunning ? 'running' : 'paused' });
@@ -336,6 +355,7 @@ export class SaveRestore {
         ...(plan.config.maxmem !== plan.launchConfig.maxmem || plan.config.memory !== plan.launchConfig.memory ? { config: plan.config } : {}),
       });
       this.ts.event(rec, 'restore', `${rec.name} restored from ${info.path} as domain ${rec.id} (${paused ? 'paused' : 'running'})`);
+      if (!paused) this.afterResume(rec);
       return {
         name: rec.name, id: rec.id, file: info.path, state: paused ? 'paused' : 'running', bytes: loaded.bytes,
         elapsedMs: t2 - t0, launchMs: t1 - t0, loadMs: t2 - t1,
@@ -346,6 +366,20 @@ export class SaveRestore {
       this.ts.event(rec, 'restore-failed', msg);
       throw fail(isXenoError(e) ? e.code : 'INTERNAL', msg, { file: info.path });
     }
+  }
+
+  /**
+   * The guest's clock stood still while it was saved: its agent (if it runs one) sets it from the
+   * host's, and thaws file systems a `save --freeze` left frozen. In the background: a guest
+   * without an agent must not slow the restore down.
+   */
+  private afterResume(rec: DomainRecord): void {
+    const agent = this.ts.guestAgent(rec);
+    void (async () => {
+      if (!(await resyncGuestClock(agent))) return;
+      await agent.fsthaw().catch(() => undefined);
+      this.ts.event(rec, 'restore', `${rec.name}: clock set through the guest agent`);
+    })().catch(() => undefined);
   }
 
   // ---- after a xenod crash ------------------------------------------------------------------

@@ -13,6 +13,7 @@ import { XenoError } from '../common/errors.js';
 import { crashPoint } from '../common/test-crash.js';
 import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
 import { guestCmdline } from '../hypervisor/qemu/argv.js';
+import { GuestAgent } from '../hypervisor/qemu/guest-agent.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
 import { account, ensureFits, hostTotalMemoryMb, type MemoryAccount } from '../host/memory.js';
 import type { DomainDetail, DomainInfo, HostInfo } from '../model/api.js';
@@ -177,6 +178,10 @@ export class Toolstack {
 
   detail(rec: DomainRecord): Promise<DomainDetail> {
     return domainDetail(this, rec);
+  }
+
+  guestAgent(rec: DomainRecord): GuestAgent {
+    return new GuestAgent(qemuPaths(rec.runDir).qga);
   }
 
   list(): DomainInfo[] {
@@ -488,9 +493,25 @@ export class Toolstack {
       if (r.state === 'paused') await l.vm.resume();
       await l.vm.powerdown();
       this.event(r, 'shutdown', `shutdown requested for ${r.name}`);
+      this.agentShutdownFallback(r, l);
       return r;
     });
     if (wait) await this.waitGone(rec.id, timeoutMs);
+  }
+
+  /**
+   * A guest that ignores the ACPI power button (no acpid, a button handler masked) is asked again
+   * through its agent (guest-shutdown) after a while, if it runs one.
+   */
+  private agentShutdownFallback(rec: DomainRecord, live: Live, afterMs = 30_000): void {
+    const t = setTimeout(() => {
+      if (live.vm.exited || live.stopping || this.live.get(rec.id) !== live) return;
+      void this.guestAgent(rec).shutdown().then(
+        () => this.event(rec, 'shutdown', `${rec.name} ignored the ACPI power button: asked through its guest agent`),
+        () => undefined,
+      );
+    }, afterMs);
+    t.unref();
   }
 
   /** A clean reboot: the guest shuts down through ACPI, and xenod restarts it (on_reboot). */
@@ -506,6 +527,7 @@ export class Toolstack {
       this.store.update(rec.id, { extra: { ...rec.extra, rebootRequested: true } });
       await l.vm.powerdown();
       this.event(rec, 'reboot', `reboot requested for ${rec.name}`);
+      this.agentShutdownFallback(rec, l);
     });
   }
 

@@ -42,12 +42,12 @@ export class DirectGuest {
    */
   static async start(opts: {
     netns: string; name: string; domid: number; dir: string; nics: NicBackend[]; extra: string; track: (pid: number) => void;
-    argv?: (paths: { qmp: string; serial: string; hvc: string; pidfile: string }) => string[];
+    argv?: (paths: { qmp: string; serial: string; hvc: string; qga: string; pidfile: string }) => string[];
     bootTimeoutMs?: number;
   }): Promise<DirectGuest> {
     const dir = path.join(opts.dir, opts.name);
     mkdirSync(dir, { recursive: true });
-    const paths = { qmp: path.join(dir, 'qmp.sock'), serial: path.join(dir, 'serial.sock'), hvc: path.join(dir, 'hvc0.sock'), pidfile: path.join(dir, 'qemu.pid') };
+    const paths = { qmp: path.join(dir, 'qmp.sock'), serial: path.join(dir, 'serial.sock'), hvc: path.join(dir, 'hvc0.sock'), qga: path.join(dir, 'qga.sock'), pidfile: path.join(dir, 'qemu.pid') };
     const argv = opts.argv ? opts.argv(paths) : buildQemuArgv({
       domid: opts.domid, config: guestConfig(opts.name, opts.extra), uuid: randomUUID(), machineType: 'pc', accel: 'tcg',
       paths, nics: opts.nics, tbSizeMb: 32,

@@ -6,6 +6,7 @@ import { registerDomainCommands } from './domain.js';
 import { registerEvacuateCommands } from './evacuate.js';
 import { registerHostCommands } from './host.js';
 import { registerManageCommands } from './manage.js';
+import { registerImageCommands } from './images.js';
 import { registerMigrationCommands } from './migration.js';
 import { registerNetworkCommands } from './network.js';
 import { registerPoolAdminCommands } from './pool-admin.js';
@@ -32,4 +33,5 @@ export function registerCommands(program: Command): void {
   registerPoolAdminCommands(program);
   registerPoolCommands(program);
   registerEvacuateCommands(program);
+  registerImageCommands(program);
 }

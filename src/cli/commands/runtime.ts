@@ -72,9 +72,11 @@ export function registerRuntimeCommands(program: Command): void {
     .argument('<dom>', 'name or id')
     .argument('<count>', 'number of vcpus')
     .option('-t, --timeout <seconds>', 'how long to wait for the guest to release unplugged vcpus (default 30)')
-    .action(async (dom: string, count: string, opts: { timeout?: string }) => {
+    .option('--json', 'print the result (with the CPUs online in the guest, when its agent answers) as JSON')
+    .action(async (dom: string, count: string, opts: { timeout?: string; json?: boolean }) => {
       const r = await api().post<VcpuSetResult>(domPath(dom, '/vcpu-set'), { vcpus: count, timeout: seconds(opts.timeout, 'vcpu-set --timeout') });
       if (r.pending.length) throw new Error(r.message ?? `vcpu unplug pending: ${r.pending.join(', ')}`);
+      if (opts.json) json(r);
     });
 
   program

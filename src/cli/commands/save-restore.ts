@@ -103,9 +103,10 @@ export function registerSaveRestoreCommands(program: Command): void {
     .argument('<dom>', 'name or id')
     .argument('<file>', 'the save file to write')
     .option('-c, --checkpoint', 'leave the domain running after the save (a checkpoint)')
+    .option('--freeze', "freeze the guest's file systems through its agent (qemu-guest-agent) for the save")
     .option('--json', 'print the result as JSON, no progress bar')
-    .action(async (dom: string, file: string, opts: { checkpoint?: boolean; json?: boolean }) => {
-      const body = { file: path.resolve(file), checkpoint: opts.checkpoint ?? false };
+    .action(async (dom: string, file: string, opts: { checkpoint?: boolean; freeze?: boolean; json?: boolean }) => {
+      const body = { file: path.resolve(file), checkpoint: opts.checkpoint ?? false, ...(opts.freeze ? { freeze: true } : {}) };
       const tty = !opts.json && process.stderr.isTTY === true;
       let r: SaveResult;
       if (tty) {

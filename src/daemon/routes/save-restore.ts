@@ -24,6 +24,7 @@ export interface SaveRequest {
   file: string;
   cwd?: string;
   checkpoint?: boolean;
+  freeze?: boolean;
   progress?: boolean;
 }
 
@@ -98,6 +99,7 @@ function registerSaveRestoreApi(app: FastifyInstance, sr: SaveRestore, ts: Daemo
             file: { type: 'string', minLength: 1, description: 'destination file (absolute, or relative to cwd)' },
             cwd: { type: 'string' },
             checkpoint: { type: 'boolean', default: false, description: 'keep the domain running afterwards (xm save -c)' },
+            freeze: { type: 'boolean', default: false, description: "freeze the guest's file systems through its agent for the save" },
             progress: { type: 'boolean', default: false, description: 'answer with NDJSON progress lines' },
           },
         },
@@ -106,7 +108,7 @@ function registerSaveRestoreApi(app: FastifyInstance, sr: SaveRestore, ts: Daemo
     async (req, reply) => {
       const file = absolute(req.body.file, req.body.cwd);
       ts.resolve(req.params.dom); // 404 before any stream starts
-      const run = (onProgress?: (p: SaveProgress) => void) => sr.save(req.params.dom, file, { checkpoint: req.body.checkpoint, onProgress });
+      const run = (onProgress?: (p: SaveProgress) => void) => sr.save(req.params.dom, file, { checkpoint: req.body.checkpoint, freeze: req.body.freeze, onProgress });
       if (!req.body.progress) return run();
       await streamed(reply, run);
       return reply;

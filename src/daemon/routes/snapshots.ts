@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { XenoError } from '../../common/errors.js';
 import { QemuAccess, ensureQemuUser } from '../../host/qemu-user.js';
 import type { Definitions } from '../../toolstack/definitions.js';
 import { SnapshotStore } from '../../toolstack/snapshot-store.js';
@@ -34,6 +35,17 @@ export function registerSnapshotRoutes(app: FastifyInstance, ctx: DaemonContext)
         definitions: () => ctx.services.definitions as Definitions | undefined,
         access: new QemuAccess(ensureQemuUser(ctx.config.qemuUser), runRoot),
         store: new SnapshotStore(() => path.join(ctx.config.stateDir, 'xeno.db')),
+        agent: {
+          // A ping first: a guest without an agent is told in 2 s, not after the freeze's 30 s.
+          freeze: async (rec) => {
+            const agent = ctx.toolstack.guestAgent(rec);
+            if (!(await agent.ping())) throw new XenoError('BAD_STATE', `cannot quiesce ${rec.name}: no agent answers guest-fsfreeze-freeze; the snapshot was not taken (leave out --quiesce for a crash-consistent one)`);
+            return agent.fsfreeze();
+          },
+          thaw: async (rec) => {
+            await ctx.toolstack.guestAgent(rec).fsthaw();
+          },
+        },
       });
     }
     return snaps;

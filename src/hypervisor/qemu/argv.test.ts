@@ -11,7 +11,7 @@ const base: DomainConfig = {
   hostname: 'web', disks: [{ target: '/srv/a,b.img', format: 'qcow2', vdev: 'xvda', access: 'ro', devtype: 'disk' }],
   vifs: [], onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
 };
-const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', hvc: '/run/x/hvc0.sock', pidfile: '/run/x/qemu.pid' };
+const paths = { qmp: '/run/x/qmp.sock', serial: '/run/x/serial.sock', hvc: '/run/x/hvc0.sock', qga: '/run/x/qga.sock', pidfile: '/run/x/qemu.pid' };
 
 function opt(argv: string[], flag: string): string[] {
   return argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
@@ -68,7 +68,7 @@ test('nics become tap netdevs named after the vif, with virtio-net frontends', (
 });
 
 test('the guest command line gets the serial console and hostname unless already there', () => {
-  assert.equal(guestCmdline(base), 'console=ttyS0 quiet xeno.hostname=web');
+  assert.equal(guestCmdline(base), 'console=ttyS0 quiet xeno.hostname=web systemd.hostname=web');
   assert.equal(guestCmdline({ ...base, cmdline: 'console=hvc0 hostname=x' }), 'console=hvc0 hostname=x');
   assert.equal(guestCmdline({ ...base, root: '/dev/xvda ro', extra: undefined, hostname: undefined }), 'console=ttyS0 root=/dev/vda ro');
 });
@@ -84,7 +84,7 @@ test('Xen disk names: disks go on the bus in vdev order, and the kernel command 
   assert.ok(opt(argv, '-device').includes('ide-cd,id=hdc'), 'the empty cdrom is an ide-cd without a drive');
   assert.ok(!opt(argv, '-blockdev').some((j) => j.includes('-hdc')), 'an empty tray has no nodes');
   // the unknown xvdq stays as written; sdb is the second disk's index too
-  assert.equal(guestCmdline(c), 'console=ttyS0 root=/dev/vda1 ro resume=/dev/vdb2 data=/dev/vdb swap=/dev/xvdq xeno.hostname=web');
+  assert.equal(guestCmdline(c), 'console=ttyS0 root=/dev/vda1 ro resume=/dev/vdb2 data=/dev/vdb swap=/dev/xvdq xeno.hostname=web systemd.hostname=web');
   assert.deepEqual(translateDiskNames('root=/dev/xvdb', [disk('xvdb')]), { cmdline: 'root=/dev/vda', changes: ['/dev/xvdb -> /dev/vda'] });
   assert.deepEqual(diskNameWarnings({ ...base, disks: [disk('xvdb')], root: '/dev/xvdb' }, 'root=/dev/xvdb'), [
     'warning: disk xvdb appears in the guest as /dev/vda (virtio names disks by rank: xeno keeps the vdev order, not gaps)',
@@ -116,6 +116,12 @@ test('every guest gets a virtio console beside the serial line (console=hvc0)', 
   assert.ok(opt(argv, '-device').includes('virtio-serial-pci,id=vserial0'));
   assert.ok(opt(argv, '-chardev').includes('socket,id=hvc0,path=/run/x/hvc0.sock,server=on,wait=off'));
   assert.ok(opt(argv, '-device').includes('virtconsole,chardev=hvc0,id=hvc0dev'));
+  // The guest agent's port sits on a virtio-serial bus of its own: no bus or id shared with hvc0.
+  assert.ok(opt(argv, '-device').includes('virtio-serial-pci,id=qgaserial0'));
+  assert.ok(opt(argv, '-chardev').includes('socket,id=qga0,path=/run/x/qga.sock,server=on,wait=off'));
+  assert.ok(opt(argv, '-device').includes('virtserialport,bus=qgaserial0.0,chardev=qga0,id=qga0port,name=org.qemu.guest_agent.0'));
+  const ids = opt(argv, '-device').concat(opt(argv, '-chardev')).map((d) => /(?:^|,)id=([^,]+)/.exec(d)?.[1]).filter(Boolean);
+  assert.equal(new Set(ids).size, ids.length, `unique ids: ${ids.join(' ')}`);
 });
 
 test('hvm: boot order in Xen letters becomes per-device bootindex; no -boot string, no kernel', () => {

@@ -36,6 +36,8 @@ export interface QemuPaths {
   pidfile: string;
   /** Where QEMU listens for a restore stream (`migrate-incoming unix:`). */
   restore: string;
+  /** The guest agent's virtio-serial port (org.qemu.guest_agent.0), a socket QEMU listens on. */
+  qga: string;
 }
 
 export interface QemuArgvInput {
@@ -44,7 +46,7 @@ export interface QemuArgvInput {
   uuid: string;
   machineType: string;
   accel: Accel;
-  paths: Pick<QemuPaths, 'qmp' | 'serial' | 'hvc' | 'pidfile'>;
+  paths: Pick<QemuPaths, 'qmp' | 'serial' | 'hvc' | 'qga' | 'pidfile'>;
   nics: NicBackend[];
   /** Start with vcpus stopped (`-S`): restore/incoming and `create -p`. */
   startPaused?: boolean;
@@ -99,6 +101,18 @@ function virtconsoleArgs(paths: Pick<QemuPaths, 'hvc'>): string[] {
     '-device', 'virtio-serial-pci,id=vserial0',
     '-chardev', `socket,id=hvc0,path=${escapeOpt(paths.hvc)},server=on,wait=off`,
     '-device', 'virtconsole,chardev=hvc0,id=hvc0dev',
+  ];
+}
+
+/**
+ * The guest agent's port (org.qemu.guest_agent.0) on a virtio-serial bus of its own, so hvc0 keeps
+ * port 0 of vserial0 (a virtconsole) and the agent's channel never shares a bus id with it.
+ */
+function guestAgentArgs(paths: Pick<QemuPaths, 'qga'>): string[] {
+  return [
+    '-chardev', `socket,id=qga0,path=${escapeOpt(paths.qga)},server=on,wait=off`,
+    '-device', 'virtio-serial-pci,id=qgaserial0',
+    '-device', 'virtserialport,bus=qgaserial0.0,chardev=qga0,id=qga0port,name=org.qemu.guest_agent.0',
   ];
 }
 
@@ -179,6 +193,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     '-trace', 'enable=qemu_system_shutdown_request',
     '-device', 'pvpanic',
     '-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on',
+    ...guestAgentArgs(paths),
   ];
   if (c.kernel) {
     argv.push('-kernel', c.kernel);
@@ -209,6 +224,7 @@ export function guestCmdline(c: DomainConfig): string {
   const base = translateDiskNames(effectiveCmdline(c) ?? '', c.disks).cmdline;
   if (!/\bconsole=/.test(base)) parts.push('console=ttyS0');
   if (base) parts.push(base);
-  if (c.hostname && !/\b(xeno\.)?hostname=/.test(base)) parts.push(`xeno.hostname=${c.hostname}`);
+  // xeno.hostname= for xeno's test guest, systemd.hostname= for a real distribution (systemd >= 233).
+  if (c.hostname && !/\b(xeno\.|systemd\.)?hostname=/.test(base)) parts.push(`xeno.hostname=${c.hostname}`, `systemd.hostname=${c.hostname}`);
   return parts.join(' ');
 }

@@ -37,6 +37,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     hvc: path.join(dir, 'hvc0.sock'),
     pidfile: path.join(dir, 'qemu.pid'),
     restore: path.join(dir, 'restore.sock'),
+    qga: path.join(dir, 'qga.sock'),
   };
 }
 
@@ -141,13 +142,13 @@ export class QemuBackend implements HypervisorBackend {
 
   async launch(req: LaunchRequest): Promise<Vm> {
     const paths = qemuPaths(req.runDir);
-    for (const p of [paths.qmp, paths.serial, paths.hvc]) {
+    for (const p of [paths.qmp, paths.serial, paths.hvc, paths.qga]) {
       if (Buffer.byteLength(p) > SUN_PATH_MAX) {
         throw new XenoError('HOST_ERROR', `socket path ${p} is longer than ${SUN_PATH_MAX} bytes: use a shorter state directory`);
       }
     }
     prepareRunDir(req.runDir, this.runAs);
-    for (const p of [paths.qmp, paths.serial, paths.hvc, paths.pidfile]) rmSync(p, { force: true });
+    for (const p of [paths.qmp, paths.serial, paths.hvc, paths.qga, paths.pidfile]) rmSync(p, { force: true });
     const logFd = openSync(req.logFile, 'a');
     const cmd = [...(this.runAs ? runAsPrefix(this.runAs) : []), this.binary, ...this.argv(req)];
     const child = spawn(cmd[0]!, cmd.slice(1), {
