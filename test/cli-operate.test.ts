@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildProgram } from '../src/cli/program.js';
@@ -15,7 +15,13 @@ import { REPO, TestDaemon, guestCfg, sleep } from './helpers/harness.js';
 
 /** Commands with --json; `migrate` needs a second host: test/migration.test.ts parses its --json. */
 /** Commands whose --json needs what this file's daemon has not (another host, metrics, the web door). */
-const JSON_ELSEWHERE: Record<string, string> = { migrate: 'test/migration.test.ts', top: 'test/metrics.test.ts', 'web-token': 'test/web.test.ts' };
+const JSON_ELSEWHERE: Record<string, string> = {
+  migrate: 'test/migration.test.ts', top: 'test/metrics.test.ts', 'web-token': 'test/web.test.ts',
+  'vcpu-set': 'test/images.test.ts', 'create-image': 'test/images.test.ts',
+  'block-list': 'test/storage.test.ts', 'image-info': 'test/storage.test.ts',
+  'snapshot-create': 'test/snapshot.test.ts', 'snapshot-list': 'test/snapshot.test.ts', 'snapshot-revert': 'test/snapshot.test.ts', 'snapshot-delete': 'test/snapshot.test.ts',
+  'pool-create': 'test/helpers/pool-lab.ts', 'pool-join': 'test/helpers/pool-lab.ts', 'host-list': 'test/pool.test.ts', 'host-evacuate': 'test/pool-ha.test.ts',
+};
 
 describe('the CLI for operators', () => {
   const d = new TestDaemon({ isolated: true });
@@ -53,6 +59,7 @@ describe('the CLI for operators', () => {
       ['start', ['start', 'jnew', '--json']],
       ['save', ['save', 'j2', saveFile, '--json']],
       ['restore', ['restore', saveFile, '--json']],
+      ['image-create', ['image-create', path.join(d.dir, 'j.qcow2'), '64M', '--json']],
       ['host-stop', ['host-stop', '-m', 'leave', '--json']],
     ];
     const covered = new Set<string>();
@@ -62,6 +69,12 @@ describe('the CLI for operators', () => {
       assert.doesNotThrow(() => JSON.parse(r.stdout), `xeno ${args.join(' ')} printed: ${r.stdout.slice(0, 300)}`);
       covered.add(cmd);
     }
+    // A build that cannot be made says why (IMAGE_ERROR) and leaves no image.
+    const imgDir = path.join(d.dir, 'img');
+    const bad = await d.xeno(['create-image', '--hostname', 'x1', '--dist', 'nosuchsuite', '--dir', imgDir]);
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /debootstrap/);
+    assert.ok(!existsSync(path.join(imgDir, 'x1.qcow2')) && !existsSync(path.join(imgDir, 'x1.cfg')), 'no image or config was left');
     const withJson = buildProgram().commands.filter((c) => c.options.some((o) => o.long === '--json')).map((c) => c.name());
     for (const [cmd, file] of Object.entries(JSON_ELSEWHERE)) {
       assert.ok(withJson.includes(cmd));
@@ -94,7 +107,7 @@ COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length 
       });
     };
     assert.deepEqual(await complete('xeno li'), ['li', 'list']);
-    assert.deepEqual(await complete('xeno host'), ['host-stop']);
+    assert.deepEqual(await complete('xeno host'), ['host-disable', 'host-enable', 'host-evacuate', 'host-list', 'host-stop']);
     assert.deepEqual(await complete('xeno console '), ['j1']);
     assert.deepEqual(await complete('xeno shutdown -w j'), ['j1']);
     assert.deepEqual(await complete('xeno start '), ['joff']);

@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
 import type { DomainDetail } from '../src/model/api.js';
 import { TestDaemon, sleep } from './helpers/harness.js';
 import { NetWorld, must } from './net/world.js';
@@ -29,6 +30,8 @@ const MIG_PORT = 8002;
 /** The xm-era guest's bridge (made by the test in its namespace) and the test's DHCP on it. */
 const BR_HOST = '192.168.77.1';
 const t_diag = (m: string) => process.stderr.write(`# ${m}\n`);
+/** The first host's web console, inside its namespace (the browser is started in there too). */
+const WEB_PORT = 8090;
 
 describe('a Debian guest from create-image, booted through pygrub', { timeout: 3_000_000 }, () => {
   let w: NetWorld;
@@ -88,7 +91,7 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 3
       await must(['ip', '-n', ns, 'link', 'set', 'mig0', 'up']);
     }
     const nat = "(network-script 'network-nat netdev=eth0')\n(vif-script vif-nat)\n";
-    d = new TestDaemon({ wrap: ['ip', 'netns', 'exec', w.host], args: ['--accel', 'tcg'], configText: `${nat}(xeno-relocation-key-file '${relocKey}')\n` });
+    d = new TestDaemon({ wrap: ['ip', 'netns', 'exec', w.host], args: ['--accel', 'tcg', '--web', `127.0.0.1:${WEB_PORT}`], configText: `${nat}(xeno-relocation-key-file '${relocKey}')\n` });
     b = new TestDaemon({
       wrap: ['ip', 'netns', 'exec', w2.host], args: ['--accel', 'tcg'],
       configText: `${nat}(xend-relocation-server yes)\n(xend-relocation-address '${MIG_B}')\n(xend-relocation-port ${MIG_PORT})\n(xeno-relocation-key-file '${relocKey}')\n`,
@@ -107,8 +110,8 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 3
 
   it('create-image builds a qcow2 image and its xl.cfg (base cached across runs)', async (t) => {
     const t0 = Date.now();
-    const r = await d.xeno(['create-image', '--hostname', 'web', '--dist', 'bookworm', '--size', '3G', '--memory', '512', '--vcpus', '1',
-      '--dhcp', '--ssh-key', `${key}.pub`, '--packages', 'nginx', '--bootloader', 'pygrub', '--dir', work, '--json'], { timeoutMs: 1_500_000 });
+    const r = await d.xeno(['create-image', '--json', '--hostname', 'web', '--dist', 'bookworm', '--size', '3G', '--memory', '512', '--vcpus', '1',
+      '--dhcp', '--ssh-key', `${key}.pub`, '--packages', 'nginx', '--bootloader', 'pygrub', '--dir', work], { timeoutMs: 1_500_000 });
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout) as { image: string; config: string; baseCached: boolean; timings: Record<string, number> };
     t.diagnostic(`create-image: ${Date.now() - t0} ms (${res.baseCached ? 'cached base' : 'cold: debootstrap'}) ${JSON.stringify(res.timings)}`);
@@ -138,6 +141,30 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 3
     assert.equal(await ssh('systemctl is-active multi-user.target'), 'active');
     assert.equal(await ssh('hostname'), 'web');
     assert.match(await ssh('cat /proc/cmdline'), /root=LABEL=xeno-root/);
+  });
+
+  it("the web console's domain page shows what the agent reports (OS and the guest's address)", async () => {
+    const token = (await d.ok(['web-token'])).split('\n')[0]!.trim();
+    // Chromium runs in the first host's namespace, where xenod's web listener is.
+    const inNs = path.join(work, 'chromium-in-ns');
+    writeFileSync(inNs, `#!/bin/sh\nexec ip netns exec ${w.host} /usr/bin/chromium "$@"\n`, { mode: 0o755 });
+    const browser = await chromium.launch({ executablePath: inNs });
+    try {
+      const page = await browser.newPage();
+      const base = `http://127.0.0.1:${WEB_PORT}`;
+      await page.goto(base);
+      await page.fill('input[name=token]', token);
+      await page.click('button[type=submit]');
+      await page.locator('tr[data-domain=web]').waitFor();
+      await page.goto(`${base}/#/domain/web`);
+      const agent = page.locator('.agent');
+      await agent.waitFor({ timeout: 60_000 });
+      const text = await agent.innerText();
+      assert.match(text, /Debian GNU\/Linux 12/);
+      assert.ok(text.includes(ip), `the page shows the agent's address ${ip}: ${text}`);
+    } finally {
+      await browser.close();
+    }
   });
 
   it('answers HTTP (nginx from --packages) and ssh on its NAT address from the host', async () => {

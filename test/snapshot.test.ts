@@ -111,5 +111,16 @@ describe('snapshots of a real guest (external qcow2 overlays, with and without m
     assert.deepEqual(overlays(d), []);
     assert.equal(hostCat(disk, '/f'), 'state-C\nstate-D\n');
     assert.equal(path.basename(disk), 'sn1.ext4');
+    // The same four commands as JSON, for scripts.
+    const made = JSON.parse(await d.ok(['snapshot-create', 'sn1', 'offj', '--json'])) as unknown;
+    assert.match(JSON.stringify(made), /"offj"/);
+    const again = await d.xeno(['snapshot-create', 'sn1', 'offj']);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /sn1 already has a snapshot named 'offj'/);
+    const listed = JSON.parse(await d.ok(['snapshot-list', 'sn1', '--json'])) as unknown;
+    assert.match(JSON.stringify(listed), /"offj"/);
+    JSON.parse(await d.ok(['snapshot-revert', 'sn1', 'offj', '--json']));
+    JSON.parse(await d.ok(['snapshot-delete', 'sn1', 'offj', '--json']));
+    assert.deepEqual(overlays(d), []);
   });
 });

@@ -119,8 +119,9 @@ export class PoolLab {
   /** pool-create for host1, pool-join (certificates only: etcd is not up yet) for the others. */
   private async certificates(): Promise<void> {
     const [first, ...rest] = this.hosts;
-    await this.cli(null, ['pool-create', this.pool, '--host', first!.name, '--address', first!.address, '--dir', this.poolDir]);
-    for (const h of rest) await this.cli(null, ['pool-join', h.name, '--address', h.address, '--dir', this.poolDir]);
+    // As JSON, parsed: what scripts building a pool read.
+    JSON.parse(await this.cli(null, ['pool-create', this.pool, '--json', '--host', first!.name, '--address', first!.address, '--dir', this.poolDir]));
+    for (const h of rest) JSON.parse(await this.cli(null, ['pool-join', h.name, '--json', '--address', h.address, '--dir', this.poolDir]));
   }
 
   /** Run the real CLI (in a host's namespace, or outside all of them for file-only work). */

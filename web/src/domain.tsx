@@ -8,6 +8,8 @@ import type { DomainInfo, DomainSample, StatsEvent, StatsResponse } from './type
 
 interface Detail extends DomainInfo {
   config: { disks: Array<{ target: string; format: string; vdev: string; access: string; devtype: string }> };
+  /** What the guest agent reports (absent when the guest runs none). */
+  guest?: { addresses: string[]; os?: string; kernel?: string };
 }
 interface MigrateProgress {
   status: string;
@@ -134,6 +136,11 @@ export function DomainPage({ name }: { name: string }) {
             <tbody>{vifs.map((v) => <tr><td>{v.devid}</td><td>{v.ifname}</td><td>{v.mac}</td><td>{v.mode}{v.bridge ? ` (${v.bridge})` : ''}</td><td>{v.ips?.join(' ')}</td></tr>)}</tbody>
           </table>
           {vifs.length === 0 && <p>none</p>}
+          {d.guest && (
+            <p class="agent">
+              Guest agent: {d.guest.os ?? 'unknown OS'}{d.guest.kernel ? ` (${d.guest.kernel})` : ''}; addresses {d.guest.addresses.join(' ') || 'none'}
+            </p>
+          )}
         </div>
         <div class="card">
           <h2>Config</h2>
