@@ -83,7 +83,9 @@ function diskArgs(c: DomainConfig, boot: Map<string, number>): string[] {
   for (const { disk: d, index: i } of disksInGuestOrder(c.disks)) {
     const id = `disk${i}`;
     const ro = d.access === 'ro' ? ',readonly=on' : '';
-    out.push('-drive', `if=none,id=${id},file=${pathOpt('disk target', d.target)},format=${fmt(d.format)},cache=writeback${ro}`);
+    // test-only: QEMU's own image lock off, so a pool HA test proves xeno's fencing, not that lock
+    const lock = process.env.XENO_TEST_QEMU_FILE_LOCKING === 'off' ? ',file.locking=off' : '';
+    out.push('-drive', `if=none,id=${id},file=${pathOpt('disk target', d.target)},format=${fmt(d.format)},cache=writeback${ro}${lock}`);
     out.push('-device', `virtio-blk-pci,drive=${id},id=dev-${id},serial=${plainOpt('vdev', d.vdev)}${bootOpt(boot, id)}`);
   }
   return out;
