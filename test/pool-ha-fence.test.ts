@@ -75,11 +75,13 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
     const watch = exitWatch(pid, start);
     try {
       await d2.stop('SIGKILL');
+      const fenceLog = path.join(d2.stateDir, 'ha-fence.log');
+      await until('the watchdog guards the QEMU with xenod gone', () => readFileSync(fenceLog, 'utf8').includes(`guarding ${pid}`), 2000, 50);
       await sleep(2000);
       await d2.start();
       // two lease TTLs: long past the fence time and the old lease's expiry, had it not been re-used
       await sleep(2 * TTL * 1000);
-      assert.equal(watch.gone(), undefined, 'the QEMU was never killed');
+      assert.equal(watch.gone(), undefined, `the QEMU was never killed; ${readFileSync(fenceLog, 'utf8')}`);
       assert.equal(procStart(pid), start, 'the same QEMU runs');
       const rows = (await poolList('host1')).filter((r) => r.name === 'fg');
       assert.deepEqual(rows.map((r) => r.host), ['host2']);
