@@ -8,7 +8,10 @@
  *   - xenod killed -9 for good, its QEMU alive: the watchdog SIGKILLs the QEMU at the fence time,
  *     the leader restarts the guest elsewhere after the lease TTL: the old QEMU's exit (seen by an
  *     exit watch, in seconds since boot) is BEFORE the new QEMU's start (/proc/<pid>/stat), and the
- *     guest runs on exactly one host.
+ *     guest runs on exactly one host;
+ *   - the guest's (new) host cut off from the others, its xenod alive: its QEMU exits (xenod's guard
+ *     and its watchdog fence at F) before the guest's new QEMU starts on the third host; the cut host
+ *     back in touch starts nothing: one QEMU of the guest.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -52,7 +55,9 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
   });
 
   const poolList = async (host: string) => JSON.parse(await lab.daemon(host).ok(['list', '--pool', '--json'])) as PoolRow[];
-  const localCount = async (host: string, name: string) => (JSON.parse(await lab.daemon(host).ok(['list', '--json'])) as Array<{ name: string }>).filter((d) => d.name === name).length;
+  /** The guest's QEMUs alive on a host (a fenced guest's record may stay, its QEMU gone). */
+  const localCount = async (host: string, name: string) =>
+    (JSON.parse(await lab.daemon(host).ok(['list', '--json'])) as Array<{ name: string; pid?: number }>).filter((d) => d.name === name && d.pid && procStart(d.pid)).length;
   const qemuPid = async (host: string, name: string) => {
     const pid = (await lab.daemon(host).row(name))?.pid;
     assert.ok(pid, `${name} has a QEMU pid on ${host}`);
@@ -121,6 +126,39 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
       assert.match(readFileSync(path.join(d2.stateDir, 'ha-fence.log'), 'utf8'), /fence: .*xenod gone: SIGKILL/);
     } finally {
       watch.stop();
+    }
+  });
+
+  test('its host cut off, its xenod alive: its QEMU exits before the guest starts elsewhere, once', async () => {
+    const from = (await poolList('host1').catch(() => poolList('host3'))).find((r) => r.name === 'fg')!.host!;
+    const other = ['host1', 'host3'].find((h) => h !== from)!;
+    const pid = await qemuPid(from, 'fg');
+    const start = procStart(pid)!;
+    const watch = exitWatch(pid, start);
+    const h = lab.host(from);
+    try {
+      await lab.cut(h);
+      let row: PoolRow | undefined;
+      await until(`fg running on ${other}`, async () => {
+        row = (await poolList(other).catch(() => [])).find((r) => r.name === 'fg');
+        return row?.host === other && row.state !== 'off';
+      }, 240_000, 500);
+      const newPid = await qemuPid(other, 'fg');
+      const newStart = Number(procStart(newPid)) / CLK_TCK;
+      const exitedAt = watch.gone();
+      assert.ok(exitedAt !== undefined, `the QEMU on the cut-off ${from} was killed`);
+      assert.ok(exitedAt < newStart, `old QEMU gone at ${exitedAt} s, new one started at ${newStart} s (since boot)`);
+      await lab.daemon(other).waitConsole('fg', /heartbeat \d+/, 180_000);
+      await lab.restore(h);
+      // back in touch: it releases what it fenced and starts nothing; fg runs once, on `other`
+      await sleep(15_000);
+      assert.equal(await localCount(from, 'fg'), 0);
+      assert.equal(await localCount(other, 'fg'), 1);
+      assert.ok(procStart(newPid), 'the new QEMU still runs');
+      assert.deepEqual((await poolList(other)).filter((r) => r.name === 'fg').map((r) => r.host), [other]);
+    } finally {
+      watch.stop();
+      await lab.restore(h).catch(() => undefined);
     }
   });
 });
