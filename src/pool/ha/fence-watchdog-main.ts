@@ -15,6 +15,8 @@
  */
 import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface WatchdogFeed {
   /** CLOCK_MONOTONIC ms of the send time of the last acknowledged renewal (null: none yet). */
@@ -26,7 +28,9 @@ export interface WatchdogFeed {
   bye?: boolean;
 }
 
-const HOLD_FRESH_MS = 1000;
+// a hold lasts this long after xenod last said so: it must outlast an event-loop lag of a loaded xenod, and
+// stays far under the leader hold-off (F) that any host coming back must wait out before it acts
+const HOLD_FRESH_MS = 2000;
 const CHECK_MS = 50;
 
 export function monoNowMs(): number {
@@ -138,4 +142,5 @@ function main(sock: string): void {
   }, 60_000).unref();
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) main(process.argv[2]!);
+// run as a program only (xenod imports procStart/monoNowMs from here)
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url) && process.argv[2]) main(process.argv[2]);

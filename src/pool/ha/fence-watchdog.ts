@@ -58,6 +58,13 @@ export class FenceWatchdogClient {
     s.destroy();
   }
 
+  /** Stops feeding and drops the connection WITHOUT standing down: what a crashed xenod leaves. */
+  abandon(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.sock?.destroy();
+  }
+
   private async ensure(): Promise<void> {
     const file = watchdogSocket(this.stateDir);
     const s = await tryConnect(file);
