@@ -32,6 +32,7 @@ export interface WatchdogFeed {
 // stays far under the leader hold-off (F) that any host coming back must wait out before it acts
 const HOLD_FRESH_MS = 2000;
 const CHECK_MS = 50;
+const CONNECTED_GRACE_MS = 500;
 
 export function monoNowMs(): number {
   return Number(process.hrtime.bigint() / 1000n) / 1000;
@@ -114,7 +115,9 @@ function main(sock: string): void {
       rmSync(sock, { force: true });
       process.exit(0);
     }
-    if (now - renewedAt <= fenceMs) {
+    // with xenod connected, its own guard fences first (at F) and knows the exit is its fence, not a
+    // crash for on_crash to restart; the watchdog is the backstop half a second later (T - F >> 0.5 s)
+    if (now - renewedAt <= fenceMs + (client ? CONNECTED_GRACE_MS : 0)) {
       lastFence = '';
       return;
     }
