@@ -152,10 +152,13 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
       await lab.restore(h);
       // back in touch: it releases what it fenced and starts nothing; fg runs once, on `other`
       await sleep(15_000);
-      assert.equal(await localCount(from, 'fg'), 0);
-      assert.equal(await localCount(other, 'fg'), 1);
+      const haLog = (host: string) =>
+        readFileSync(path.join(lab.daemon(host).stateDir, 'xenod.log'), 'utf8').split('\n').filter((l) => /ha|fg/.test(l)).slice(-15).join('\n');
+      const why = async () => `pool rows ${JSON.stringify((await poolList(other)).filter((r) => r.name === 'fg'))}\n${from}:\n${haLog(from)}\n${other}:\n${haLog(other)}`;
+      assert.equal(await localCount(from, 'fg'), 0, await why());
+      assert.equal(await localCount(other, 'fg'), 1, await why());
       assert.ok(procStart(newPid), 'the new QEMU still runs');
-      assert.deepEqual((await poolList(other)).filter((r) => r.name === 'fg').map((r) => r.host), [other]);
+      assert.deepEqual((await poolList(other)).filter((r) => r.name === 'fg').map((r) => r.host), [other], await why());
     } finally {
       watch.stop();
       await lab.restore(h).catch(() => undefined);
