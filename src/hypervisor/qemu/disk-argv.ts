@@ -62,6 +62,8 @@ export function diskBlockdevs(d: DiskSpec, facts: DiskHostFacts): [BlockdevOptio
   const file: BlockdevOptions = {
     driver: facts.hostDevice ? 'host_device' : 'file', 'node-name': fileNodeName(vdev), filename: targetPath(d.target),
     aio, cache, 'read-only': readOnly, 'auto-read-only': false, discard: 'unmap',
+    // test-only: QEMU's own image lock off, so a pool HA test proves xeno's fencing, not that lock
+    ...(process.env.XENO_TEST_QEMU_FILE_LOCKING === 'off' && !readOnly ? { locking: 'off' } : {}),
   };
   const format: BlockdevOptions = {
     driver: qemuFormat(d.format), 'node-name': formatNodeName(vdev), file: fileNodeName(vdev), cache, 'read-only': readOnly,

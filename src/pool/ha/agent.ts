@@ -46,6 +46,8 @@ export interface HaAgentOptions {
   peers: WitnessPeer[];
   holdoffMs?: number;
   loopMs?: number;
+  /** Where the lease id is kept, for a restarted xenod to re-use its still-live lease. */
+  leaseFile?: string;
   log?: (msg: string) => void;
 }
 
@@ -64,7 +66,7 @@ export class HaAgent {
 
   constructor(private readonly o: HaAgentOptions) {
     this.log = o.log ?? (() => undefined);
-    this.keeper = new LeaseKeeper(o.ns, { ttlSec: o.ttlSec });
+    this.keeper = new LeaseKeeper(o.ns, { ttlSec: o.ttlSec, leaseFile: o.leaseFile });
     this.witness = new Witness({ pool: o.pool, host: o.host, key: o.witnessKey, bind: o.witnessBind, renewAge: () => this.reportedAge() });
     this.witness.setPeers(o.peers);
     const staleMs = Math.max(1000, this.keeper.renewEveryMs * 3);

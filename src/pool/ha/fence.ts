@@ -87,6 +87,11 @@ export class FenceGuard {
     return this.fenced;
   }
 
+  /** Whether the last check said hold (etcd out for everyone): told to the fence watchdog. */
+  holding(): boolean {
+    return this.held;
+  }
+
   /** Fences now (a lost lease), unless already fenced in this outage. */
   fenceNow(why: string): void {
     if (this.fenced) return;

@@ -9,6 +9,7 @@
  * lease for what comes next.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { EtcdLeaseInvalidError, type Lease, type Namespace } from 'etcd3';
 import { monoMs } from './clock.js';
 
@@ -19,6 +20,11 @@ export interface LeaseKeeperOptions {
   renewEveryMs?: number;
   /** A renewal not answered within this is a failure (ms); default the renewal interval. */
   renewTimeoutMs?: number;
+  /**
+   * Where the lease id is kept (the state dir's ha-lease): a xenod restarted after a crash re-uses
+   * its still-live lease, so its keys (running/, locks, hosts/) never expire and nothing moves.
+   */
+  leaseFile?: string;
 }
 
 export interface LeaseKeeperEvents {
@@ -53,7 +59,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
   /** Grants the first lease (fails if etcd does not answer) and starts renewing. */
   async start(): Promise<string> {
-    const id = await this.grant();
+    const id = (await this.adopt()) ?? (await this.grant());
     this.timer = setInterval(() => void this.renew(), this.renewEveryMs);
     return id;
   }
@@ -83,8 +89,10 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     if (this.timer) clearInterval(this.timer);
     const l = this.current;
     this.current = undefined;
-    if (l && revoke) await l.revoke({ deadline: Date.now() + 3000 }).catch(() => undefined);
-    else l?.release();
+    if (l && revoke) {
+      await l.revoke({ deadline: Date.now() + 3000 }).catch(() => undefined);
+      if (this.opts.leaseFile) rmSync(this.opts.leaseFile, { force: true });
+    } else l?.release();
   }
 
   /** Revokes the current lease on purpose (after fencing: its keys must go) and grants a new one. */
@@ -102,8 +110,38 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     this.current = lease;
     this.currentId = id;
     this.lastOk = sentAt;
+    if (this.opts.leaseFile) writeFileSync(this.opts.leaseFile, `${id}\n`);
     this.emit('granted', id);
     return id;
+  }
+
+  /**
+   * The lease id a previous run of xenod left in the lease file, if etcd still renews it. etcd3's
+   * Lease always grants a lease of its own when made: that spare one is revoked at once, and the
+   * object is pointed at the old id (etcd3 1.1.2 reads the id only through its `leaseID` promise).
+   */
+  private async adopt(): Promise<string | undefined> {
+    const file = this.opts.leaseFile;
+    if (!file || !existsSync(file)) return undefined;
+    const old = readFileSync(file, 'utf8').trim();
+    if (!/^[0-9]+$/.test(old)) return undefined;
+    const lease = this.ns.lease(this.opts.ttlSec, { autoKeepAlive: false, deadline: Date.now() + Math.max(3000, this.renewTimeoutMs) });
+    lease.on('lost', () => undefined);
+    const spare = await lease.grant();
+    (lease as unknown as { leaseID: Promise<string> }).leaseID = Promise.resolve(old);
+    await this.ns.leaseClient.leaseRevoke({ ID: spare }).catch(() => undefined);
+    const sentAt = monoMs();
+    try {
+      const res = await withTimeout(lease.keepaliveOnce({ deadline: Date.now() + 3000 }), 3000);
+      if (!(Number(res.TTL) > 0)) return undefined;
+    } catch {
+      return undefined;
+    }
+    this.current = lease;
+    this.currentId = old;
+    this.lastOk = sentAt;
+    this.emit('granted', old);
+    return old;
   }
 
   private async renew(): Promise<void> {

@@ -12,7 +12,9 @@ import { errorMessage } from '../../common/errors.js';
 import type { Toolstack } from '../../toolstack/toolstack.js';
 import type { MemberRecord } from '../member.js';
 import type { PoolService } from '../service.js';
+import path from 'node:path';
 import { HaAgent } from './agent.js';
+import { FenceWatchdogClient } from './fence-watchdog.js';
 import { LOCK_PREFIX, type LockHolder } from './disk-locks.js';
 import { HA_PREFIX, type HaEntry, type HaGuestInfo } from './restart.js';
 
@@ -29,6 +31,7 @@ export function fenceMsFor(ttlSec: number): number {
 export class HaService {
   agent?: HaAgent;
   private timer?: NodeJS.Timeout;
+  private watchdog?: FenceWatchdogClient;
 
   constructor(
     private readonly pool: PoolService,
@@ -56,6 +59,7 @@ export class HaService {
       witnessKey: createHash('sha256').update(`xeno-ha-witness\0${key}`).digest(),
       witnessBind: { address: cfg.address, port: witnessPort(cfg.apiPort) },
       peers: await this.peers(),
+      leaseFile: path.join(this.pool.config.stateDir, 'ha-lease'),
       log: (m) => this.log.warn(m),
       ops: {
         haGuests: () => this.localHaGuests(),
@@ -66,6 +70,20 @@ export class HaService {
     });
     await agent.start();
     this.agent = agent;
+    // fences at F even if this xenod crashes (docs/pool-ha.md, "xenod crashed while its QEMUs run")
+    const watchdog = new FenceWatchdogClient(
+      this.pool.config.stateDir,
+      {
+        lastRenewal: () => agent.keeper.lastRenewal(),
+        renewAge: () => agent.keeper.renewAge(),
+        fenceMs: fenceMsFor(cfg.leaseTtl),
+        pids: () => this.localHaPids(),
+        holding: () => agent.guard.holding(),
+      },
+      (m) => this.log.warn(m),
+    );
+    await watchdog.start();
+    this.watchdog = watchdog;
     this.pool.etcd.useLease(() => agent.keeper.lease());
     agent.keeper.on('lost', () => this.pool.etcd.leaseLost(new Error('the host lease expired or was revoked')));
     this.timer = setInterval(() => void this.sync(), 2000);
@@ -84,6 +102,7 @@ export class HaService {
       const held: HaEntry = { host: this.pool.host, assigned: false, epoch: Date.now(), held: true };
       await ns.put(HA_PREFIX + name).value(JSON.stringify(held)).exec().catch((e: unknown) => this.log.error(`ha: could not hold ${name}: ${errorMessage(e)}`));
     }
+    await this.watchdog?.standDown();
     await this.agent?.stop(false);
   }
 
@@ -95,6 +114,14 @@ export class HaService {
 
   private localHaGuests(): string[] {
     return this.ts.list().filter((d) => d.id !== 0 && this.ts.resolve(d.name).config.ha).map((d) => d.name);
+  }
+
+  private localHaPids(): number[] {
+    return this.localHaGuests().flatMap((name) => {
+      const rec = this.ts.resolve(name);
+      const pid = this.ts.liveById(rec.id)?.vm.pid ?? rec.pid;
+      return pid ? [pid] : [];
+    });
   }
 
   private kill(name: string): void {
