@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { LazyDb } from './lazy-db.js';
 import { XenoError } from '../common/errors.js';
 import type { ManagedKeys } from '../config/managed-keys.js';
 import type { DomainDefinition } from '../model/definition.js';
@@ -42,25 +43,19 @@ function fromRow(r: Row): DomainDefinition {
 }
 
 export class DefinitionStore {
-  private opened?: Database.Database;
+  private readonly lazy: LazyDb;
 
   /** Opened on first use: building the API (e.g. for its documentation) touches no file. */
-  constructor(private readonly file: () => string) {}
+  constructor(file: () => string) {
+    this.lazy = new LazyDb(file, SCHEMA);
+  }
 
   private get db(): Database.Database {
-    if (!this.opened) {
-      const db = new Database(this.file());
-      db.pragma('journal_mode = WAL');
-      db.pragma('busy_timeout = 5000');
-      db.exec(SCHEMA);
-      this.opened = db;
-    }
-    return this.opened;
+    return this.lazy.db;
   }
 
   close(): void {
-    this.opened?.close();
-    this.opened = undefined;
+    this.lazy.close();
   }
 
   /** Insert or replace. */

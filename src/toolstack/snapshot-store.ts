@@ -4,7 +4,8 @@
  * stops. A snapshot names, per disk, the image frozen at that moment (the layer below the overlay
  * the guest wrote to from then on); `current` is the snapshot the guest's present state grew from.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { LazyDb } from './lazy-db.js';
 import type { DiskFormat } from '../model/domain-config.js';
 import type { DomainConfig } from '../model/domain-config.js';
 
@@ -73,24 +74,19 @@ function fromRow(r: Row): Snapshot {
 }
 
 export class SnapshotStore {
-  private opened?: Database.Database;
+  private readonly lazy: LazyDb;
 
-  constructor(private readonly file: () => string) {}
+  /** Opened on first use: building the API (e.g. for its documentation) touches no file. */
+  constructor(file: () => string) {
+    this.lazy = new LazyDb(file, SCHEMA);
+  }
 
   private get db(): Database.Database {
-    if (!this.opened) {
-      const db = new Database(this.file());
-      db.pragma('journal_mode = WAL');
-      db.pragma('busy_timeout = 5000');
-      db.exec(SCHEMA);
-      this.opened = db;
-    }
-    return this.opened;
+    return this.lazy.db;
   }
 
   close(): void {
-    this.opened?.close();
-    this.opened = undefined;
+    this.lazy.close();
   }
 
   /** Oldest first. */
