@@ -75,7 +75,7 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
     await d2.waitConsole('fg', /heartbeat \d+/, 180_000);
     const pid = await qemuPid('host2', 'fg');
     const start = procStart(pid)!;
-    assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('file.locking=off'), 'QEMU runs with its image locking off');
+    assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('"locking":"off"'), 'QEMU runs with its image locking off');
     assert.ok(existsSync(path.join(d2.stateDir, 'ha-fence.sock')), 'the fence watchdog listens');
     const watch = exitWatch(pid, start);
     try {
