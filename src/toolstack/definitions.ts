@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import type Database from 'better-sqlite3';
 import { LazyDb } from './lazy-db.js';
 import { XenoError } from '../common/errors.js';
 import type { ManagedKeys } from '../config/managed-keys.js';
@@ -42,20 +41,10 @@ function fromRow(r: Row): DomainDefinition {
   };
 }
 
-export class DefinitionStore {
-  private readonly lazy: LazyDb;
-
-  /** Opened on first use: building the API (e.g. for its documentation) touches no file. */
+/** Opened on first use (LazyDb): building the API (e.g. for its documentation) touches no file. */
+export class DefinitionStore extends LazyDb {
   constructor(file: () => string) {
-    this.lazy = new LazyDb(file, SCHEMA);
-  }
-
-  private get db(): Database.Database {
-    return this.lazy.db;
-  }
-
-  close(): void {
-    this.lazy.close();
+    super(file, SCHEMA);
   }
 
   /** Insert or replace. */

@@ -4,7 +4,6 @@
  * stops. A snapshot names, per disk, the image frozen at that moment (the layer below the overlay
  * the guest wrote to from then on); `current` is the snapshot the guest's present state grew from.
  */
-import type Database from 'better-sqlite3';
 import { LazyDb } from './lazy-db.js';
 import type { DiskFormat } from '../model/domain-config.js';
 import type { DomainConfig } from '../model/domain-config.js';
@@ -73,20 +72,10 @@ function fromRow(r: Row): Snapshot {
   };
 }
 
-export class SnapshotStore {
-  private readonly lazy: LazyDb;
-
-  /** Opened on first use: building the API (e.g. for its documentation) touches no file. */
+/** Opened on first use (LazyDb): building the API (e.g. for its documentation) touches no file. */
+export class SnapshotStore extends LazyDb {
   constructor(file: () => string) {
-    this.lazy = new LazyDb(file, SCHEMA);
-  }
-
-  private get db(): Database.Database {
-    return this.lazy.db;
-  }
-
-  close(): void {
-    this.lazy.close();
+    super(file, SCHEMA);
   }
 
   /** Oldest first. */
