@@ -119,7 +119,7 @@ export class HaAgent {
 
   private fence(why: string): void {
     const names = this.o.ops.haGuests();
-    this.note(`fence (${why}): killing ${names.join(', ') || 'no HA guest'}`);
+    this.note(`fence (${why}; renewals: ${this.keeper.failureSummary()}): killing ${names.join(', ') || 'no HA guest'}`);
     for (const n of names) {
       this.fencedGuests.add(n);
       this.o.ops.kill(n);

@@ -20,8 +20,8 @@ export function haClientOptions(): Pick<IOptions, 'faultHandling' | 'grpcOptions
     grpcOptions: {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 500,
-      'grpc.keepalive_time_ms': 5000, // etcd refuses pings more often than --grpc-keepalive-min-time (5 s)
-      'grpc.keepalive_timeout_ms': 2000,
+      'grpc.keepalive_time_ms': 10_000, // twice etcd's --grpc-keepalive-min-time (5 s): at 5 s, jitter made etcd send GOAWAY "too many pings"
+      'grpc.keepalive_timeout_ms': 3000,
       'grpc.keepalive_permit_without_calls': 1,
     },
   };

@@ -67,15 +67,29 @@ export interface FenceGuardOptions {
   hold?: (why: string) => void;
 }
 
+/** A check this late (ms) means the process was not scheduled: the event loop was blocked. */
+const STALL_MS = 500;
+
 export class FenceGuard {
   private timer?: NodeJS.Timeout;
   private fenced = false;
   private held = false;
+  private lastTick = 0;
 
   constructor(private readonly o: FenceGuardOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => this.check(), this.o.checkEveryMs ?? 100);
+    const every = this.o.checkEveryMs ?? 100;
+    this.lastTick = monoMs();
+    this.timer = setInterval(() => {
+      const now = monoMs();
+      const stalledMs = now - this.lastTick - every;
+      this.lastTick = now;
+      // After a stall of this process, etcd's answers and the peers' datagrams that came meanwhile
+      // are still queued behind the timers: judge once they are read (after the next I/O poll).
+      if (stalledMs > STALL_MS) setImmediate(() => this.check(stalledMs));
+      else this.check();
+    }, every);
   }
 
   stop(): void {
@@ -99,7 +113,7 @@ export class FenceGuard {
     this.o.fence(why);
   }
 
-  check(): FenceVerdict {
+  check(stalledMs = 0): FenceVerdict {
     const v = fenceVerdict({
       renewAgeMs: this.o.renewAge(),
       fenceMs: this.o.fenceMs,
@@ -113,7 +127,7 @@ export class FenceGuard {
       this.fenced = false;
       this.held = false;
     } else if (v.action === 'fence') {
-      this.fenceNow(v.why);
+      this.fenceNow(stalledMs > STALL_MS ? `${v.why}; this process was not scheduled for ${Math.round(stalledMs)} ms before` : v.why);
     } else if (!this.held) {
       this.held = true;
       this.o.hold?.(v.why);

@@ -7,10 +7,17 @@
  * A renewal that etcd answers "no such lease" (it expired, or was revoked) is a LOST lease: the
  * keeper says so at once (every lock bound to it is gone: the host must fence), then grants a new
  * lease for what comes next.
+ *
+ * Renewals overlap (a slow answer does not hold back the next one), each on its own keep-alive
+ * stream with a gRPC deadline of a few intervals. etcd3 takes a DEADLINE_EXCEEDED stream as a
+ * broken host and closes every channel to it: with a deadline of one interval (1 s), a loaded host
+ * made a storm of reconnects in which one client renewed nothing for 20 s while the others did;
+ * with none, a channel left hanging by etcd's restart stayed hung for 14 s. A few intervals resets
+ * only a channel that is truly stuck. The keeper's own timer, a little later, is the backstop.
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { EtcdLeaseInvalidError, type Lease, type Namespace } from 'etcd3';
+import { castGrpcError, type Lease, type Namespace } from 'etcd3';
 import { monoMs } from './clock.js';
 
 export interface LeaseKeeperOptions {
@@ -18,7 +25,7 @@ export interface LeaseKeeperOptions {
   ttlSec: number;
   /** How often a renewal is sent (ms); default TTL/10, at least 200 ms. */
   renewEveryMs?: number;
-  /** A renewal not answered within this is a failure (ms); default the renewal interval. */
+  /** A renewal not answered within this is given up (ms); default 3 intervals, at least 2 s. */
   renewTimeoutMs?: number;
   /**
    * Where the lease id is kept (the state dir's ha-lease): a xenod restarted after a crash re-uses
@@ -39,7 +46,9 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private currentId?: string;
   private lastOk = -Infinity;
   private timer?: NodeJS.Timeout;
-  private inFlight = false;
+  private inFlight = 0;
+  /** Why the renewals since the last successful one failed (message -> count), for the fence's log line. */
+  private failures = new Map<string, number>();
   private stopped = false;
   readonly renewEveryMs: number;
   private readonly renewTimeoutMs: number;
@@ -50,7 +59,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   ) {
     super();
     this.renewEveryMs = opts.renewEveryMs ?? Math.max(200, Math.round((opts.ttlSec * 1000) / 10));
-    this.renewTimeoutMs = opts.renewTimeoutMs ?? this.renewEveryMs;
+    this.renewTimeoutMs = opts.renewTimeoutMs ?? Math.max(2000, this.renewEveryMs * 3);
   }
 
   get ttlMs(): number {
@@ -77,6 +86,13 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   /** Milliseconds since the send time of the last successful renewal (Infinity before any). */
   renewAge(): number {
     return monoMs() - this.lastOk;
+  }
+
+  /** Why renewals failed since the last successful one, e.g. `3× no answer within 3000 ms, 1 pending`. */
+  failureSummary(): string {
+    const parts = [...this.failures].map(([why, n]) => `${n}× ${why}`);
+    if (this.inFlight) parts.push(`${this.inFlight} pending`);
+    return parts.join(', ') || 'no renewal failed';
   }
 
   /** The monotonic send time of the last successful renewal. */
@@ -132,8 +148,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     await this.ns.leaseClient.leaseRevoke({ ID: spare }).catch(() => undefined);
     const sentAt = monoMs();
     try {
-      const res = await withTimeout(lease.keepaliveOnce({ deadline: Date.now() + 3000 }), 3000);
-      if (!(Number(res.TTL) > 0)) return undefined;
+      if (!(await this.renewOnce(old, 3000))) return undefined;
     } catch {
       return undefined;
     }
@@ -145,30 +160,71 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   }
 
   private async renew(): Promise<void> {
-    if (this.inFlight || this.stopped) return;
-    this.inFlight = true;
+    if (this.stopped || this.inFlight >= MAX_IN_FLIGHT) return;
     const lease = this.current;
+    const id = this.currentId;
+    if (!lease || !id) {
+      if (this.inFlight > 0) return; // a grant is on its way
+      this.inFlight++;
+      await this.grant()
+        .catch(() => undefined)
+        .finally(() => this.inFlight--);
+      return;
+    }
+    this.inFlight++;
     const sentAt = monoMs();
     try {
-      if (!lease) {
-        await this.grant();
-        return;
-      }
-      const res = await withTimeout(lease.keepaliveOnce({ deadline: Date.now() + this.renewTimeoutMs }), this.renewTimeoutMs);
-      if (lease === this.current && Number(res.TTL) > 0) this.lastOk = Math.max(this.lastOk, sentAt);
-    } catch (e) {
-      if (e instanceof EtcdLeaseInvalidError && lease === this.current) {
-        const old = this.currentId ?? '';
+      const alive = await this.renewOnce(id, this.renewTimeoutMs);
+      if (lease !== this.current) return;
+      if (alive) {
+        if (sentAt > this.lastOk) this.failures.clear();
+        this.lastOk = Math.max(this.lastOk, sentAt);
+      } else {
         this.current = undefined;
         this.currentId = undefined;
-        this.emit('lost', old);
+        this.emit('lost', id);
       }
-      // any other failure: etcd unreachable for now; the fence guard watches renewAge()
+    } catch (e) {
+      // etcd unreachable or slow for now; the fence guard watches renewAge()
+      const why = (e instanceof Error ? e.message : String(e)).slice(0, 120);
+      if (this.failures.size < 8 || this.failures.has(why)) this.failures.set(why, (this.failures.get(why) ?? 0) + 1);
     } finally {
-      this.inFlight = false;
+      this.inFlight--;
     }
   }
+
+  /** One keep-alive on a stream of its own: true if etcd renewed the lease, false if it is gone. */
+  private async renewOnce(id: string, timeoutMs: number): Promise<boolean> {
+    const opening = this.ns.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+    const stream = await withTimeout(opening, timeoutMs).catch((e: unknown) => {
+      void opening.then((late) => (late.end(), late.cancel())).catch(() => undefined); // opened too late: close it
+      throw e;
+    });
+    return new Promise<boolean>((resolve, reject) => {
+      const giveUp = setTimeout(() => {
+        stream.end(); // ended first: etcd3 only blames the host for errors on a writable stream
+        stream.cancel();
+        reject(new Error(`no answer within ${timeoutMs} ms`));
+      }, timeoutMs + BACKSTOP_MS);
+      stream.on('data', (res: { TTL: string }) => {
+        clearTimeout(giveUp);
+        stream.end();
+        resolve(Number(res.TTL) > 0);
+      });
+      stream.on('error', (err: Error) => {
+        clearTimeout(giveUp);
+        reject(castGrpcError(err));
+      });
+      stream.write({ ID: id });
+    });
+  }
 }
+
+/** How long after its gRPC deadline a renewal is given up here, if gRPC has not said so. */
+const BACKSTOP_MS = 500;
+
+/** Renewals at once at most: enough to ride out answers a few intervals late. */
+const MAX_IN_FLIGHT = 4;
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
