@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BlockRow } from '../src/toolstack/block.js';
@@ -141,6 +141,33 @@ describe('storage: block devices and images on real guests', { timeout: 1_500_00
     const ej = (await blk('sa', 'hdc'))!;
     assert.equal(ej.inserted, null);
     assert.equal(ej.target, '');
+  });
+
+  it('after snapshots the disk sits on overlay nodes: block-list, a second snapshot and block-detach still find it', async () => {
+    const img = path.join(d.dir, 'snapdisk.qcow2');
+    await d.ok(['image-create', img, '16m', '--format', 'qcow2']);
+    await d.ok(['block-attach', 'sa', `format=qcow2, vdev=xvdc, access=rw, target=${img}`]);
+    assert.match(await guestDev('sa', 'vda'), /^\/dev\/vda$/m);
+    await d.ok(['snapshot-create', 'sa', 'before-write']);
+    await d.guestRun('sa', `printf '${marker}-2' > /tmp/m2; dd if=/tmp/m2 of=/dev/vda bs=512 count=1 conv=sync,fsync 2>/dev/null; echo done`, 120_000);
+    await d.ok(['snapshot-create', 'sa', 'after-write']);
+    const row = (await blk('sa', 'xvdc'))!;
+    assert.match(row.inserted!, /snapdisk\.qcow2\.snap-[0-9a-f]{8}\.qcow2$/, 'the guest writes to the second overlay');
+    assert.ok(row.wrBytes! >= 512 && row.sizeBytes === 16 * 1024 * 1024, `counters and size of the overlaid disk: ${JSON.stringify(row)}`);
+    const files = [img, ...readdirSync(d.dir).filter((f) => /^snapdisk\.qcow2\.snap-/.test(f)).map((f) => path.join(d.dir, f))];
+    assert.equal(files.length, 3);
+    await d.ok(['block-detach', 'sa', 'xvdc']);
+    assert.match(await guestDev('sa', 'vda', true), /No such file/);
+    assert.equal(await blk('sa', 'xvdc'), undefined);
+    for (const f of files) assert.ok(!imageLocked(f), `QEMU let go of ${path.basename(f)} (every node of the chain deleted)`);
+    // the data is in the chain the detach left behind
+    const flat = path.join(d.dir, 'snapdisk.raw');
+    execFileSync('qemu-img', ['convert', '-O', 'raw', row.inserted!, flat]);
+    assert.match(readFileSync(flat).subarray(0, 64).toString('latin1'), new RegExp(`${marker}-2`));
+    // attached again from its top overlay: the same vdev hot-plugs cleanly (no node left behind)
+    await d.ok(['block-attach', 'sa', `format=qcow2, vdev=xvdc, access=rw, target=${row.inserted!}`]);
+    assert.equal((await blk('sa', 'xvdc'))!.inserted, row.inserted);
+    await d.ok(['block-detach', 'sa', 'xvdc']);
   });
 
   it("a thin clone of a base image boots and takes the guest's writes; the base stays byte-identical", async () => {

@@ -13,6 +13,7 @@ import { XenoError } from '../common/errors.js';
 import { parseDiskSpec } from '../config/disk-spec.js';
 import { blockEntryVdev, diskBlockdevs, diskDevice, fileNodeName, formatNodeName, type DiskHostFacts } from '../hypervisor/qemu/disk-argv.js';
 import { diskFactsFor } from '../hypervisor/qemu/disk-probe.js';
+import { deviceChainNodes } from '../hypervisor/qemu/block-nodes.js';
 import { waitVmEvent } from '../hypervisor/vm-events.js';
 import type { Vm } from '../hypervisor/backend.js';
 import type { DiskSpec } from '../model/domain-config.js';
@@ -130,7 +131,13 @@ export class BlockDevices {
     }
   }
 
-  private async delNodes(vm: Vm, vdev: string): Promise<void> {
+  /**
+   * The disk's nodes removed, `above` first: the snapshot overlays xeno put on top of disk-<vdev>
+   * (deviceChainNodes, read while the device still had them). Layers QEMU opened itself from a
+   * backing chain go with their parent; only the nodes xeno added are deleted by name.
+   */
+  private async delNodes(vm: Vm, vdev: string, above: string[] = []): Promise<void> {
+    for (const n of above) if (/^snap-/.test(n)) await vm.command('blockdev-del', { 'node-name': n });
     await vm.command('blockdev-del', { 'node-name': formatNodeName(vdev) });
     await vm.command('blockdev-del', { 'node-name': fileNodeName(vdev) });
   }
@@ -169,6 +176,8 @@ export class BlockDevices {
       if (!d) throw badRequest(`block-detach ${rec.name}: it has no disk ${vdev} (block-list shows them)`);
       if (d.devtype === 'cdrom') throw badRequest(`block-detach ${rec.name}: ${vdev} is a cdrom drive (IDE, not hot-pluggable): use cd-eject`);
       const vm = this.ts.liveOf(rec).vm;
+      // Its nodes now, while the device holds them: after a snapshot the top is an overlay's.
+      const chain = await deviceChainNodes(vm, blockEntryVdev, vdev).catch(() => [] as string[]);
       const wait = waitVmEvent(vm, (e) => e.event === 'DEVICE_DELETED' && e.data.device === vdev, timeoutMs);
       try {
         await vm.command('device_del', { id: vdev });
@@ -185,7 +194,7 @@ export class BlockDevices {
       if (!released && (await deviceExists(vm, vdev))) {
         throw new XenoError('TIMEOUT', `block-detach ${rec.name}: the guest did not release ${vdev} within ${timeoutMs / 1000} s (it must support PCI hot-unplug and not hold the disk busy); the disk stays attached, try again`);
       }
-      await this.delNodes(vm, vdev).catch((e: unknown) => {
+      await this.delNodes(vm, vdev, chain).catch((e: unknown) => {
         throw new XenoError('QEMU_ERROR', `block-detach ${rec.name}: the guest released ${vdev} but QEMU keeps its image open: ${(e as Error).message}`);
       });
       saveDisks(this.ts, rec, rec.config.disks.filter((x) => x.vdev !== vdev));
