@@ -57,6 +57,7 @@ import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import type { NbdOffer, StorageOffer } from './storage-copy.js';
+import type { CarriedSnapshots } from './snapshot-carry.js';
 import type { DiskIdentity } from './storage-checks.js';
 import { DH_PARAMS_FILE, dhParamsPem } from './tls-dh.js';
 
@@ -71,7 +72,7 @@ export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer; snapshots?: CarriedSnapshots }
   | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer }
   // --copy-storage only (storage-copy.ts): the mirrors started, then all in step
   | { t: 'mirroring' }
