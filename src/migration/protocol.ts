@@ -22,8 +22,10 @@
  *                       <---------------------- welcome {host}
  *   prepare {name, uuid, config, machineType,
  *            qemuVersion, memoryMb, state,
- *            disks: [{vdev, id|size+sample|...}]} -> checks: the disks are the source's (storage-checks.ts:
- *                                                same identity, not just the same path), QEMU not older, machine type offered, then
+ *            disks: [{vdev, id|size+sample|...}],
+ *            snapshots?: {list, current}} -----> checks: the disks are the source's (storage-checks.ts:
+ *                                                same identity, not just the same path), the snapshot tree's files
+ *                                                are here (snapshot-carry.ts), QEMU not older, machine type offered, then
  *                                                the config goes through the same validation as a
  *                                                create (toolstack.create -> validateForCreate, under
  *                                                the host-memory lock); starts QEMU with -incoming

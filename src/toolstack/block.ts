@@ -10,6 +10,7 @@
  * guard) and is written to the stored config, so a restart, save/restore or migration keeps it.
  */
 import { XenoError } from '../common/errors.js';
+import { crashPoint } from '../common/test-crash.js';
 import { parseDiskSpec } from '../config/disk-spec.js';
 import { blockEntryVdev, diskBlockdevs, diskDevice, fileNodeName, formatNodeName, type DiskHostFacts } from '../hypervisor/qemu/disk-argv.js';
 import { diskFactsFor } from '../hypervisor/qemu/disk-probe.js';
@@ -142,6 +143,13 @@ export class BlockDevices {
     await vm.command('blockdev-del', { 'node-name': fileNodeName(vdev) });
   }
 
+  /** The host files QEMU closed are no longer opened to its user (whatever admit() granted). */
+  private async unplugged(rec: DomainRecord, op: string): Promise<void> {
+    await this.ts.hooks.afterUnplug?.(rec, rec.config).catch((e: unknown) => {
+      this.ts.deps.log.warn({ domain: rec.name }, `${op} ${rec.name}: ${(e as Error).message}`);
+    });
+  }
+
   /** `xm block-attach DOM SPEC`: any disk spec the config accepts ('file:/img,xvdb,w', xl's forms). */
   async attach(dom: string, spec: string): Promise<BlockRow> {
     const d = parseDiskSpec(spec);
@@ -162,6 +170,7 @@ export class BlockDevices {
         await this.delNodes(vm, d.vdev).catch(() => undefined);
         throw new XenoError('QEMU_ERROR', `block-attach ${rec.name}: cannot hot-plug ${d.vdev}: ${(e as Error).message}`);
       }
+      crashPoint('block-attach:plugged');
       saveDisks(this.ts, rec, disks);
       this.ts.event(rec, 'block-attach', `disk ${d.vdev} (${d.target}, ${d.format}, ${d.access}, cache=${facts.cache}) attached to ${rec.name}`);
       return rec.name;
@@ -197,7 +206,9 @@ export class BlockDevices {
       await this.delNodes(vm, vdev, chain).catch((e: unknown) => {
         throw new XenoError('QEMU_ERROR', `block-detach ${rec.name}: the guest released ${vdev} but QEMU keeps its image open: ${(e as Error).message}`);
       });
+      crashPoint('block-detach:released');
       saveDisks(this.ts, rec, rec.config.disks.filter((x) => x.vdev !== vdev));
+      await this.unplugged(rec, 'block-detach');
       this.ts.event(rec, 'block-detach', `disk ${vdev} (${d.target}) detached from ${rec.name}`);
       return { vdev };
     }));
@@ -243,6 +254,7 @@ export class BlockDevices {
         throw new XenoError('QEMU_ERROR', `cd-insert ${rec.name}: ${(e as Error).message}`);
       }
       saveDisks(this.ts, rec, disks);
+      if (old.target) await this.unplugged(rec, 'cd-insert');
       this.ts.event(rec, 'cd-insert', `${d.target} inserted in ${rec.name}'s ${vdev}`);
       return rec.name;
     });
@@ -261,6 +273,7 @@ export class BlockDevices {
         await vm.command('blockdev-close-tray', { id: vdev }).catch(() => undefined);
       }
       saveDisks(this.ts, rec, rec.config.disks.map((x) => (x.vdev === vdev ? { ...old, target: '' } : x)));
+      await this.unplugged(rec, 'cd-eject');
       this.ts.event(rec, 'cd-eject', `${rec.name}'s ${vdev} ejected`);
       return rec.name;
     });
