@@ -1,26 +1,31 @@
 /**
  * `xeno migrate --copy-storage` between two real xenods on this machine (relocation servers on
- * 127.0.0.1, no shared storage: the target makes its own copy of the disk in xeno-images beside its state dir). The
- * guest's disk is a 256 MiB raw image (the issue's 1 GiB is cut to keep the suite's time; the
- * recipe does not depend on the size) filled with random bytes on the host, so the mirror has
- * real work; the guest writes 1 MiB blocks of a known pattern to it from its console during the
- * copy (dd from tmpfs, conv=fsync, round after round from before the copy until after the switch). On the target its own checksum of what it wrote (read back
- * from the disk, page cache dropped) matches, and after shutdown `qemu-img compare` finds the
- * target's image identical to the source's initial bytes plus those writes. The target xenod
- * killed during the mirror and during the RAM phase (its test crash points): the source guest runs
- * on, and the restarted target has no domain, no QEMU and no half-copied disk.
+ * 127.0.0.1, no shared storage: the target makes its own copy of the disk in xeno-images beside its
+ * state dir). The guest's disk is a 1 GiB thin qcow2 holding 48 MiB of random bytes at its start and
+ * 16 MiB at its end (written on the host), so the mirror has real work but copies only what is
+ * allocated; the guest writes 1 MiB blocks of a known pattern to it from its console during the
+ * copy (dd from tmpfs, conv=fsync, round after round from before the copy until after the switch).
+ * On the target its own checksum of what it wrote (read back from the disk, page cache dropped)
+ * matches, and after shutdown `qemu-img compare` finds the target's image identical to the
+ * source's initial bytes plus those writes, and still thin. The target xenod killed during the
+ * mirror and during the RAM phase (its test crash points), and the target's image dir full (a
+ * 24 MiB tmpfs) during the mirror: the source guest runs on, and the target has no domain, no
+ * QEMU and no half-copied disk. A guest with snapshots is refused (the tree cannot be copied).
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestDaemon, freePort, guestCfg } from './helpers/harness.js';
 
 const MiB = 1024 * 1024;
-const DISK_MIB = 256;
+const DISK_MIB = 1024;
+/** Random data the image starts with (the rest reads as zeros and is not allocated: thin). */
+const HEAD_MIB = 48;
+const TAIL_MIB = 16;
 const BLOCKS = 24;
 
 /** What the guest's writer puts in block i in its generation g: a `blk-%08d-%04d` line, then `x` to the MiB. */
@@ -50,7 +55,19 @@ describe('migrate --copy-storage between two real xenods', () => {
   let b: TestDaemon;
   let c: TestDaemon;
   let disk: string;
-  let initial: Buffer;
+  let head: Buffer;
+  let tail: Buffer;
+  /** A sparse raw file of DISK_MIB holding `head` at 0 and `tail` at the end, and `over` at 0. */
+  const sparseRaw = (file: string, over?: Buffer) => {
+    const fd = openSync(file, 'w');
+    ftruncateSync(fd, DISK_MIB * MiB);
+    writeSync(fd, head, 0, head.length, 0);
+    writeSync(fd, tail, 0, tail.length, (DISK_MIB - TAIL_MIB) * MiB);
+    if (over) writeSync(fd, over, 0, over.length, 0);
+    closeSync(fd);
+  };
+  const tmpfsDir = () => path.join(c.dir, 'xeno-images');
+  let tmpfsMounted = false;
 
   async function daemon(name: string): Promise<TestDaemon> {
     ports[name] = await freePort();
@@ -67,13 +84,19 @@ describe('migrate --copy-storage between two real xenods', () => {
     a = await daemon('a');
     b = await daemon('b');
     c = await daemon('c');
-    disk = path.join(a.dir, 'sc1.raw');
-    initial = randomBytes(DISK_MIB * MiB);
-    writeFileSync(disk, initial);
-    await a.createGuest('sc1', { disk: `[ 'format=raw,vdev=xvda,access=rw,target=${disk}' ]` });
+    // 1 GiB thin qcow2: only what is allocated (the random head and tail, the guest's writes) is copied
+    head = randomBytes(HEAD_MIB * MiB);
+    tail = randomBytes(TAIL_MIB * MiB);
+    const raw = path.join(a.dir, 'sc1-initial.raw');
+    sparseRaw(raw);
+    disk = path.join(a.dir, 'sc1.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk]);
+    rmSync(raw);
+    await a.createGuest('sc1', { disk: `[ 'format=qcow2,vdev=xvda,access=rw,target=${disk}' ]` });
     await a.waitConsole('sc1', /heartbeat 2\r?\n/);
   });
   after(async () => {
+    if (tmpfsMounted) execFileSync('umount', [tmpfsDir()]);
     await Promise.all(daemons.map((d) => d.cleanup()));
     rmSync(keys, { recursive: true, force: true });
   });
@@ -102,6 +125,41 @@ describe('migrate --copy-storage between two real xenods', () => {
     });
   }
 
+  it("the target's disk fills up during the mirror: the source runs on, the target has no domain and no half-copied disk", async () => {
+    // the target's image dir on a 24 MiB tmpfs: the thin image is created, the mirror's writes run out of room
+    mkdirSync(tmpfsDir(), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0755', 'xeno-test-full', tmpfsDir()]);
+    tmpfsMounted = true;
+    const src = (await a.row('sc1'))!;
+    const r = await a.xeno(['migrate', 'sc1', '127.0.0.1', '-l', '--copy-storage', '-p', String(ports.c)], { timeoutMs: 600_000 });
+    assert.notEqual(r.code, 0, `expected a failure, got ${r.stdout}`);
+    assert.match(r.stderr, /migration of sc1 to 127\.0\.0\.1:\d+ failed: .*(No space left|ENOSPC|space).*; the guest keeps running here/i);
+    const now = (await a.row('sc1'))!;
+    assert.equal(now.state, 'running');
+    assert.equal(now.pid, src.pid, 'the same QEMU runs the guest');
+    assert.deepEqual((await a.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1')).config.disks.map((x) => x.target), [disk], 'on its own disk');
+    const beat = a.lastHeartbeat('sc1');
+    await a.waitConsole('sc1', new RegExp(`heartbeat ${beat + 2}\\r?\\n`));
+    for (let t = 0; (await c.row('sc1')) !== undefined && t < 100; t++) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(await c.row('sc1'), undefined, 'the target destroyed its half-made domain');
+    assert.deepEqual(imagesOf(c), [], 'and removed the half-copied disk');
+    assert.deepEqual(c.qemusOnHost(), [], 'no QEMU of the target is left');
+    execFileSync('umount', [tmpfsDir()]);
+    tmpfsMounted = false;
+  });
+
+  it('a guest with snapshots is refused --copy-storage (the tree cannot go along), untouched', async () => {
+    await a.ok(['snapshot-create', 'sc1', 'keep']);
+    const r = await a.xeno(['migrate', 'sc1', '127.0.0.1', '-l', '--copy-storage', '-p', String(ports.b)]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /sc1 has 1 snapshot\(s\) \(keep\): --copy-storage copies each disk as the guest sees it now.*delete them first.*; the guest was not touched/);
+    assert.equal((await a.row('sc1'))!.state, 'running');
+    assert.equal(await b.row('sc1'), undefined);
+    assert.deepEqual(imagesOf(b), [], 'the target made no disk');
+    await a.ok(['snapshot-delete', 'sc1', 'keep']);
+    assert.equal((await a.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1')).config.disks[0]!.target, disk);
+  });
+
   it('the guest writes during the copy; on the target its data checks out, and the images compare equal', async () => {
     await a.guestRun('sc1', `{ (${writer}) > /dev/ttyS0 2>&1 & }`);
     await a.waitConsole('sc1', /gen-1\r?\n/, 300_000);
@@ -110,18 +168,19 @@ describe('migrate --copy-storage between two real xenods', () => {
     assert.equal(await a.row('sc1'), undefined, 'it left the source');
     const there = await b.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1');
     const copy = there.config.disks[0]!.target;
-    assert.equal(copy, path.join(b.dir, 'xeno-images', 'sc1', 'sc1.raw'), 'the target runs it on its own copy');
+    assert.equal(copy, path.join(b.dir, 'xeno-images', 'sc1', 'sc1.qcow2'), 'the target runs it on its own copy');
     await b.guestRun('sc1', 'touch /tmp/stop');
     const [, g, i] = (await b.waitConsole('sc1', /writer-done-(\d+)-(\d+)/, 300_000)).map(Number);
-    const blocks = Array.from({ length: BLOCKS }, (_, j) => pattern(j, j < i! ? g! : g! - 1));
-    const expected = Buffer.concat([...blocks, initial.subarray(BLOCKS * MiB)]);
-    const want = createHash('sha256').update(expected.subarray(0, BLOCKS * MiB)).digest('hex');
+    const written = Buffer.concat(Array.from({ length: BLOCKS }, (_, j) => pattern(j, j < i! ? g! : g! - 1)));
+    const want = createHash('sha256').update(written).digest('hex');
     const sum = await b.guestRun('sc1', `sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=1048576 count=${BLOCKS} 2>/dev/null | sha256sum`, 120_000);
     assert.match(sum, new RegExp(`^${want}\\s`, 'm'), "the guest's checksum of what it wrote, read back from the disk on the target");
     await b.ok(['shutdown', '-w', 'sc1']);
     const ref = path.join(b.dir, 'expected.raw');
-    writeFileSync(ref, expected);
-    assert.match(execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', ref, copy], { encoding: 'utf8' }), /Images are identical/);
-    assert.equal(readFileSync(copy).length, DISK_MIB * MiB, 'same size');
+    sparseRaw(ref, written);
+    assert.match(execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', ref, copy], { encoding: 'utf8' }), /Images are identical/);
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', copy], { encoding: 'utf8' })) as { 'virtual-size': number; 'actual-size': number };
+    assert.equal(info['virtual-size'], DISK_MIB * MiB, 'same size');
+    assert.ok(info['actual-size'] < (HEAD_MIB + TAIL_MIB + 64) * MiB, `thin on the target too: ${info['actual-size']} bytes allocated of ${DISK_MIB} MiB`);
   });
 });

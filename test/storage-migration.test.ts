@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -79,13 +80,25 @@ describe('storage across a migration between two real xenods', { timeout: 1_200_
     await stillAtSource('other disk');
   });
 
-  it('the attached disk travels: the target opens the same image and the guest reads what it wrote', async () => {
+  it('the attached disk and its snapshot tree travel: the target opens the same overlay, lists the tree, and merges it while the guest runs', async () => {
+    // a disk-only snapshot first: the guest then writes to an overlay beside data.qcow2 (shared too)
+    await src.ok(['snapshot-create', 'sm', 'pre-mig']);
+    const overlay = (await blk(src, 'sm', 'xvdb'))!.inserted!;
+    assert.match(overlay, /data\.qcow2\.snap-[0-9a-f]{8}\.qcow2$/);
     await src.guestRun('sm', `i=0; while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; printf '${marker}' > /tmp/m; dd if=/tmp/m of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync; echo ok`, 120_000);
     await src.ok(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[1])], {});
     assert.equal(await src.row('sm'), undefined);
     const b = (await blk(tgt, 'sm', 'xvdb'))!;
-    assert.equal(b.inserted, data, "the target's QEMU has the attached disk open");
+    assert.equal(b.inserted, overlay, "the target's QEMU has the attached disk's overlay open");
     const got = await tgt.guestRun('sm', 'echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 17', 120_000);
     assert.match(got, new RegExp(marker));
+    assert.match(await tgt.ok(['snapshot-list', 'sm']), /^pre-mig \* .* disks only {2}\(running\)$/m, 'the tree came along');
+    const left = new Database(path.join(src.stateDir, 'xeno.db'), { readonly: true });
+    assert.deepEqual(left.prepare(`SELECT name FROM snapshots WHERE domain = 'sm'`).all(), [], 'the source forgot it');
+    left.close();
+    assert.match(await tgt.ok(['snapshot-delete', 'sm', 'pre-mig']), /xvdb: .*\.snap-[0-9a-f]{8}\.qcow2 merged into .*data\.qcow2$/m);
+    assert.equal((await blk(tgt, 'sm', 'xvdb'))!.inserted, data, 'the guest writes to data.qcow2 again');
+    assert.ok(!existsSync(overlay), 'the merged overlay is gone');
+    assert.match(await tgt.guestRun('sm', 'echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 17', 120_000), new RegExp(marker));
   });
 });

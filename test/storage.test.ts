@@ -4,12 +4,15 @@
  * image only then), attached to another guest which reads the data back; block-list's counters
  * move with guest I/O; a spec whose format is not the file's is refused both ways, and a failed
  * attach leaves no QEMU node; a thin clone boots while its base stays byte-identical; cd-insert /
- * cd-eject swap a cdrom's medium; an attached disk survives save/restore.
+ * cd-eject swap a cdrom's medium; an attached disk survives save/restore. A detach puts back the
+ * ACL the attach gave the QEMU user; after two snapshots (the disk's top node is an overlay's)
+ * block-list and block-detach still find the disk and close its whole chain; an attach and a
+ * detach cut short by a xenod crash (test crash points) are completed in the config at re-adoption.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BlockRow } from '../src/toolstack/block.js';
@@ -27,6 +30,10 @@ function imageLocked(f: string): boolean {
     return /lock/i.test(String((e as { stderr?: Buffer }).stderr ?? e));
   }
 }
+
+const getfacl = (f: string): string => execFileSync('getfacl', ['-p', '--', f], { encoding: 'utf8' });
+/** An ACL entry for the unprivileged QEMU user (xeno-qemu, the daemon's default). */
+const QEMU_ACL = /^user:xeno-qemu:/m;
 
 describe('storage: block devices and images on real guests', { timeout: 1_500_000 }, () => {
   const d = new TestDaemon();
@@ -76,6 +83,7 @@ describe('storage: block devices and images on real guests', { timeout: 1_500_00
     assert.ok(afterIo.wrReqs! > before.wrReqs!, 'write requests moved');
     assert.ok(afterIo.rdBytes! > before.rdBytes!, 'read bytes moved');
     assert.ok(imageLocked(data), 'QEMU holds the attached image');
+    assert.match(getfacl(data), QEMU_ACL, 'the attach opened the image to the QEMU user');
     // kept in the stored config
     assert.match(await d.ok(['list', '-l', 'sa']), /xvdb/);
 
@@ -83,6 +91,7 @@ describe('storage: block devices and images on real guests', { timeout: 1_500_00
     assert.match(await guestDev('sa', 'vda', true), /No such file/);
     assert.equal(await blk('sa', 'xvdb'), undefined);
     assert.ok(!imageLocked(data), 'after the detach QEMU has closed the image (its nodes are gone)');
+    assert.doesNotMatch(getfacl(data), QEMU_ACL, "the detach put the image's ACL back");
   });
 
   it('a raw spec on a qcow2 file is refused, and the reverse; a failed attach leaves no node behind', async () => {
@@ -141,6 +150,60 @@ describe('storage: block devices and images on real guests', { timeout: 1_500_00
     const ej = (await blk('sa', 'hdc'))!;
     assert.equal(ej.inserted, null);
     assert.equal(ej.target, '');
+  });
+
+  it('after snapshots the disk sits on overlay nodes: block-list, a second snapshot and block-detach still find it', async () => {
+    const img = path.join(d.dir, 'snapdisk.qcow2');
+    await d.ok(['image-create', img, '16m', '--format', 'qcow2']);
+    await d.ok(['block-attach', 'sa', `format=qcow2, vdev=xvdc, access=rw, target=${img}`]);
+    assert.match(await guestDev('sa', 'vda'), /^\/dev\/vda$/m);
+    await d.ok(['snapshot-create', 'sa', 'before-write']);
+    await d.guestRun('sa', `printf '${marker}-2' > /tmp/m2; dd if=/tmp/m2 of=/dev/vda bs=512 count=1 conv=sync,fsync 2>/dev/null; echo done`, 120_000);
+    await d.ok(['snapshot-create', 'sa', 'after-write']);
+    const row = (await blk('sa', 'xvdc'))!;
+    assert.match(row.inserted!, /snapdisk\.qcow2\.snap-[0-9a-f]{8}\.qcow2$/, 'the guest writes to the second overlay');
+    assert.ok(row.wrBytes! >= 512 && row.sizeBytes === 16 * 1024 * 1024, `counters and size of the overlaid disk: ${JSON.stringify(row)}`);
+    const files = [img, ...readdirSync(d.dir).filter((f) => /^snapdisk\.qcow2\.snap-/.test(f)).map((f) => path.join(d.dir, f))];
+    assert.equal(files.length, 3);
+    await d.ok(['block-detach', 'sa', 'xvdc']);
+    assert.match(await guestDev('sa', 'vda', true), /No such file/);
+    assert.equal(await blk('sa', 'xvdc'), undefined);
+    for (const f of files) assert.ok(!imageLocked(f), `QEMU let go of ${path.basename(f)} (every node of the chain deleted)`);
+    // the data is in the chain the detach left behind
+    const flat = path.join(d.dir, 'snapdisk.raw');
+    execFileSync('qemu-img', ['convert', '-O', 'raw', row.inserted!, flat]);
+    assert.match(readFileSync(flat).subarray(0, 64).toString('latin1'), new RegExp(`${marker}-2`));
+    // attached again from its top overlay: the same vdev hot-plugs cleanly (no node left behind)
+    await d.ok(['block-attach', 'sa', `format=qcow2, vdev=xvdc, access=rw, target=${row.inserted!}`]);
+    assert.equal((await blk('sa', 'xvdc'))!.inserted, row.inserted);
+    await d.ok(['block-detach', 'sa', 'xvdc']);
+  });
+
+  it('a block-attach and a block-detach cut short by a xenod crash are completed in the config when xenod re-adopts the QEMU', async () => {
+    const img = path.join(d.dir, 'crash.qcow2');
+    await d.ok(['image-create', img, '8m', '--format', 'qcow2']);
+    const pid = (await d.row('sa'))!.pid;
+    await d.stop();
+    await d.start({ env: { XENO_TEST_CRASH_AT: 'block-attach:plugged' } });
+    const cut = await d.xeno(['block-attach', 'sa', `format=qcow2, vdev=xvdd, access=rw, target=${img}`]);
+    assert.notEqual(cut.code, 0, 'xenod died in the middle of the attach');
+    await d.waitExit();
+    await d.start({ env: { XENO_TEST_CRASH_AT: 'block-detach:released' } });
+    assert.equal((await d.row('sa'))!.pid, pid, 'the guest ran on, adopted');
+    const row = (await blk('sa', 'xvdd'))!;
+    assert.equal(row?.inserted, img, 'the disk QEMU had plugged is in the config');
+    assert.equal(row.format, 'qcow2');
+    assert.equal(row.access, 'rw');
+    assert.match(await guestDev('sa', 'vda'), /^\/dev\/vda$/m);
+    const cut2 = await d.xeno(['block-detach', 'sa', 'xvdd']);
+    assert.notEqual(cut2.code, 0, 'xenod died in the middle of the detach');
+    await d.waitExit();
+    await d.start();
+    assert.equal(await blk('sa', 'xvdd'), undefined, 'the disk QEMU had let go is out of the config');
+    assert.ok(!imageLocked(img), 'and closed');
+    assert.doesNotMatch(getfacl(img), QEMU_ACL, 'and its ACL put back');
+    await d.ok(['block-attach', 'sa', `format=qcow2, vdev=xvdd, access=rw, target=${img}`]);
+    await d.ok(['block-detach', 'sa', 'xvdd']);
   });
 
   it("a thin clone of a base image boots and takes the guest's writes; the base stays byte-identical", async () => {

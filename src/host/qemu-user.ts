@@ -118,6 +118,21 @@ export function openTunDevice(who: QemuRunAs, dev = '/dev/net/tun'): void {
   addEntry(dev, who, 'rw');
 }
 
+/**
+ * A guest that left over shared storage: its disks' grants (and their backing chains') are the
+ * target's now, so they are dropped from this domain's record without being put back; otherwise the
+ * source's stop would strip the QEMU user's entry the target's QEMU relies on (the same file, the
+ * same user), e.g. to reopen a backing file read-write for a snapshot merge.
+ */
+export function handOverGrants(runDir: string, c: DomainConfig): void {
+  const disks = filesOf({ ...c, kernel: undefined, ramdisk: undefined }).map((f) => f.path);
+  // the directories on the way to them too (their search entries)
+  const theirs = (p: string) => disks.some((f) => f === p || f.startsWith(p.endsWith('/') ? p : `${p}/`));
+  const grants = readGrants(runDir);
+  const kept = grants.filter((g) => !theirs(g.path));
+  if (kept.length !== grants.length) writeFileSync(path.join(runDir, ACCESS_FILE), JSON.stringify(kept), { mode: 0o600 });
+}
+
 /** What a domain's QEMU opens on the host, and how. */
 export function filesOf(c: DomainConfig): Array<{ path: string; perm: Perm }> {
   const out: Array<{ path: string; perm: Perm }> = [];
@@ -215,6 +230,31 @@ export class QemuAccess {
     }
   }
 
+  /**
+   * A running domain closed files (block-detach, cd-eject): the ACLs of those its config `next` no
+   * longer needs (nor a directory on the way to one it does) are put back as they were, unless
+   * another domain still holds them.
+   */
+  revoke(runDir: string, next: DomainConfig): void {
+    const needed = filesOf(next).map((f) => f.path);
+    const keep = (p: string) => needed.some((f) => f === p || f.startsWith(p.endsWith('/') ? p : `${p}/`));
+    const grants = readGrants(runDir);
+    const gone = grants.filter((g) => !keep(g.path));
+    if (gone.length === 0) return;
+    const others = this.othersHolding(runDir);
+    const failed: string[] = [];
+    for (const g of gone.reverse()) {
+      if (others.has(g.path) || !existsSync(g.path)) continue;
+      try {
+        run('setfacl', ['--set-file=-', '--', g.path], g.before);
+      } catch (e) {
+        failed.push(errorMessage(e));
+      }
+    }
+    writeFileSync(path.join(runDir, ACCESS_FILE), JSON.stringify(grants.filter((g) => keep(g.path))), { mode: 0o600 });
+    if (failed.length) throw new XenoError('HOST_ERROR', `cannot restore ACLs: ${failed.join('; ')}`);
+  }
+
   /** Puts back every ACL this domain changed (unless another domain still holds the file). */
   restore(runDir: string): void {
     const grants = readGrants(runDir);
@@ -241,6 +281,7 @@ export class QemuAccess {
         return { nics: [] };
       },
       beforeHotplug: async (rec, next) => this.grant(rec.runDir, next, true),
+      afterUnplug: async (rec, next) => this.revoke(rec.runDir, next),
       afterStop: async (rec) => this.restore(rec.runDir),
     };
   }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../common/errors.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
+import { handOverGrants } from '../host/qemu-user.js';
 import { refuseStateCopyAfterUnplug } from '../toolstack/runtime.js';
 import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
@@ -18,6 +19,7 @@ import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
 import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
+import { forgetCarriedSnapshots, snapshotsToCarry, type CarriedSnapshots } from './snapshot-carry.js';
 import { StorageCopySource, sharedOnly, storageOffer, type StorageOffer } from './storage-copy.js';
 import { diskIdentities, refuseUnsafeCache } from './storage-checks.js';
 
@@ -124,6 +126,7 @@ export class Migrator {
     let ch: Channel;
     let prepared: Extract<Msg, { t: 'prepared' }>;
     let storage: StorageOffer | undefined;
+    let snapshots: CarriedSnapshots | undefined;
     const dir = path.join(rec.runDir, 'mig-tls');
     let sourceTls: Promise<string> | undefined;
     let handshakeAt = 0;
@@ -153,12 +156,14 @@ export class Migrator {
       handshakeAt = performance.now();
       const memoryMb = (await bootMemoryMb(vm)) ?? rec.config.maxmem;
       storage = req.copyStorage ? await storageOffer(rec.config) : undefined;
+      snapshots = snapshotsToCarry(this.ts, rec.name, !!req.copyStorage);
       ch.send({
         t: 'prepare', name: rec.name, uuid: rec.uuid, config: rec.config, machineType: rec.machineType,
         qemuVersion: this.ts.deps.backend.caps.qemuVersion, memoryMb, state: wasRunning ? 'running' : 'paused',
         // Shared disks are identified for the target's check; with --copy-storage only the read-only ones are shared.
         disks: diskIdentities(storage ? sharedOnly(rec.config) : rec.config, true),
         ...(storage ? { storage } : {}),
+        ...(snapshots ? { snapshots } : {}),
       });
       // This QEMU's side of the stream's TLS is set up while the target starts its QEMU.
       sourceTls = (async () => useTlsPsk(vm, 'client', writePskDir(dir, tlsKey), { autoConverge: live }))();
@@ -217,6 +222,9 @@ export class Migrator {
       ch.close();
       const q = await figures;
       rmSync(dir, { recursive: true, force: true });
+      forgetCarriedSnapshots(this.ts, rec.name, snapshots);
+      // Shared storage: the target's QEMU holds the disks now, their ACL entries are its (qemu-user.ts).
+      if (!storage) handOverGrants(rec.runDir, rec.config);
       await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
       const resumeMs = resumedAt - completedAt;
       return {

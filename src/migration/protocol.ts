@@ -22,8 +22,10 @@
  *                       <---------------------- welcome {host}
  *   prepare {name, uuid, config, machineType,
  *            qemuVersion, memoryMb, state,
- *            disks: [{vdev, id|size+sample|...}]} -> checks: the disks are the source's (storage-checks.ts:
- *                                                same identity, not just the same path), QEMU not older, machine type offered, then
+ *            disks: [{vdev, id|size+sample|...}],
+ *            snapshots?: {list, current}} -----> checks: the disks are the source's (storage-checks.ts:
+ *                                                same identity, not just the same path), the snapshot tree's files
+ *                                                are here (snapshot-carry.ts), QEMU not older, machine type offered, then
  *                                                the config goes through the same validation as a
  *                                                create (toolstack.create -> validateForCreate, under
  *                                                the host-memory lock); starts QEMU with -incoming
@@ -57,6 +59,7 @@ import path from 'node:path';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../common/errors.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import type { NbdOffer, StorageOffer } from './storage-copy.js';
+import type { CarriedSnapshots } from './snapshot-carry.js';
 import type { DiskIdentity } from './storage-checks.js';
 import { DH_PARAMS_FILE, dhParamsPem } from './tls-dh.js';
 
@@ -71,7 +74,7 @@ export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer; snapshots?: CarriedSnapshots }
   | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer }
   // --copy-storage only (storage-copy.ts): the mirrors started, then all in step
   | { t: 'mirroring' }

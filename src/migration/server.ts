@@ -25,6 +25,7 @@ import { compileHostsAllow, peerAllowed } from './hosts-allow.js';
 import { PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir, type Msg } from './protocol.js';
 import { incomingPort, useTlsPsk, waitMigration } from './qemu-side.js';
 import { markIncoming, withoutIncoming } from './recovery.js';
+import { adoptCarriedSnapshots, checkCarriedSnapshots } from './snapshot-carry.js';
 import { createTargetDisks, exportDisks, followCopy, keepCopiedImages, markCopiedImages, removeCopiedImages, removeImages, unexportDisks } from './storage-copy-target.js';
 import { checkDiskIdentities } from './storage-checks.js';
 import { sharedOnly } from './storage-copy.js';
@@ -202,6 +203,7 @@ export class RelocationServer {
     if (p.machineType !== caps.machineType && !(await this.supportedMachineTypes()).has(p.machineType)) {
       throw new XenoError('QEMU_ERROR', `the target's QEMU ${caps.qemuVersion} does not offer machine type ${p.machineType}`);
     }
+    checkCarriedSnapshots(this.ts, p.name, p.snapshots);
     // --copy-storage: checked, then the disks made here and named by the config (storage-copy-target.ts).
     const disks = p.storage ? await createTargetDisks(this.ts, p.name, p.config, p.storage) : undefined;
     const undoDisks = (e: unknown): never => {
@@ -264,12 +266,14 @@ export class RelocationServer {
       // The source may have committed on its side: never run the guest, never destroy it.
       state.committed = true;
       keepCopiedImages(rec);
+      adoptCarriedSnapshots(this.ts, rec.name, p.snapshots);
       this.ts.deps.store.update(rec.id, { state: 'paused', extra: withoutIncoming(rec) });
       this.ts.event(rec, 'migrate-in', `incoming migration of ${rec.name}: the source went away before committing (${errorMessage(e)}); the guest is kept PAUSED here as domain ${rec.id}: check the source before unpausing it`);
       throw e;
     }
     state.committed = true;
     keepCopiedImages(rec);
+    adoptCarriedSnapshots(this.ts, rec.name, p.snapshots);
     const paused = done.paused === true || p.state === 'paused';
     if (!paused) await vm.resume();
     this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config, extra: withoutIncoming(rec) });

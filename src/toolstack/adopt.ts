@@ -19,6 +19,7 @@ import path from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import type { Vm } from '../hypervisor/backend.js';
 import { vifsInQemu } from '../host/network/hotplug.js';
+import { reconcileDisks } from './block-reconcile.js';
 import type { DomainState } from '../model/domain-state.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
@@ -218,7 +219,14 @@ export class Adoption {
     // network-attach/detach: the config keeps the vifs whose NIC QEMU has (the hook did the backends).
     const nics = await vifsInQemu(vm).catch(() => undefined);
     if (nics && config.vifs.some((v) => !nics.has(v.devid))) config = { ...config, vifs: config.vifs.filter((v) => nics.has(v.devid)) };
+    // block-attach/detach: the config keeps the disks whose device QEMU has (block-reconcile.ts).
+    const disks = await reconcileDisks(vm, config).catch(() => undefined);
+    if (disks && disks.config !== config) {
+      config = disks.config;
+      this.ts.event(rec, 'adopt', `${rec.name}: a block-attach/-detach cut short by a xenod crash is completed in its config (${[...disks.added.map((v) => `${v} attached`), ...disks.removed.map((v) => `${v} detached`)].join(', ')})`);
+    }
     if (config !== cur.config) this.ts.store.update(rec.id, { config });
+    if (disks?.removed.length) await this.ts.hooks.afterUnplug?.({ ...cur, config }, config).catch(() => undefined);
     // mem-set: the stored target is sent again (idempotent), so balloon and record agree.
     if (run === 'running' || run === 'paused') {
       await vm.command('balloon', { value: config.memory * 1048576 }).catch(() => undefined);

@@ -10,9 +10,11 @@
  * guard) and is written to the stored config, so a restart, save/restore or migration keeps it.
  */
 import { XenoError } from '../common/errors.js';
+import { crashPoint } from '../common/test-crash.js';
 import { parseDiskSpec } from '../config/disk-spec.js';
 import { blockEntryVdev, diskBlockdevs, diskDevice, fileNodeName, formatNodeName, type DiskHostFacts } from '../hypervisor/qemu/disk-argv.js';
 import { diskFactsFor } from '../hypervisor/qemu/disk-probe.js';
+import { deviceChainNodes } from '../hypervisor/qemu/block-nodes.js';
 import { waitVmEvent } from '../hypervisor/vm-events.js';
 import type { Vm } from '../hypervisor/backend.js';
 import type { DiskSpec } from '../model/domain-config.js';
@@ -130,9 +132,22 @@ export class BlockDevices {
     }
   }
 
-  private async delNodes(vm: Vm, vdev: string): Promise<void> {
+  /**
+   * The disk's nodes removed, `above` first: the snapshot overlays xeno put on top of disk-<vdev>
+   * (deviceChainNodes, read while the device still had them). Layers QEMU opened itself from a
+   * backing chain go with their parent; only the nodes xeno added are deleted by name.
+   */
+  private async delNodes(vm: Vm, vdev: string, above: string[] = []): Promise<void> {
+    for (const n of above) if (/^snap-/.test(n)) await vm.command('blockdev-del', { 'node-name': n });
     await vm.command('blockdev-del', { 'node-name': formatNodeName(vdev) });
     await vm.command('blockdev-del', { 'node-name': fileNodeName(vdev) });
+  }
+
+  /** The host files QEMU closed are no longer opened to its user (whatever admit() granted). */
+  private async unplugged(rec: DomainRecord, op: string): Promise<void> {
+    await this.ts.hooks.afterUnplug?.(rec, rec.config).catch((e: unknown) => {
+      this.ts.deps.log.warn({ domain: rec.name }, `${op} ${rec.name}: ${(e as Error).message}`);
+    });
   }
 
   /** `xm block-attach DOM SPEC`: any disk spec the config accepts ('file:/img,xvdb,w', xl's forms). */
@@ -155,6 +170,7 @@ export class BlockDevices {
         await this.delNodes(vm, d.vdev).catch(() => undefined);
         throw new XenoError('QEMU_ERROR', `block-attach ${rec.name}: cannot hot-plug ${d.vdev}: ${(e as Error).message}`);
       }
+      crashPoint('block-attach:plugged');
       saveDisks(this.ts, rec, disks);
       this.ts.event(rec, 'block-attach', `disk ${d.vdev} (${d.target}, ${d.format}, ${d.access}, cache=${facts.cache}) attached to ${rec.name}`);
       return rec.name;
@@ -169,6 +185,8 @@ export class BlockDevices {
       if (!d) throw badRequest(`block-detach ${rec.name}: it has no disk ${vdev} (block-list shows them)`);
       if (d.devtype === 'cdrom') throw badRequest(`block-detach ${rec.name}: ${vdev} is a cdrom drive (IDE, not hot-pluggable): use cd-eject`);
       const vm = this.ts.liveOf(rec).vm;
+      // Its nodes now, while the device holds them: after a snapshot the top is an overlay's.
+      const chain = await deviceChainNodes(vm, blockEntryVdev, vdev).catch(() => [] as string[]);
       const wait = waitVmEvent(vm, (e) => e.event === 'DEVICE_DELETED' && e.data.device === vdev, timeoutMs);
       try {
         await vm.command('device_del', { id: vdev });
@@ -185,10 +203,12 @@ export class BlockDevices {
       if (!released && (await deviceExists(vm, vdev))) {
         throw new XenoError('TIMEOUT', `block-detach ${rec.name}: the guest did not release ${vdev} within ${timeoutMs / 1000} s (it must support PCI hot-unplug and not hold the disk busy); the disk stays attached, try again`);
       }
-      await this.delNodes(vm, vdev).catch((e: unknown) => {
+      await this.delNodes(vm, vdev, chain).catch((e: unknown) => {
         throw new XenoError('QEMU_ERROR', `block-detach ${rec.name}: the guest released ${vdev} but QEMU keeps its image open: ${(e as Error).message}`);
       });
+      crashPoint('block-detach:released');
       saveDisks(this.ts, rec, rec.config.disks.filter((x) => x.vdev !== vdev));
+      await this.unplugged(rec, 'block-detach');
       this.ts.event(rec, 'block-detach', `disk ${vdev} (${d.target}) detached from ${rec.name}`);
       return { vdev };
     }));
@@ -234,6 +254,7 @@ export class BlockDevices {
         throw new XenoError('QEMU_ERROR', `cd-insert ${rec.name}: ${(e as Error).message}`);
       }
       saveDisks(this.ts, rec, disks);
+      if (old.target) await this.unplugged(rec, 'cd-insert');
       this.ts.event(rec, 'cd-insert', `${d.target} inserted in ${rec.name}'s ${vdev}`);
       return rec.name;
     });
@@ -252,6 +273,7 @@ export class BlockDevices {
         await vm.command('blockdev-close-tray', { id: vdev }).catch(() => undefined);
       }
       saveDisks(this.ts, rec, rec.config.disks.map((x) => (x.vdev === vdev ? { ...old, target: '' } : x)));
+      await this.unplugged(rec, 'cd-eject');
       this.ts.event(rec, 'cd-eject', `${rec.name}'s ${vdev} ejected`);
       return rec.name;
     });

@@ -20,6 +20,8 @@ export interface DomainHooks {
   afterLaunch(rec: DomainRecord, vm: Vm): Promise<void>;
   /** A running domain is about to open more host files (block-attach, cd-insert): `next` is its config with them. */
   beforeHotplug?(rec: DomainRecord, next: DomainConfig): Promise<void>;
+  /** A running domain let go of host files (block-detach, cd-eject): `next` is its config without them. */
+  afterUnplug?(rec: DomainRecord, next: DomainConfig): Promise<void>;
   /** A restarted xenod found this QEMU still running. */
   afterAdopt(rec: DomainRecord, vm: Vm): Promise<void>;
   /** QEMU is gone: remove what beforeLaunch/afterLaunch made. Must not throw for missing things. */
@@ -56,6 +58,9 @@ export function composeHooks(...all: Array<Partial<DomainHooks>>): DomainHooks {
     },
     async afterAdopt(rec, vm) {
       for (const h of all) await h.afterAdopt?.(rec, vm);
+    },
+    async afterUnplug(rec, next) {
+      for (const h of all) await h.afterUnplug?.(rec, next);
     },
     async afterStop(rec) {
       for (const h of all) await h.afterStop?.(rec);

@@ -38,6 +38,8 @@ async function intermediateCommit(vm: Vm, active: string, top: string, base: str
   const id = jobId('commit');
   await vm.command('block-commit', { 'job-id': id, device, 'top-node': topNode, 'base-node': baseNode, 'auto-dismiss': false });
   await runJob(vm, id);
+  // Out of the chain now; a node xeno added (snap-…) would otherwise keep the removed file open.
+  await delNode(vm, topNode);
 }
 
 export async function mergeSnapshot(snaps: Snapshots, g: Guest, s: Snapshot): Promise<string[]> {

@@ -8,6 +8,9 @@ import { LazyDb } from './lazy-db.js';
 import type { DiskFormat } from '../model/domain-config.js';
 import type { DomainConfig } from '../model/domain-config.js';
 
+/** A snapshot's name: 1-64 of [A-Za-z0-9_.-], not starting with . or -. */
+export const SNAP_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+
 export interface SnapshotDisk {
   vdev: string;
   /** The image holding the disk as it was at the snapshot (read-only from then on). */
@@ -103,6 +106,22 @@ export class SnapshotStore extends LazyDb {
         )
         .run({ ...s, memory: s.memory ? 1 : 0, config: JSON.stringify(s.config), disks: JSON.stringify(s.disks), quiesced: s.quiesced ? 1 : 0 });
       this.setCurrentIn(s.domain, s.name);
+    })();
+  }
+
+  /** A whole tree taken over (a migrated guest's), oldest first so parents precede children. */
+  adopt(domain: string, snaps: Snapshot[], current: string | null): void {
+    this.db.transaction(() => {
+      for (const s of snaps) this.add({ ...s, domain });
+      this.setCurrentIn(domain, current);
+    })();
+  }
+
+  /** Every snapshot of `domain` forgotten (it left this host with its tree). */
+  forget(domain: string): void {
+    this.db.transaction(() => {
+      this.db.prepare(`DELETE FROM snapshots WHERE domain = ?`).run(domain);
+      this.db.prepare(`DELETE FROM snapshot_current WHERE domain = ?`).run(domain);
     })();
   }
 

@@ -23,7 +23,7 @@ import { KeyedLock } from './locks.js';
 import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { openSaveFile } from './savefile/reader.js';
 import { activeCommit, mergeSnapshot } from './snapshot-merge.js';
-import { SnapshotStore, type Snapshot, type SnapshotDisk } from './snapshot-store.js';
+import { SNAP_NAME_RE, SnapshotStore, type Snapshot, type SnapshotDisk } from './snapshot-store.js';
 import type { DomainRecord } from './store.js';
 import type { Toolstack } from './toolstack.js';
 
@@ -54,7 +54,6 @@ export interface SnapshotDeps {
   store: SnapshotStore;
 }
 
-const SNAP_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 /** Overlay files xeno made: `<disk>.snap-<hex>.qcow2` (only these are ever removed). */
 export const OVERLAY_RE = /\.snap-[0-9a-f]{8}\.qcow2$/;
 

@@ -15,6 +15,8 @@ interface NamedNode {
   file: string;
   drv: string;
   ro: boolean;
+  backing_file?: string;
+  image?: { 'full-backing-filename'?: string };
 }
 
 interface BlockInfo {
@@ -53,6 +55,37 @@ export async function activeNodeOf(vm: Vm, file: string): Promise<string> {
   const b = blocks.find((x) => x.inserted?.file === file);
   if (!b?.inserted) throw new XenoError('QEMU_ERROR', `QEMU has no guest disk writing to ${file}`);
   return b.inserted['node-name'];
+}
+
+/**
+ * The format nodes of a guest device's disk, top (what it writes to) first, down its backing
+ * chain: after a snapshot the top is a `snap-…` overlay node, not the `disk-<vdev>` the disk was
+ * started or attached with, so anything that removes a disk's nodes must take them all. Empty
+ * when the device has no medium and no overlay stands on the disk's node. A node is found below
+ * another by its backing file's name.
+ */
+export async function deviceChainNodes(vm: Vm, vdevOf: (b: { qdev?: string; device?: string }) => string | undefined, vdev: string): Promise<string[]> {
+  const blocks = await vm.command<BlockInfo[]>('query-block');
+  const top = blocks.find((b) => vdevOf(b) === vdev)?.inserted?.['node-name'];
+  const nodes = (await vm.command<NamedNode[]>('query-named-block-nodes', { flat: true })).filter((n) => !PROTOCOLS.has(n.drv));
+  const chainFrom = (name: string): string[] => {
+    const chain: string[] = [];
+    for (let n = nodes.find((x) => x['node-name'] === name); n && !chain.includes(n['node-name']); ) {
+      chain.push(n['node-name']);
+      const below = n.image?.['full-backing-filename'] ?? n.backing_file;
+      n = below ? nodes.find((x) => x.file === below) : undefined;
+    }
+    return chain;
+  };
+  if (top) return chainFrom(top);
+  // The device is gone already (a detach that timed out, completed since): the longest chain of
+  // overlay nodes still standing on this disk's own node.
+  const base = `disk-${vdev}`;
+  return nodes
+    .filter((n) => n['node-name'].startsWith('snap-'))
+    .map((n) => chainFrom(n['node-name']))
+    .filter((c) => c.includes(base))
+    .reduce<string[]>((a, c) => (c.length > a.length ? c : a), []);
 }
 
 /** A qcow2 overlay file opened as a node of its own, its backing left to blockdev-snapshot. */
