@@ -49,6 +49,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private inFlight = 0;
   /** Why the renewals since the last successful one failed (message -> count), for the fence's log line. */
   private failures = new Map<string, number>();
+  private sentSinceOk = 0;
   private stopped = false;
   readonly renewEveryMs: number;
   private readonly renewTimeoutMs: number;
@@ -90,9 +91,9 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
   /** Why renewals failed since the last successful one, e.g. `3× no answer within 3000 ms, 1 pending`. */
   failureSummary(): string {
-    const parts = [...this.failures].map(([why, n]) => `${n}× ${why}`);
+    const parts = [`${this.sentSinceOk} sent`, ...[...this.failures].map(([why, n]) => `${n}× ${why}`)];
     if (this.inFlight) parts.push(`${this.inFlight} pending`);
-    return parts.join(', ') || 'no renewal failed';
+    return parts.join(', ');
   }
 
   /** The monotonic send time of the last successful renewal. */
@@ -172,12 +173,16 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       return;
     }
     this.inFlight++;
+    this.sentSinceOk++;
     const sentAt = monoMs();
     try {
       const alive = await this.renewOnce(id, this.renewTimeoutMs);
       if (lease !== this.current) return;
       if (alive) {
-        if (sentAt > this.lastOk) this.failures.clear();
+        if (sentAt > this.lastOk) {
+          this.failures.clear();
+          this.sentSinceOk = 0;
+        }
         this.lastOk = Math.max(this.lastOk, sentAt);
       } else {
         this.current = undefined;
