@@ -63,7 +63,17 @@ export function composeHooks(...all: Array<Partial<DomainHooks>>): DomainHooks {
       for (const h of all) await h.afterUnplug?.(rec, next);
     },
     async afterStop(rec) {
-      for (const h of all) await h.afterStop?.(rec);
+      // Every hook tears down, even after one failed: a failed ACL restore must not leave the
+      // domain's vifs and firewall tables behind. The first failure is reported.
+      let first: unknown;
+      for (const h of all) {
+        try {
+          await h.afterStop?.(rec);
+        } catch (e) {
+          first ??= e;
+        }
+      }
+      if (first !== undefined) throw first;
     },
     async sweep(known) {
       for (const h of all) await h.sweep?.(known);

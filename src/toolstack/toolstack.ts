@@ -493,7 +493,7 @@ export class Toolstack {
       if (r.state === 'paused') await l.vm.resume();
       await l.vm.powerdown();
       this.event(r, 'shutdown', `shutdown requested for ${r.name}`);
-      this.agentShutdownFallback(r, l);
+      this.agentShutdownFallback(r, l, 'powerdown');
       return r;
     });
     if (wait) await this.waitGone(rec.id, timeoutMs);
@@ -501,13 +501,13 @@ export class Toolstack {
 
   /**
    * A guest that ignores the ACPI power button (no acpid, a button handler masked) is asked again
-   * through its agent (guest-shutdown) after a while, if it runs one.
+   * through its agent (guest-shutdown, the reboot itself for a reboot) after a while, if it runs one.
    */
-  private agentShutdownFallback(rec: DomainRecord, live: Live, afterMs = 30_000): void {
+  private agentShutdownFallback(rec: DomainRecord, live: Live, mode: 'powerdown' | 'reboot', afterMs = 30_000): void {
     const t = setTimeout(() => {
       if (live.vm.exited || live.stopping || this.live.get(rec.id) !== live) return;
-      void this.guestAgent(rec).shutdown().then(
-        () => this.event(rec, 'shutdown', `${rec.name} ignored the ACPI power button: asked through its guest agent`),
+      void this.guestAgent(rec).shutdown(mode).then(
+        () => this.event(rec, mode === 'reboot' ? 'reboot' : 'shutdown', `${rec.name} ignored the ACPI power button: ${mode === 'reboot' ? 'reboot' : 'shutdown'} asked through its guest agent`),
         () => undefined,
       );
     }, afterMs);
@@ -527,7 +527,7 @@ export class Toolstack {
       this.store.update(rec.id, { extra: { ...rec.extra, rebootRequested: true } });
       await l.vm.powerdown();
       this.event(rec, 'reboot', `reboot requested for ${rec.name}`);
-      this.agentShutdownFallback(rec, l);
+      this.agentShutdownFallback(rec, l, 'reboot');
     });
   }
 

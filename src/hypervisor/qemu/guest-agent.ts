@@ -129,15 +129,16 @@ export class GuestAgent {
   }
 
   /**
-   * guest-shutdown; when the guest's shutdown(8) fails (systemd's needs logind, so D-Bus: a minimal
-   * Debian has neither), `systemctl poweroff` through guest-exec, which talks to PID 1 directly.
+   * guest-shutdown (a poweroff, or a reboot); when the guest's shutdown(8) fails (systemd's needs
+   * logind, so D-Bus: a minimal Debian has neither), `systemctl poweroff|reboot` through guest-exec,
+   * which talks to PID 1 directly.
    */
-  async shutdown(): Promise<void> {
+  async shutdown(mode: 'powerdown' | 'reboot' = 'powerdown'): Promise<void> {
     try {
-      await this.execute<void>('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 3000, noReply: true });
+      await this.execute<void>('guest-shutdown', { mode }, { timeoutMs: 3000, noReply: true });
     } catch (e) {
       if (!(e instanceof XenoError) || e.code !== 'QEMU_ERROR') throw e;
-      await this.execute('guest-exec', { path: '/bin/systemctl', arg: ['poweroff'] });
+      await this.execute('guest-exec', { path: '/bin/systemctl', arg: [mode === 'reboot' ? 'reboot' : 'poweroff'] });
     }
   }
 
