@@ -1,92 +1,166 @@
 /**
- * `npm run bench -- ha [--rounds N] [--ttl S]`: pool HA timing at AGENT level against a real etcd
- * (3 members on 127.0.0.1): three hosts, each its own etcd client, HaAgent and witness, guests that
- * are real processes (test/helpers/ha-hosts.ts), at the production timing (lease TTL 10 s, fence 6 s).
- *   - restart time: from a host killed outright to its HA guest's process started on another host
- *     (a lab run adds the guest's boot to its first heartbeat on top of this);
- *   - the longest blip of a host's link that fences nothing (bisection).
+ * `npm run bench -- ha [--rounds N] [--ttl S]`: pool HA timing on the pool lab (three hosts in network
+ * namespaces, the real 3-member etcd with TLS, a real xenod per host, a real guest: test/helpers/
+ * pool-lab.ts), at the production timing by default (lease TTL 10 s, fence 6 s):
+ *   - restart: from killing the HA guest's host outright (every process in its namespace: xenod,
+ *     QEMU, etcd member) to the guest's first heartbeat on another host, over N rounds; the host
+ *     is brought back (its etcd member and xenod) between rounds;
+ *   - the longest cut of the guest's host's link that fences nothing (bisection; a trial fences
+ *     when that host's xenod logs a fence or the guest's QEMU is gone).
+ * `--agent`: the same at agent level, guests being processes (bench/ha-agent.ts).
  */
-import { CuttableLink } from '../test/helpers/cuttable-link.js';
-import { LocalEtcd } from '../test/helpers/etcd-local.js';
-import { TestHost, runs, sleep, waitFor } from '../test/helpers/ha-hosts.js';
-import { monoMs } from '../src/pool/ha/clock.js';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fenceMsFor } from '../src/pool/ha/service.js';
+import { procStart } from '../src/pool/ha/fence-watchdog.js';
+import { GUEST, guestCfg, sleep } from '../test/helpers/harness.js';
+import { PoolLab, type LabHost } from '../test/helpers/pool-lab.js';
+import { waitEtcdWritable } from '../test/helpers/pool-lab-etcd.js';
+import { arg, capRow, infoRow, median, report } from './lib.js';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-}
+interface Row { name: string; host: string | null; state: string }
 
-async function threeHosts(etcd: LocalEtcd, link: CuttableLink, ttlSec: number, tag: string): Promise<TestHost[]> {
-  const opts = { ttlSec, fenceMs: fenceMsFor(ttlSec) };
-  const a = new TestHost(`A${tag}`, await Promise.all(etcd.endpoints.map((e) => link.tcp(e))), opts);
-  const b = new TestHost(`B${tag}`, etcd.endpoints, opts);
-  const c = new TestHost(`C${tag}`, etcd.endpoints, opts);
-  for (const h of [b, a, c]) await h.start();
-  const via = async (h: TestHost) => ({ host: h.name, address: '127.0.0.1', port: await link.udp(h.port) });
-  a.setPeers([await via(b), await via(c)]);
-  b.setPeers([await via(a), { host: c.name, address: '127.0.0.1', port: c.port }]);
-  c.setPeers([await via(a), { host: b.name, address: '127.0.0.1', port: b.port }]);
-  return [a, b, c];
-}
+const GUESTNAME = 'habench';
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+const uptimeMs = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
 
-async function restartRound(etcd: LocalEtcd, ttlSec: number, i: number): Promise<number> {
-  const link = new CuttableLink();
-  const hosts = await threeHosts(etcd, link, ttlSec, `r${i}`);
-  const [a] = hosts as [TestHost, TestHost, TestHost];
-  const name = `bench-${i}`;
-  try {
-    await a.create(name);
-    await sleep(2000);
-    const t0 = monoMs();
-    await a.killOutright();
-    const again = await waitFor('restart elsewhere', () => runs.find((r) => r.name === name && r.host !== a.name), 120_000);
-    return again.startedAt - t0;
-  } finally {
-    for (const h of hosts.slice(1)) await h.stop();
-    link.close();
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await Promise.resolve(fn()).catch(() => undefined);
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(everyMs);
   }
 }
 
-async function blipFences(etcd: LocalEtcd, ttlSec: number, ms: number, i: number): Promise<boolean> {
-  const link = new CuttableLink();
-  const hosts = await threeHosts(etcd, link, ttlSec, `b${i}`);
-  try {
-    await hosts[0]!.create(`blip-${i}`);
-    await sleep(2000);
-    link.cut();
+class Bench {
+  constructor(readonly lab: PoolLab) {}
+
+  up(): LabHost[] {
+    return this.lab.hosts.filter((h) => h.etcd);
+  }
+
+  /** Where the guest runs now, as a live host sees the pool. */
+  async where(): Promise<string | undefined> {
+    for (const h of this.up()) {
+      const rows = JSON.parse(await this.lab.daemon(h.name).ok(['list', '--pool', '--json']).catch(() => '[]')) as Row[];
+      const r = rows.find((x) => x.name === GUESTNAME && x.host !== null && x.state !== 'off');
+      if (r) return r.host!;
+    }
+    return undefined;
+  }
+
+  /** Until the guest beats on some host (past each console's `from` offset); the host. */
+  async firstBeat(hosts: string[], from: Map<string, number>, timeoutMs: number): Promise<string> {
+    return until('the first heartbeat elsewhere', () => hosts.find((h) => /heartbeat \d+/.test(this.lab.daemon(h).consoleLog(GUESTNAME).slice(from.get(h) ?? 0))), timeoutMs, 50);
+  }
+
+  consoleMarks(): Map<string, number> {
+    return new Map(this.lab.hosts.map((h) => [h.name, this.lab.daemon(h.name).consoleLog(GUESTNAME).length]));
+  }
+
+  /** A killed host back: its etcd member, then its xenod (which re-adopts nothing: its QEMU died too). */
+  async revive(h: LabHost, ttl: number): Promise<void> {
+    this.lab.startEtcd(h);
+    await waitEtcdWritable(this.lab, this.lab.hosts);
+    await this.lab.startDaemon(h, [`(xeno-pool-lease-ttl ${ttl})`]);
+    await until(`${h.name} up in the pool`, async () => {
+      const r = JSON.parse(await this.lab.daemon(h.name).ok(['host-list', '--json'])) as { hosts: Array<{ name: string; state: string }> };
+      return r.hosts.every((x) => x.state === 'up') || undefined;
+    }, 120_000, 500);
+  }
+
+  /** Kill the guest's host outright; ms to the guest's first heartbeat on another host, and to its new QEMU's start. */
+  async restartRound(ttl: number): Promise<{ ms: number; qemuMs: number; from: string; to: string }> {
+    const from = await until('the guest placed', () => this.where(), 120_000, 500);
+    const others = this.lab.hosts.filter((h) => h.name !== from).map((h) => h.name);
+    const marks = this.consoleMarks();
+    const t0 = performance.now();
+    const up0 = uptimeMs();
+    await this.lab.killHost(this.lab.host(from));
+    const to = await this.firstBeat(others, marks, 300_000);
+    const ms = performance.now() - t0;
+    // the new QEMU's start (/proc/<pid>/stat, clock ticks since boot): the lease's expiry and the
+    // leader's decision before it, the guest's boot after it
+    const pid = (await this.lab.daemon(to).row(GUESTNAME))?.pid;
+    const qemuMs = pid ? (Number(procStart(pid)) * 1000) / CLK_TCK - up0 : NaN;
+    await this.revive(this.lab.host(from), ttl);
+    return { ms, qemuMs, from, to };
+  }
+
+  /** Cut the guest's host's link for `ms`: did it fence? (then waits for the guest to run again) */
+  async blipFences(ms: number): Promise<boolean> {
+    const on = await until('the guest placed', () => this.where(), 120_000, 500);
+    const d = this.lab.daemon(on);
+    await d.waitConsole(GUESTNAME, /heartbeat \d+/, 300_000);
+    const pid = (await d.row(GUESTNAME))!.pid!;
+    const start = procStart(pid);
+    const logMark = d.log.length;
+    const marks = this.consoleMarks();
+    const h = this.lab.host(on);
+    await this.lab.cut(h);
     await sleep(ms);
-    link.heal();
+    await this.lab.restore(h);
     await sleep(3000);
-    return hosts[0]!.agent.events.some((e) => e.what.startsWith('fence'));
-  } finally {
-    for (const h of hosts) await h.stop();
-    link.close();
+    const fenced = /fence \(/.test(d.log.slice(logMark)) || procStart(pid) !== start;
+    if (fenced) await this.firstBeat(this.lab.hosts.map((x) => x.name), marks, 300_000);
+    await sleep(2000);
+    return fenced;
   }
 }
 
 export async function run(): Promise<void> {
+  if (process.argv.includes('--agent')) return ((await import('./ha-agent.js')) as { run: () => Promise<void> }).run();
   const rounds = arg('rounds', 5);
   const ttl = arg('ttl', 10);
-  const etcd = await LocalEtcd.start(3);
+  const fence = fenceMsFor(ttl);
+  const lab = await PoolLab.up({ config: [`(xeno-pool-lease-ttl ${ttl})`] });
   try {
+    const b = new Bench(lab);
+    const d1 = lab.daemon('host1');
+    const accel = (JSON.parse(await d1.ok(['host-list', '--json'])) as { hosts: Array<{ accel: string }> }).hosts[0]!.accel;
+    const img = path.join(lab.images, `${GUESTNAME}.ext4`);
+    copyFileSync(GUEST.disk, img);
+    await d1.ok(['new', d1.writeCfg(GUESTNAME, guestCfg(GUESTNAME, { ha: 1 }) + `disk = [ 'format=raw, vdev=xvda, access=rw, target=${img}' ]\n`)]);
+    await d1.ok(['start', GUESTNAME, '--on', 'host1']);
+    await d1.waitConsole(GUESTNAME, /heartbeat \d+/, 300_000);
     const times: number[] = [];
+    const qemu: number[] = [];
     for (let i = 0; i < rounds; i++) {
-      times.push(await restartRound(etcd, ttl, i));
-      process.stdout.write(`round ${i + 1}: host killed -> HA guest started elsewhere in ${(times[i]! / 1000).toFixed(2)} s\n`);
+      const r = await b.restartRound(ttl);
+      times.push(r.ms);
+      qemu.push(r.qemuMs);
+      process.stdout.write(`round ${i + 1}: ${r.from} killed -> new QEMU on ${r.to} after ${(r.qemuMs / 1000).toFixed(2)} s, its first heartbeat after ${(r.ms / 1000).toFixed(2)} s\n`);
     }
-    const sorted = [...times].sort((x, y) => x - y);
-    const median = sorted[Math.floor(sorted.length / 2)]!;
-    process.stdout.write(`restart: median ${(median / 1000).toFixed(2)} s, min ${(sorted[0]! / 1000).toFixed(2)} s, max ${(sorted[sorted.length - 1]! / 1000).toFixed(2)} s (lease TTL ${ttl} s, fence ${fenceMsFor(ttl)} ms)\n`);
-    let lo = 500;
-    let hi = ttl * 1000;
-    for (let i = 0; hi - lo > 250; i++) {
+    const s = [...times].sort((x, y) => x - y);
+    let lo = Math.max(500, fence - 3000);
+    let hi = fence + 1000;
+    const trials: string[] = [];
+    while (hi - lo > 250) {
       const mid = Math.round((lo + hi) / 2);
-      if (await blipFences(etcd, ttl, mid, i)) hi = mid;
+      const f = await b.blipFences(mid);
+      trials.push(`${(mid / 1000).toFixed(2)} s ${f ? 'fenced' : 'nothing'}`);
+      process.stdout.write(`blip ${(mid / 1000).toFixed(2)} s: ${f ? 'fenced' : 'nothing fenced'}\n`);
+      if (f) hi = mid;
       else lo = mid;
     }
-    process.stdout.write(`longest blip without fencing: ${(lo / 1000).toFixed(2)} s (the next tried, ${(hi / 1000).toFixed(2)} s, fenced)\n`);
+    report(`pool HA on the lab (${accel}; 3 hosts, 3-member etcd with TLS, real xenods and guest; lease TTL ${ttl} s, fence ${fence} ms)`, [
+      ['host killed -> first heartbeat elsewhere, median (s)', median(times) / 1000],
+      ['  min (s)', s[0]! / 1000],
+      ['  max (s)', s[s.length - 1]! / 1000],
+      ['  rounds', times.map((t) => (t / 1000).toFixed(2)).join(', ')],
+      ['host killed -> new QEMU started elsewhere, median (s)', median(qemu) / 1000],
+      ['longest link cut that fences nothing (s)', lo / 1000],
+      ['  shortest cut tried that fenced (s)', hi / 1000],
+      ['  trials', trials.join('; ')],
+    ]);
+    const base = { bench: 'ha', unit: 's', accel };
+    capRow({ ...base, operation: 'host killed -> HA guest heartbeat elsewhere (median)' }, median(times) / 1000, 15);
+    infoRow({ ...base, operation: 'host killed -> new QEMU started elsewhere (median)' }, null, median(qemu) / 1000);
+    infoRow({ ...base, operation: 'longest blip without fencing' }, null, lo / 1000);
   } finally {
-    await etcd.destroy();
+    await lab.down();
   }
 }

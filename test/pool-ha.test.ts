@@ -1,18 +1,23 @@
 /**
  * Pool HA on the pool lab (three hosts in network namespaces, a 3-member etcd, a xenod each, real
- * guests): a host killed outright (every process in its namespace) has its HA guest running again
- * on another host, exactly once, its heartbeat back; a guest on a surviving host is untouched. And
- * host-evacuate of a host with three guests: all run elsewhere, their heartbeats continuous.
- * (The partition cases — isolation with the QEMU exit before the new start, blips, etcd member
- * loss, leader change, etcd down for everyone — are proven at agent level against a real etcd in
- * src/pool/ha/ha.test.ts; docs/pool-ha.md says what remains to be run here.)
+ * guests), in one lab and with the same guests throughout:
+ *   - host-evacuate of a host with three guests: all run elsewhere, their heartbeats continuous;
+ *   - the HA guest's host loses its etcd member (SIGKILL), then etcd's leader is moved
+ *     (move-leader), then every etcd member is stopped for 30 s and started again: no guest moves,
+ *     stops or restarts (same host, domain id and QEMU process, heartbeats going on, no fence or
+ *     HA restart logged, every host logged that it held);
+ *   - a host killed outright (every process in its namespace): its HA guest runs again on another
+ *     host, exactly once, its heartbeat back; a guest on a surviving host is untouched.
+ * (The isolation proof, QEMU exit before the new start, is test/pool-ha-fence.test.ts.)
  */
 import assert from 'node:assert/strict';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GUEST, guestCfg } from './helpers/harness.js';
-import { PoolLab } from './helpers/pool-lab.js';
+import { procStart } from '../src/pool/ha/fence-watchdog.js';
+import { GUEST, guestCfg, sleep } from './helpers/harness.js';
+import { PoolLab, type LabHost } from './helpers/pool-lab.js';
+import { moveLeader, waitEtcdWritable } from './helpers/pool-lab-etcd.js';
 import { until } from './helpers/relocation-lab.js';
 
 interface PoolRow {
@@ -22,7 +27,7 @@ interface PoolRow {
   id?: number;
 }
 
-describe('pool HA: host-evacuate, and a host killed outright', { timeout: 1_200_000 }, () => {
+describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { timeout: 1_200_000 }, () => {
   let lab: PoolLab;
 
   before(async () => {
@@ -61,19 +66,71 @@ describe('pool HA: host-evacuate, and a host killed outright', { timeout: 1_200_
     assert.deepEqual(left.filter((d) => d.name !== 'Domain-0').map((d) => d.name), []);
   });
 
-  test('its HA guest runs again on another host, once, with its heartbeat; the other guest is untouched', async () => {
+  /** Each guest's host, domain id and QEMU (pid + start time), and its heartbeat counter. */
+  const snapshot = async () => {
+    const rows = (await poolList('host1')).filter((r) => r.host !== null);
+    return Promise.all(rows.map(async (r) => {
+      const pid = (await lab.daemon(r.host!).row(r.name))?.pid;
+      return { name: r.name, host: r.host, id: r.id, pid, start: pid ? procStart(pid) : undefined, beat: lab.daemon(r.host!).lastHeartbeat(r.name) };
+    }));
+  };
+  /** What the xenods and fence watchdogs logged since `marks` (log lengths). */
+  const logMarks = () => lab.hosts.map((h) => h.daemon!.log.length);
+  const newLog = (marks: number[]) => lab.hosts.map((h, i) => h.daemon!.log.slice(marks[i]) + fenceLog(h.daemon!.stateDir));
+  const fenceLog = (dir: string) => (existsSync(path.join(dir, 'ha-fence.log')) ? readFileSync(path.join(dir, 'ha-fence.log'), 'utf8').split('\n').filter((l) => / fence: /.test(l)).join('\n') : '');
+  const FAULTS = /fence \(|fence: |assigned |starting \w+ \(assigned|exited unexpectedly|restarted/;
+
+  /** No guest moved, stopped or restarted since `before`, each keeps beating; no HA action was logged. */
+  const untouched = async (before: Awaited<ReturnType<typeof snapshot>>, marks: number[], when: string) => {
+    for (const g of before) {
+      assert.ok(g.pid && g.start, `${g.name} had a QEMU`);
+      assert.equal(procStart(g.pid), g.start, `${when}: ${g.name}'s QEMU (pid ${g.pid}) still runs`);
+    }
+    const now = await snapshot();
+    assert.deepEqual(now.map(({ name, host, id, pid }) => ({ name, host, id, pid })), before.map(({ name, host, id, pid }) => ({ name, host, id, pid })), `${when}: the pool view is unchanged`);
+    for (const g of before) await until(`${when}: ${g.name} beats on`, () => lab.daemon(g.host!).lastHeartbeat(g.name) > g.beat, 60_000, 500);
+    newLog(marks).forEach((text, i) => assert.doesNotMatch(text, FAULTS, `${when}: ${lab.hosts[i]!.name} logged an HA action`));
+  };
+
+  test('one etcd member killed and a forced leader change, then every member stopped for 30 s: no guest moves, stops or restarts', async () => {
+    // the HA guest (with a writable disk: a disk lock) and a plain one; the evacuated guests run on too
     const d1 = lab.daemon('host1');
     const img = path.join(lab.images, 'hag.ext4');
     copyFileSync(GUEST.disk, img);
     const cfg = d1.writeCfg('hag', guestCfg('hag', { ha: 1, ha_restart_priority: 5 }) + `disk = [ 'format=raw, vdev=xvda, access=rw, target=${img}' ]\n`);
     await d1.ok(['new', cfg]);
     await d1.ok(['start', 'hag', '--on', 'host2']);
-    const plain = d1.writeCfg('plain', guestCfg('plain'));
-    await d1.ok(['new', plain]);
+    await d1.ok(['new', d1.writeCfg('plain', guestCfg('plain'))]);
     await d1.ok(['start', 'plain', '--on', 'host3']);
     await lab.daemon('host2').waitConsole('hag', /heartbeat \d+/, 180_000);
+    await lab.daemon('host3').waitConsole('plain', /heartbeat \d+/, 180_000);
+    const before = await snapshot();
+    assert.deepEqual(before.map((g) => g.name).sort(), ['ev1', 'ev2', 'ev3', 'hag', 'plain']);
+    let marks = logMarks();
+
+    // the HA guest's own host loses its etcd member (SIGKILL), then the leader moves between the others
+    const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+    await lab.stopEtcd(h2);
+    const [from, to] = await moveLeader(lab, [h1, h3]);
+    assert.notEqual(from, to);
+    await sleep(9000); // past the fence time (3.6 s) and the lease TTL (6 s): a fence or a restart shows by now
+    await untouched(before, marks, 'one member down, leader moved');
+
+    // etcd down for everyone: 30 s with no member at all (5 lease TTLs)
+    marks = logMarks();
+    for (const h of [h1, h3]) await lab.stopEtcd(h);
+    await sleep(30_000);
+    for (const h of lab.hosts) assert.match(h.daemon!.log.slice(marks[lab.hosts.indexOf(h)]), /hold: /, `${h.name} held (etcd out for everyone)`);
+    for (const h of lab.hosts) lab.startEtcd(h);
+    await waitEtcdWritable(lab, lab.hosts);
+    await sleep(9000);
+    await untouched(before, marks, 'etcd back after 30 s');
+  });
+
+  test('its HA guest runs again on another host, once, with its heartbeat; the other guest is untouched', async () => {
     const plainBefore = (await poolList('host1')).find((r) => r.name === 'plain')!;
     assert.equal(plainBefore.host, 'host3');
+    assert.equal((await poolList('host1')).find((r) => r.name === 'hag')?.host, 'host2');
 
     await lab.killHost(lab.host('host2'));
     let row: PoolRow | undefined;

@@ -63,6 +63,12 @@ export function restartInfo(rec: DomainRecord): { restarts?: number; lastRestart
 
 export class RestartScheduler {
   private readonly timers = new Map<number, NodeJS.Timeout>();
+  /**
+   * Set by a layer above (pool HA): a reason to refuse a guest's restart here now, or undefined.
+   * A refused restart removes the domain instead (an HA guest on a host that may have lost its
+   * lease must not run again here: the pool leader restarts it elsewhere).
+   */
+  veto?: (rec: DomainRecord) => string | undefined;
 
   constructor(private readonly ts: Toolstack) {}
 
@@ -105,11 +111,20 @@ export class RestartScheduler {
   private async restartNow(id: number, reason: GuestStopReason): Promise<void> {
     const rec = this.ts.store.get(id);
     if (!rec) return;
+    if (await this.refused(rec, reason)) return;
     const now = Date.now() / 1000;
     const h = historyOf(rec);
     const windowS = this.ts.deps.config.restartWindowS;
     this.save(id, { total: h.total + 1, recent: [...h.recent.filter((t) => now - t < windowS), now], lastReason: reason, lastAt: now });
     await this.ts.restartLocked(this.ts.store.get(id)!);
+  }
+
+  /** Under the domain's lock: a vetoed restart removes the domain (true) instead. */
+  async refused(rec: DomainRecord, reason: GuestStopReason): Promise<boolean> {
+    const why = this.veto?.(rec);
+    if (!why) return false;
+    await this.ts.releaseLocked(rec, 'restart-refused', `${rec.name}: ${reason} restart refused (${why}); domain removed`);
+    return true;
   }
 
   /** Run the restart due at dueAt (unless the domain changed since: destroyed, rebooted by hand...). */

@@ -432,6 +432,7 @@ export class Toolstack {
 
   /** Keep the stopped domain, frozen, as NAME--incarnation-ID and start a new NAME (a new id). */
   private async renameRestartLocked(rec: DomainRecord, reason: GuestStopReason): Promise<void> {
+    if (await this.restarts.refused(rec, reason)) return;
     const keptAs = incarnationName(rec.name, rec.id);
     this.store.update(rec.id, { name: keptAs, config: { ...rec.config, name: keptAs }, state: reason === 'crash' ? 'crashed' : 'shutdown' });
     this.event({ id: rec.id, name: keptAs }, 'rename', `${rec.name} (${rec.id}) kept as ${keptAs}`);

@@ -59,6 +59,7 @@ export class HaAgent {
   private timer?: NodeJS.Timeout;
   private freshSince = monoMs();
   private fencedGuests = new Set<string>();
+  private handedOver = new Set<string>();
   private starting = new Set<string>();
   private readonly log: (m: string) => void;
   /** Every fence and assignment, for the logs and the tests. */
@@ -103,6 +104,20 @@ export class HaAgent {
     await this.keeper.stop(graceful);
   }
 
+  /**
+   * A guest gone here for HA's sake but not by a fence (its restart refused): its ha/ entry goes to
+   * the leader once renewals are fresh, WITHOUT replacing the lease (other HA guests may run on).
+   */
+  handOver(name: string): void {
+    this.note(`${name} handed over (its restart here refused)`);
+    this.handedOver.add(name);
+  }
+
+  /** Whether guests gone here still wait for their ha/ entries to be handed to the leader. */
+  fencePending(): boolean {
+    return this.fencedGuests.size > 0 || this.handedOver.size > 0;
+  }
+
   setPeers(peers: WitnessPeer[]): void {
     this.witness.setPeers(peers);
   }
@@ -135,6 +150,7 @@ export class HaAgent {
     if (this.freshSince === Infinity) this.freshSince = monoMs();
     try {
       if (this.fencedGuests.size) await this.releaseFenced();
+      if (this.handedOver.size) await this.giveUp(this.handedOver);
       await this.takeAssignments();
       const holdoff = this.o.holdoffMs ?? this.o.fenceMs;
       const guard = this.election.leaderGuard();
@@ -151,7 +167,12 @@ export class HaAgent {
   /** Back in touch after a fence: our killed guests' entries go, so the leader places them again. */
   private async releaseFenced(): Promise<void> {
     if (this.keeper.leaseId() !== undefined) await this.keeper.replace();
-    for (const name of [...this.fencedGuests]) {
+    await this.giveUp(this.fencedGuests);
+  }
+
+  /** Each guest's ha/ entry, if still this host's, set to host null: the leader places it again. */
+  private async giveUp(names: Set<string>): Promise<void> {
+    for (const name of [...names]) {
       const key = HA_PREFIX + name;
       const kv = (await this.o.ns.get(key).exec()).kvs[0];
       if (kv) {
@@ -161,7 +182,7 @@ export class HaAgent {
           await this.o.ns.if(key, 'Mod', '==', Number(kv.mod_revision)).then(this.o.ns.put(key).value(JSON.stringify(next))).commit();
         }
       }
-      this.fencedGuests.delete(name);
+      names.delete(name);
     }
   }
 

@@ -14,6 +14,13 @@
  *   - otherwise (some member is silent, or says it renews fine): FENCE. We cannot tell that
  *     member is not a live leader about to restart our guests once our lease expires.
  * A lease etcd reports lost is fenced at once, whatever the peers say (its locks are gone).
+ *
+ * Coming back from a hold: hosts never reach a returning etcd in the same instant (on a loaded
+ * host seconds apart), so the first one back must not make the others fence. A peer we HEARD not
+ * renewing during this hold (at `downHeard(p)`) and that renews now gives us a grace until
+ * downHeard(p) + fence time - margin: that peer's renewals became fresh after it sent that report,
+ * and it leads (restarts anything) only once they have been fresh for the fence time (the leader
+ * hold-off), nor before our lease, extended by etcd's new leader, expires. A silent peer still fences.
  */
 import { monoMs } from './clock.js';
 import type { PeerReport } from './witness.js';
@@ -22,6 +29,11 @@ export type FenceVerdict =
   | { action: 'ok' }
   | { action: 'hold'; why: string }
   | { action: 'fence'; why: string };
+
+/** What the grace after a hold keeps short of the fence time (the witness's transit and lag). */
+export function recoveryMarginMs(fenceMs: number): number {
+  return Math.max(1000, Math.round(fenceMs / 3));
+}
 
 export interface FenceInput {
   renewAgeMs: number;
@@ -34,6 +46,8 @@ export interface FenceInput {
   /** The other members of the pool (names). */
   peers: string[];
   reports: (host: string) => PeerReport | undefined;
+  /** When a peer was last heard NOT renewing during this outage's hold (undefined: not in a hold). */
+  downHeard?: (host: string) => number | undefined;
 }
 
 /** The pure rule above. */
@@ -41,16 +55,36 @@ export function fenceVerdict(i: FenceInput): FenceVerdict {
   if (i.renewAgeMs <= i.fenceMs) return { action: 'ok' };
   const age = Math.round(i.renewAgeMs);
   if (i.peers.length === 0) return { action: 'fence', why: `no lease renewal for ${age} ms and no other member to ask` };
+  const back: string[] = [];
   for (const p of i.peers) {
     const r = i.reports(p);
     if (!r || i.now - r.heardAt > i.staleMs) return { action: 'fence', why: `no lease renewal for ${age} ms and member ${p} is silent` };
     // a peer with no lease at all (-1) is not renewing either
     const peerAge = r.renewAgeMs + (i.now - r.heardAt);
     if (r.renewAgeMs >= 0 && peerAge <= i.healthyMs) {
+      const down = i.downHeard?.(p);
+      if (down !== undefined && i.now < down + i.fenceMs - recoveryMarginMs(i.fenceMs)) {
+        back.push(p);
+        continue;
+      }
       return { action: 'fence', why: `no lease renewal for ${age} ms while member ${p} renews (${Math.round(peerAge)} ms ago)` };
     }
   }
+  if (back.length) return { action: 'hold', why: `no lease renewal for ${age} ms; etcd is back for ${back.join(', ')} after an outage for everyone: a grace to renew` };
   return { action: 'hold', why: `no lease renewal for ${age} ms, but every other member is cut off from etcd too` };
+}
+
+/**
+ * Whether an HA guest that crashed or rebooted may be restarted HERE (on_crash / on_reboot =
+ * restart): not once this host has fenced in this outage, nor while its renewals are past the
+ * fence time unless the fence rule holds (etcd out for everyone: nobody can start it elsewhere).
+ * Otherwise the others may take its locks soon: a local restart would run it twice. The reason,
+ * or undefined to allow it.
+ */
+export function haRestartVeto(s: { fenced: boolean; holding: boolean; renewAgeMs: number; fenceMs: number }): string | undefined {
+  if (s.fenced) return 'this host fenced its HA guests: the pool leader restarts it elsewhere';
+  if (s.renewAgeMs > s.fenceMs && !s.holding) return `no lease renewal for ${Math.round(s.renewAgeMs)} ms (fence time ${s.fenceMs} ms): the pool leader restarts it elsewhere`;
+  return undefined;
 }
 
 export interface FenceGuardOptions {
@@ -75,6 +109,8 @@ export class FenceGuard {
   private fenced = false;
   private held = false;
   private lastTick = 0;
+  /** During a hold: when each peer was last heard not renewing (cleared once we renew again). */
+  private readonly down = new Map<string, number>();
 
   constructor(private readonly o: FenceGuardOptions) {}
 
@@ -122,15 +158,21 @@ export class FenceGuard {
       now: monoMs(),
       peers: this.o.peers(),
       reports: this.o.reports,
+      downHeard: (p) => this.down.get(p),
     });
     if (v.action === 'ok') {
       this.fenced = false;
       this.held = false;
+      this.down.clear();
     } else if (v.action === 'fence') {
       this.fenceNow(stalledMs > STALL_MS ? `${v.why}; this process was not scheduled for ${Math.round(stalledMs)} ms before` : v.why);
-    } else if (!this.held) {
+    } else {
+      if (!this.held) this.o.hold?.(v.why);
       this.held = true;
-      this.o.hold?.(v.why);
+      for (const p of this.o.peers()) {
+        const r = this.o.reports(p);
+        if (r && (r.renewAgeMs < 0 || r.renewAgeMs > this.o.healthyMs)) this.down.set(p, r.heardAt);
+      }
     }
     return v;
   }

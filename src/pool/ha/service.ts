@@ -14,6 +14,7 @@ import type { MemberRecord } from '../member.js';
 import type { PoolService } from '../service.js';
 import path from 'node:path';
 import { HaAgent } from './agent.js';
+import { haRestartVeto } from './fence.js';
 import { FenceWatchdogClient } from './fence-watchdog.js';
 import { LOCK_PREFIX, type LockHolder } from './disk-locks.js';
 import { HA_PREFIX, type HaEntry, type HaGuestInfo } from './restart.js';
@@ -84,6 +85,13 @@ export class HaService {
     );
     await watchdog.start();
     this.watchdog = watchdog;
+    // an HA guest's own restart (on_crash / on_reboot) must not run it here once the others may restart it
+    this.ts.restarts.veto = (rec) => {
+      if (!rec.config.ha) return undefined;
+      const why = haRestartVeto({ fenced: agent.guard.hasFenced(), holding: agent.guard.holding(), renewAgeMs: agent.keeper.renewAge(), fenceMs: fenceMsFor(cfg.leaseTtl) });
+      if (why) agent.handOver(rec.name);
+      return why;
+    };
     this.pool.etcd.useLease(() => agent.keeper.lease());
     agent.keeper.on('lost', () => this.pool.etcd.leaseLost(new Error('the host lease expired or was revoked')));
     this.timer = setInterval(() => void this.sync(), 2000);
@@ -132,6 +140,13 @@ export class HaService {
       if (live) live.stopping = true;
       const pid = live?.vm.pid ?? rec.pid;
       if (pid) process.kill(pid, 'SIGKILL');
+      // the kill first (above, at once); then the record goes too, or the pool view would show the
+      // guest here as well as where the leader restarts it (teardown is local: no etcd needed)
+      const work = this.ts.runLocked(rec.id, async () => {
+        const cur = this.ts.store.get(rec.id);
+        if (cur) await this.ts.releaseLocked(cur, 'fence', `${name} fenced: its QEMU (pid ${pid ?? '?'}) killed, domain removed; the pool leader restarts it elsewhere`);
+      });
+      this.ts.background(rec, work);
     } catch (e) {
       this.log.error(`ha: fencing ${name} failed: ${errorMessage(e)}`);
     }
@@ -146,7 +161,9 @@ export class HaService {
   /** ha/ entries and disk locks in step with what runs here (only while renewing, not fenced). */
   private async sync(): Promise<void> {
     const agent = this.agent;
-    if (!agent || agent.guard.hasFenced() || agent.keeper.renewAge() > agent.keeper.renewEveryMs * 2) return;
+    // fenced guests are no longer local: until the agent has handed their ha/ entries to the leader,
+    // the clean-up below would take them for stopped on purpose and delete the entries
+    if (!agent || agent.guard.hasFenced() || agent.fencePending() || agent.keeper.renewAge() > agent.keeper.renewEveryMs * 2) return;
     try {
       agent.setPeers(await this.peers());
       const ns = this.pool.etcd.ns;
