@@ -31,7 +31,8 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
   let lab: PoolLab;
 
   before(async () => {
-    lab = await PoolLab.up();
+    // the default 10 s TTL (fence 6 s): at the lab's 6 s (fence 3.6 s) a loaded CI host fenced with no fault
+    lab = await PoolLab.up({ config: ['(xeno-pool-lease-ttl 10)'] });
   });
   after(async () => {
     await lab?.down();
@@ -113,17 +114,17 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
     await lab.stopEtcd(h2);
     const [from, to] = await moveLeader(lab, [h1, h3]);
     assert.notEqual(from, to);
-    await sleep(9000); // past the fence time (3.6 s) and the lease TTL (6 s): a fence or a restart shows by now
+    await sleep(12_000); // past the fence time (6 s) and the lease TTL (10 s): a fence or a restart shows by now
     await untouched(before, marks, 'one member down, leader moved');
 
-    // etcd down for everyone: 30 s with no member at all (5 lease TTLs)
+    // etcd down for everyone: 30 s with no member at all (3 lease TTLs)
     marks = logMarks();
     for (const h of [h1, h3]) await lab.stopEtcd(h);
     await sleep(30_000);
     for (const h of lab.hosts) assert.match(h.daemon!.log.slice(marks[lab.hosts.indexOf(h)]), /hold: /, `${h.name} held (etcd out for everyone)`);
     for (const h of lab.hosts) lab.startEtcd(h);
     await waitEtcdWritable(lab, lab.hosts);
-    await sleep(9000);
+    await sleep(12_000);
     await untouched(before, marks, 'etcd back after 30 s');
   });
 
