@@ -19,6 +19,12 @@ export function arg(name: string, def: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : def;
 }
 
+/** The accelerator QEMU gets on this host (xeno's own probe: kvm where it works, else tcg), for every bench's output. */
+export async function hostAccel(cacheDir: string): Promise<string> {
+  const { QemuBackend } = await import('../src/hypervisor/qemu/qemu-backend.js');
+  return (await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir })).caps.accel;
+}
+
 /** The test guest (kernel + initramfs, no disk, no vif) as a domain config, for the benches. */
 export function guestConfig(name: string, memMb = 128): DomainConfig {
   return {

@@ -27,8 +27,8 @@ export function registerMigrationCommands(program: Command): void {
     .option('--copy-storage', 'no shared storage: copy every writable disk to the target (it creates them; read-only disks and backing files must be there already)')
     .option('-f, --force', 'migrate even with read-write disks whose cache mode is unsafe on shared storage (cache= other than none/directsync)')
     .option('--postcopy', 'with -l: if the first full copy of the RAM does not converge, switch to postcopy (the guest runs on the target while the rest of its RAM follows; a link lost after the switch loses the guest)')
-    .option('--parallel <n>', 'multifd: carry the RAM over N TLS channels (1-16; not with --postcopy)')
-    .option('--no-auto-converge', 'do not throttle the vcpus of a guest that dirties RAM faster than the link (on by default for -l without --postcopy)')
+    .option('--parallel <n>', 'multifd: carry the RAM over N TLS channels (1-16; not with --postcopy; without auto-converge)')
+    .option('--no-auto-converge', 'do not throttle the vcpus of a guest that dirties RAM faster than the link (on by default for -l without --postcopy or --parallel)')
     .option('--max-downtime <ms>', 'the longest final stop-and-copy a precopy may end with (default 300 ms)')
     .option('--json', 'print the result as JSON')
     .action(async (dom: string, host: string, opts: { live?: boolean; port?: string; json?: boolean; force?: boolean; copyStorage?: boolean; postcopy?: boolean; parallel?: string; autoConverge?: boolean; maxDowntime?: string }) => {

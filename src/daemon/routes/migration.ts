@@ -30,7 +30,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
             force: { type: 'boolean', default: false, description: 'migrate even with read-write disks whose cache mode is unsafe on shared storage (not none/directsync)' },
             postcopy: { type: 'boolean', default: false, description: 'live only: switch to postcopy when the first full precopy pass did not converge (the target runs the guest while its pages arrive); not with parallel > 1' },
             parallel: { type: 'integer', minimum: 1, maximum: 16, default: 1, description: 'multifd: this many TLS channels carry the RAM' },
-            autoConverge: { type: 'boolean', description: 'throttle the vcpus of a guest dirtying RAM faster than the link (default: on for a live precopy, off with postcopy)' },
+            autoConverge: { type: 'boolean', description: 'throttle the vcpus of a guest dirtying RAM faster than the link (default: on for a live precopy, off with postcopy or parallel > 1; refused with parallel > 1)' },
             maxDowntimeMs: { type: 'integer', minimum: 1, maximum: 60000, default: 300, description: "QEMU's downtime-limit: the longest final stop-and-copy of a precopy, ms" },
           },
         },
