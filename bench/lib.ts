@@ -1,3 +1,4 @@
+import type { Accel } from '../src/hypervisor/backend.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { GUEST, TestDaemon } from '../test/helpers/harness.js';
@@ -20,7 +21,7 @@ export function arg(name: string, def: number): number {
 }
 
 /** The accelerator QEMU gets on this host (xeno's own probe: kvm where it works, else tcg), for every bench's output. */
-export async function hostAccel(cacheDir: string): Promise<string> {
+export async function hostAccel(cacheDir: string): Promise<Accel> {
   const { QemuBackend } = await import('../src/hypervisor/qemu/qemu-backend.js');
   return (await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir })).caps.accel;
 }
