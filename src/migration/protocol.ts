@@ -55,6 +55,10 @@
  * that window) the outcome cannot be known on either side: the source keeps its copy paused and
  * the target keeps its copy paused (not run twice, not lost); both say so, and the admin unpauses
  * the right one. A xenod killed mid-migration is resolved at its next start (recovery.ts).
+ * Postcopy: from `postcopy` on, the target runs the guest and the source never resumes it (its
+ * intent is marked committed at the switch); a failure after it leaves part of the RAM on each
+ * side, which neither can run on: both keep their copy (paused) and say so (QEMU's postcopy
+ * recovery is not driven by xeno).
  */
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
