@@ -1,3 +1,4 @@
+import type { Accel } from '../src/hypervisor/backend.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { GUEST, TestDaemon } from '../test/helpers/harness.js';
@@ -17,6 +18,12 @@ export function report(title: string, rows: Array<[string, string | number]>): v
 export function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+/** The accelerator QEMU gets on this host (xeno's own probe: kvm where it works, else tcg), for every bench's output. */
+export async function hostAccel(cacheDir: string): Promise<Accel> {
+  const { QemuBackend } = await import('../src/hypervisor/qemu/qemu-backend.js');
+  return (await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir })).caps.accel;
 }
 
 /** The test guest (kernel + initramfs, no disk, no vif) as a domain config, for the benches. */

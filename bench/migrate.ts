@@ -8,115 +8,35 @@
  *  - raw:  start the target QEMU (-incoming defer), migrate-incoming tcp:127.0.0.1:0, migrate from
  *          the source, wait completed, cont on the target. Timed from the target's start to `cont`.
  *  - xeno: the API call, from the request to the answer (the guest running on the target).
+ * Each load runs in each migration mode (`--mode precopy,postcopy,multifd:N`; default precopy, and
+ * for a dirty:N load also postcopy and multifd:2), both sides with the same tuning and
+ * `--max-downtime MS` (QEMU's downtime-limit, default 300). Postcopy on xeno's side needs
+ * vm.unprivileged_userfaultfd=1 (its QEMU runs unprivileged): without it the mode is reported as
+ * not run, with the reason. Per mode: converged?, total, guest-seen downtime, throttle reached.
  * Targets (issue 11): total <= 1.1x raw, QEMU downtime <= raw + 10 ms.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
-import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { MigrateResult } from '../src/migration/client.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { freePort, sleep } from '../test/helpers/harness.js';
-import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
 import { STOP_LOAD, loadCommand, parseLoads, serialRun, waitSerial } from './guest-load.js';
-import { arg, benchDaemon, onInterrupt, guestConfig, rawCgroup, infoRow, median, plusRow, ratioRow, report } from './lib.js';
+import { arg, benchDaemon, onInterrupt, guestConfig, infoRow, median, plusRow, ratioRow, report } from './lib.js';
+import { RawQemu, parallelOf, parseModes, type Mode, type Raw } from './migrate-raw.js';
 
 const MEM = arg('mem', 512);
 
 const config = (name: string): DomainConfig => guestConfig(name, MEM);
 
-interface Raw {
-  child: ChildProcess;
-  qmp: QmpClient;
-  runDir: string;
-}
-
-interface Q {
-  status?: string;
-  'total-time'?: number;
-  downtime?: number;
-  'error-desc'?: string;
-  'socket-address'?: Array<{ port?: string | number }>;
-  'cpu-throttle-percentage'?: number;
-  ram?: { transferred?: number; 'dirty-sync-count'?: number };
-}
-
-async function waitMigrated(qmp: QmpClient, stats: boolean): Promise<Q> {
-  for (;;) {
-    const q = await qmp.execute<Q>('query-migrate');
-    if (q.status === 'completed') {
-      // QEMU 7.2 may say completed before its figures are filled
-      for (let i = 0; stats && i < 300 && (!q['total-time'] || q.downtime === undefined); i++) {
-        await sleep(5);
-        Object.assign(q, await qmp.execute<Q>('query-migrate'));
-      }
-      return q;
-    }
-    if (q.status === 'failed' || q.status === 'cancelled') throw new Error(`raw migration ${q.status}: ${q['error-desc'] ?? ''}`);
-    await sleep(5);
-  }
-}
-
-class RawQemu {
-  private n = 0;
-  readonly cgroup = rawCgroup(`${process.pid}-${Math.random()}`);
-  constructor(
-    private readonly backend: QemuBackend,
-    private readonly dir: string,
-  ) {}
-
-  async start(incoming: boolean): Promise<Raw> {
-    const runDir = path.join(this.dir, `raw${this.n++}`);
-    mkdirSync(qemuPaths(runDir).dir, { recursive: true });
-    const argv = this.backend.argv({
-      domid: 900 + this.n, uuid: '00000000-0000-4000-8000-000000000900', config: config('raw'), runDir,
-      machineType: this.backend.caps.machineType, nics: [], incoming, logFile: '/dev/null',
-    });
-    const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
-    this.cgroup.add(child.pid!);
-    const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
-    await this.asSource(qmp);
-    return { child, qmp, runDir };
-  }
-
-  private async asSource(qmp: QmpClient): Promise<void> {
-    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
-    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'auto-converge', state: true }] });
-  }
-
-  async stop(r: Raw): Promise<void> {
-    await r.qmp.execute('quit').catch(() => undefined);
-    if (r.child.exitCode === null) await new Promise((res) => r.child.once('exit', res));
-    rmSync(r.runDir, { recursive: true, force: true });
-  }
-
-  /** Live-migrate `src` into a fresh QEMU over plain TCP: [seconds, QEMU's figures, the new QEMU]. */
-  async migrate(src: Raw): Promise<[number, Q, Raw]> {
-    const t0 = performance.now();
-    const dst = await this.start(true);
-    await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-    let port = 0;
-    while (!port) {
-      port = Number((await dst.qmp.execute<Q>('query-migrate'))['socket-address']?.[0]?.port);
-      if (!port) await sleep(5);
-    }
-    await src.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
-    const q = await waitMigrated(src.qmp, true);
-    await waitMigrated(dst.qmp, false);
-    await dst.qmp.execute('cont');
-    const t = (performance.now() - t0) / 1000;
-    await this.stop(src);
-    return [t, q, dst];
-  }
-}
-
 export async function run(): Promise<void> {
   const rounds = arg('rounds', 5);
   const i = process.argv.indexOf('--load');
   const loads = parseLoads(i >= 0 ? process.argv[i + 1] : undefined, ['idle', 'print', 'dirty:100']);
+  const m = process.argv.indexOf('--mode');
+  const modes = m >= 0 ? parseModes(process.argv[m + 1], ['precopy']) : undefined;
+  const maxDowntimeMs = arg('max-downtime', 300);
   const keyDir = path.join('/tmp', `xeno-bench-mig-${process.pid}`);
   mkdirSync(keyDir, { recursive: true, mode: 0o700 });
   const keyDone = onInterrupt(async () => rmSync(keyDir, { recursive: true, force: true }));
@@ -131,59 +51,81 @@ export async function run(): Promise<void> {
     await Promise.all(ends.map((d) => d.start()));
     const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: ends[0]!.dir });
     const accel = backend.caps.accel;
-    rawq = new RawQemu(backend, ends[0]!.dir);
+    rawq = new RawQemu(backend, ends[0]!.dir, config('raw'));
     raw = await rawq.start(false);
     await ends[0]!.client.post('/v1/domains', { config: config('bmig') });
     await Promise.all([waitSerial(qemuPaths(raw.runDir).serial, /heartbeat 3\b/), ends[0]!.waitConsole('bmig', /heartbeat 3\b/, 120_000)]);
     let at = 0;
+    const uffd = readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim();
     for (const load of loads) {
       await serialRun(qemuPaths(raw.runDir).serial, `${STOP_LOAD}; ${loadCommand(load)}`);
       await ends[at]!.guestRun('bmig', `${STOP_LOAD}; ${loadCommand(load)}`, 60_000);
       await sleep(2000);
-      const rT: number[] = [];
-      const rDown: number[] = [];
-      const xT: number[] = [];
-      const xDown: number[] = [];
-      const xGuestDown: number[] = [];
-      const rThrottle: number[] = [];
-      const phases: Record<string, number[]> = { handshake: [], prepare: [], stream: [], commit: [] };
-      for (let r = 0; r < rounds; r++) {
-        const rawSide = async () => {
-          const [t, q, next] = await rawq!.migrate(raw!);
-          raw = next;
-          rT.push(t * 1000);
-          rDown.push(q.downtime ?? 0);
-          rThrottle.push(q['cpu-throttle-percentage'] ?? 0);
-        };
-        const xenoSide = async () => {
-          const t0 = performance.now();
-          const res = await ends[at]!.client.post<MigrateResult>('/v1/domains/bmig/migrate', { host: '127.0.0.1', port: ports[1 - at], live: true });
-          xT.push(performance.now() - t0);
-          at = 1 - at;
-          xDown.push(res.downtimeMs ?? 0);
-          xGuestDown.push(res.guestDowntimeMs ?? 0);
-          for (const [k, v] of Object.entries(res.phasesMs ?? {})) phases[k]?.push(v);
-        };
-        for (const side of r % 2 ? [xenoSide, rawSide] : [rawSide, xenoSide]) {
-          await side();
-          await sleep(1000);
+      for (const mode of modes ?? (load.startsWith('dirty:') ? ['precopy', 'postcopy', 'multifd:2'] as Mode[] : ['precopy'] as Mode[])) {
+        const label = `${load}${mode === 'precopy' ? '' : `, ${mode}`}${maxDowntimeMs === 300 ? '' : `, max downtime ${maxDowntimeMs} ms`}`;
+        const b = (operation: string) => ({ bench: 'migrate', operation: `live migration ${MEM} MiB, ${label}: ${operation}`, unit: 'ms', accel });
+        if (mode === 'postcopy' && uffd !== '1') {
+          process.stderr.write(`migrate ${label}: not run, xeno's unprivileged QEMU needs sysctl vm.unprivileged_userfaultfd=1 for postcopy (now ${uffd})\n`);
+          infoRow(b(`not run: vm.unprivileged_userfaultfd=${uffd} (postcopy needs 1)`), null, NaN);
+          continue;
         }
-        process.stderr.write(`migrate ${load} round ${r + 1}/${rounds}: raw ${rT[r]!.toFixed(0)} ms (downtime ${rDown[r]} ms) | xeno ${xT[r]!.toFixed(0)} ms (downtime ${xDown[r]} ms, guest ${xGuestDown[r]!.toFixed(0)} ms)\n`);
+        const rT: number[] = [];
+        const rDown: number[] = [];
+        const xT: number[] = [];
+        const xDown: number[] = [];
+        const xGuestDown: number[] = [];
+        const rThrottle: number[] = [];
+        const xThrottle: number[] = [];
+        let rSwitched = 0;
+        let xSwitched = 0;
+        const phases: Record<string, number[]> = { handshake: [], prepare: [], stream: [], commit: [] };
+        for (let r = 0; r < rounds; r++) {
+          const rawSide = async () => {
+            const [f, next] = await rawq!.migrate(raw!, mode, maxDowntimeMs);
+            raw = next;
+            rT.push(f.seconds * 1000);
+            rDown.push(f.guestDowntimeMs);
+            rThrottle.push(f.throttle);
+            if (f.postcopy) rSwitched++;
+          };
+          const xenoSide = async () => {
+            const t0 = performance.now();
+            const res = await ends[at]!.client.post<MigrateResult>('/v1/domains/bmig/migrate', {
+              host: '127.0.0.1', port: ports[1 - at], live: true, maxDowntimeMs,
+              ...(mode === 'postcopy' ? { postcopy: true } : {}), ...(parallelOf(mode) > 1 ? { parallel: parallelOf(mode) } : {}),
+            });
+            xT.push(performance.now() - t0);
+            at = 1 - at;
+            // A postcopy's guest-seen downtime is the switch to `running` there (QEMU 7.2's figure spans the whole postcopy phase).
+            xDown.push(res.postcopy ? res.guestDowntimeMs ?? 0 : res.downtimeMs ?? 0);
+            xGuestDown.push(res.guestDowntimeMs ?? 0);
+            xThrottle.push(res.throttlePercent ?? 0);
+            if (res.postcopy) xSwitched++;
+            for (const [k, v] of Object.entries(res.phasesMs ?? {})) phases[k]?.push(v);
+          };
+          for (const side of r % 2 ? [xenoSide, rawSide] : [rawSide, xenoSide]) {
+            await side();
+            await sleep(1000);
+          }
+          process.stderr.write(`migrate ${label} round ${r + 1}/${rounds}: raw ${rT[r]!.toFixed(0)} ms (downtime ${rDown[r]!.toFixed(0)} ms) | xeno ${xT[r]!.toFixed(0)} ms (downtime ${xDown[r]!.toFixed(0)} ms, guest ${xGuestDown[r]!.toFixed(0)} ms)\n`);
+        }
+        ratioRow(b('total'), median(rT), median(xT), 1.1);
+        plusRow(b(mode === 'postcopy' ? 'downtime (switch to running there)' : 'QEMU downtime'), median(rDown), median(xDown), 10);
+        for (const [k, v] of Object.entries(phases)) if (v.length) infoRow(b(`xeno phase ${k}`), null, median(v));
+        infoRow(b('xeno guest downtime incl. commit + resume'), null, median(xGuestDown));
+        if (mode === 'postcopy') infoRow({ ...b('rounds that switched to postcopy'), unit: 'count' }, rSwitched, xSwitched);
+        else infoRow({ ...b('vcpu throttle reached (auto-converge)'), unit: '%' }, median(rThrottle), median(xThrottle));
+        report(`live migration of a ${MEM} MiB guest, load ${label} (${accel}, ${rounds} rounds, medians; raw = plain TCP, xeno = TLS-PSK)`, [
+          ['raw QEMU: target start -> running there (ms)', median(rT)],
+          ['xeno: migrate request -> running there (ms)', median(xT)],
+          ['raw downtime (ms)', median(rDown)],
+          ['xeno downtime (ms)', median(xDown)],
+          ['raw / xeno cpu-throttle-percentage', `${median(rThrottle)} / ${median(xThrottle)}`],
+          ['raw / xeno rounds switched to postcopy', `${rSwitched} / ${xSwitched} of ${rounds}`],
+          ...Object.entries(phases).map(([k, v]): [string, number] => [`  xeno phase ${k} (ms)`, v.length ? median(v) : NaN]),
+          ['xeno guest downtime incl. commit+resume (ms)', median(xGuestDown)],
+        ]);
       }
-      const b = (operation: string) => ({ bench: 'migrate', operation: `live migration ${MEM} MiB, ${load}: ${operation}`, unit: 'ms', accel });
-      ratioRow(b('total'), median(rT), median(xT), 1.1);
-      plusRow(b('QEMU downtime'), median(rDown), median(xDown), 10);
-      for (const [k, v] of Object.entries(phases)) if (v.length) infoRow(b(`xeno phase ${k}`), null, median(v));
-      infoRow(b('xeno guest downtime incl. commit + resume'), null, median(xGuestDown));
-      report(`live migration of a ${MEM} MiB guest, load ${load} (${accel}, ${rounds} rounds, medians; raw = plain TCP, xeno = TLS-PSK)`, [
-        ['raw QEMU: target start -> running there (ms)', median(rT)],
-        ['xeno: migrate request -> running there (ms)', median(xT)],
-        ['raw QEMU downtime (ms)', median(rDown)],
-        ['xeno QEMU downtime (ms)', median(xDown)],
-        ['raw cpu-throttle-percentage at the end', median(rThrottle)],
-        ...Object.entries(phases).map(([k, v]): [string, number] => [`  xeno phase ${k} (ms)`, v.length ? median(v) : NaN]),
-        ['xeno guest downtime incl. commit+resume (ms)', median(xGuestDown)],
-      ]);
     }
   } finally {
     if (raw && rawq) await rawq.stop(raw).catch(() => undefined);

@@ -1,7 +1,13 @@
 /**
  * Scale (`npm run bench -- scale [--guests 100]`): one xenod with N guests of 64 MiB, created
  * paused (QEMU up, QMP answering, the sampler sampling them; the guest never boots, so N TCG guests
- * fit on a small host and the load stays xenod's). Measured:
+ * fit on a small host and the load stays xenod's). Why paused: the test image's kernel (Debian's
+ * cloud kernel, guest/build.sh) cannot start in 64 MiB. Its bzImage header asks for init_size
+ * 51.5 MiB at its 16 MiB load address (pref_address 0x1000000), 67.5 MiB before any RAM for the
+ * system: at -m 64 it prints nothing at all, even with console=ttyS0. Running guests of 64 MiB
+ * need a smaller kernel in guest/ (a minimal config, virtio + serial + initramfs, init_size
+ * ~10 MiB) or CONFIG_PHYSICAL_START lower; the initramfs (2.7 MiB unpacked) is not the limit.
+ * Measured:
  *  - `xeno list` with 1 guest and with N (target: <= 2x);
  *  - xenod's resident memory with N (target: <= 150 MB) and its CPU while idle (the sampler);
  *  - API latency under 10 concurrent clients (GET /v1/domains and GET /v1/domains/NAME): p99 <= 20 ms;

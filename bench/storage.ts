@@ -18,7 +18,7 @@ import { buildQemuArgv } from '../src/hypervisor/qemu/argv.js';
 import { diskFactsFor } from '../src/hypervisor/qemu/disk-probe.js';
 import { DirectGuest, guestConfig } from '../test/net/guest.js';
 import { TestDaemon } from '../test/helpers/harness.js';
-import { arg, median, report } from './lib.js';
+import { arg, hostAccel, median, report, results } from './lib.js';
 
 type Work = 'seq-write' | 'seq-read' | 'rand-read' | 'rand-write';
 const WORKS: Work[] = ['seq-write', 'seq-read', 'rand-read', 'rand-write'];
@@ -51,6 +51,7 @@ export async function run(): Promise<void> {
   let rawGroup: DomainCgroups | undefined;
   try {
     await d.start();
+    const accel = await hostAccel(d.dir);
     const imgX = path.join(d.dir, 'xeno.img');
     const imgR = path.join(d.dir, 'raw.img');
     for (const f of [imgX, imgR]) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', f, `${mb * 2}M`]);
@@ -62,7 +63,7 @@ export async function run(): Promise<void> {
       netns: '', name: 'raw', domid: 0, dir: path.join(d.dir, 'rawq'), nics: [], extra: '', track: () => undefined, bootTimeoutMs: 300_000,
       // xeno's own argv minus its disks (no xenod: no QEMU user, ACLs, cgroups), plus a plain -drive
       argv: (p) => [
-        ...buildQemuArgv({ domid: 0, config: guestConfig('raw', ''), uuid: randomUUID(), machineType: 'pc', accel: 'tcg', paths: p, nics: [], tbSizeMb: 64 }),
+        ...buildQemuArgv({ domid: 0, config: guestConfig('raw', ''), uuid: randomUUID(), machineType: 'pc', accel, paths: p, nics: [], tbSizeMb: 64 }),
         '-drive', `file=${imgR},format=raw,if=virtio,cache=${facts.cache},aio=${facts.aio}`,
       ],
     });
@@ -98,9 +99,10 @@ export async function run(): Promise<void> {
       const unit = w.startsWith('seq') ? 'MiB/s' : 'IOPS';
       const x = median(times.x[w].map((s) => rate(w, s)));
       const r = median(times.r[w].map((s) => rate(w, s)));
+      results.push({ bench: 'storage', operation: `guest ${w}, raw disk`, unit, accel, raw: r, xeno: x, target: '>= 0.95x raw', met: x >= 0.95 * r });
       rows.push([`${w}: xeno (${unit}, median)`, x], [`${w}: raw QEMU (${unit}, median)`, r], [`${w}: ratio xeno/raw (target >= 0.95)`, x / r]);
     }
-    report(`guest disk throughput, xeno defaults vs raw QEMU (TCG guests, ${rounds} rounds, ${mb} MiB sequential, ${ops} x 4 KiB random)`, rows);
+    report(`guest disk throughput, xeno defaults vs raw QEMU (${accel} guests, ${rounds} rounds, ${mb} MiB sequential, ${ops} x 4 KiB random)`, rows);
   } finally {
     raw?.kill();
     await rawGroup?.removeAll().catch(() => undefined);

@@ -175,10 +175,16 @@ export class Channel {
 
   /** The next message; `error` from the other side becomes a XenoError with its code. */
   async recv<T extends Msg['t']>(expect: T, timeoutMs = 0): Promise<Extract<Msg, { t: T }>> {
-    const m = await this.next(timeoutMs, expect);
+    return this.recvOneOf([expect], timeoutMs);
+  }
+
+  /** The next message, which must be one of `expect`. */
+  async recvOneOf<T extends Msg['t']>(expect: T[], timeoutMs = 0): Promise<Extract<Msg, { t: T }>> {
+    const what = expect.join("' or '");
+    const m = await this.next(timeoutMs, what);
     if (m.t === 'error') throw new XenoError(remoteCode(m.code), String(m.message), { remote: true });
     if (m.t === 'abort') throw new XenoError('HOST_ERROR', `${this.peer} aborted: ${String(m.reason)}`, { abort: true });
-    if (m.t !== expect) throw new XenoError('HOST_ERROR', `${this.peer} sent '${m.t}' where '${expect}' was expected`);
+    if (!(expect as string[]).includes(m.t)) throw new XenoError('HOST_ERROR', `${this.peer} sent '${m.t}' where '${what}' was expected`);
     return m as Extract<Msg, { t: T }>;
   }
 

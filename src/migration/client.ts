@@ -17,7 +17,8 @@ import type { Toolstack } from '../toolstack/toolstack.js';
 import { rmSync } from 'node:fs';
 import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
-import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration, type QueryMigrate } from './qemu-side.js';
+import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration, type MigrationTuning, type QueryMigrate } from './qemu-side.js';
+import { PostcopySwitch, checkRequestTuning } from './postcopy.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
 import { forgetCarriedSnapshots, snapshotsToCarry, type CarriedSnapshots } from './snapshot-carry.js';
 import { StorageCopySource, sharedOnly, storageOffer, type StorageOffer } from './storage-copy.js';
@@ -31,6 +32,14 @@ export interface MigrateRequest {
   copyStorage?: boolean;
   /** Migrate even with disks whose cache mode is unsafe on shared storage (storage-checks.ts). */
   force?: boolean;
+  /** Live only: switch to postcopy when QEMU's first full pass did not converge (policy: README, Migration). */
+  postcopy?: boolean;
+  /** multifd: this many TLS channels for the RAM (1 = the single stream). */
+  parallel?: number;
+  /** Throttle the vcpus of a guest that dirties RAM faster than the link; default on for a live precopy, off with postcopy. */
+  autoConverge?: boolean;
+  /** QEMU's downtime-limit: the longest stop-and-copy a precopy may end with (default 300 ms). */
+  maxDowntimeMs?: number;
 }
 
 /** How far QEMU's stream is (query-migrate's RAM figures, bytes), for a page or a progress bar. */
@@ -63,6 +72,13 @@ export interface MigrateResult {
   guestDowntimeMs?: number;
   /** Bytes of RAM QEMU sent. */
   bytes?: number;
+  /** The stream as it ran: whether it switched to postcopy, multifd channels, auto-converge, the vcpu throttle reached (%). */
+  postcopy?: boolean;
+  parallel?: number;
+  autoConverge?: boolean;
+  throttlePercent?: number;
+  /** Bytes QEMU sent over the multifd channels. */
+  multifdBytes?: number;
   /** Where the time went, ms: connect + handshake, the target's prepare (its QEMU started, TLS set up there), QEMU's stream, the commit round trip. */
   phasesMs?: { handshake: number; prepare: number; stream: number; commit: number };
 }
@@ -102,20 +118,21 @@ export class Migrator {
     const port = req.port ?? DEFAULT_RELOCATION_PORT;
     const live = req.live === true;
     const where = `${req.host}:${port}`;
+    const tuning = checkRequestTuning(req, live);
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
       // With --copy-storage nothing is shared read-write: the target gets its own copy.
       if (!req.copyStorage) refuseUnsafeCache(rec.config, req.force === true);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
-      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal, onProgress }));
+      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, { t0, port, live, where, key, signal, onProgress, tuning }));
     });
   }
 
   private async migrateLocked(
     rec: DomainRecord,
     req: MigrateRequest,
-    { t0, port, live, where, key, signal, onProgress }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal; onProgress?: (p: MigrateProgress) => void },
+    { t0, port, live, where, key, signal, onProgress, tuning }: { t0: number; port: number; live: boolean; where: string; key: Buffer; signal: AbortSignal; onProgress?: (p: MigrateProgress) => void; tuning: MigrationTuning },
   ): Promise<MigrateResult> {
     const vm = this.ts.liveOf(rec).vm;
     const wasRunning = rec.state === 'running';
@@ -164,11 +181,15 @@ export class Migrator {
         disks: diskIdentities(storage ? sharedOnly(rec.config) : rec.config, true),
         ...(storage ? { storage } : {}),
         ...(snapshots ? { snapshots } : {}),
+        ...(tuning.postcopy || (tuning.parallel ?? 1) > 1 ? { tuning: { postcopy: tuning.postcopy, parallel: tuning.parallel } } : {}),
       });
       // This QEMU's side of the stream's TLS is set up while the target starts its QEMU.
-      sourceTls = (async () => useTlsPsk(vm, 'client', writePskDir(dir, tlsKey), { autoConverge: live }))();
+      sourceTls = (async () => useTlsPsk(vm, 'client', writePskDir(dir, tlsKey), tuning))();
       sourceTls.catch(() => undefined);
       prepared = await ch.recv('prepared', 120_000);
+      if ((tuning.postcopy && prepared.tuning?.postcopy !== true) || ((tuning.parallel ?? 1) > 1 && prepared.tuning?.parallel !== tuning.parallel)) {
+        throw new XenoError('HOST_ERROR', "the target's xenod did not set its QEMU up for postcopy / parallel channels (an older xeno there?)");
+      }
       preparedAt = performance.now();
       this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} out: QEMU ${await sourceTls}`);
     } catch (e) {
@@ -190,6 +211,7 @@ export class Migrator {
     this.ts.deps.store.update(rec.id, { state: 'migrating' });
     let pausedAt: number | undefined;
     let committed = false;
+    const pc = new PostcopySwitch(vm, ch, tuning.postcopy === true, this.ts.deps.log, rec.name);
     let completedAt = 0;
     const copy = storage ? new StorageCopySource(vm, this.ts.deps.log, rec.name) : undefined;
     try {
@@ -206,9 +228,18 @@ export class Migrator {
       }
       const host = net.isIPv6(req.host) ? `[${req.host}]` : req.host;
       await vm.command('migrate', { uri: `tcp:${host}:${prepared.port}` });
-      const onPoll = onProgress && ((m: QueryMigrate) => onProgress({ status: m.status ?? 'setup', transferred: m.ram?.transferred ?? 0, remaining: m.ram?.remaining ?? 0, total: m.ram?.total ?? 0 }));
-      const completed = await waitMigration(vm, { abort: () => ch.error, onPoll });
+      const onPoll = (m: QueryMigrate) => {
+        onProgress?.({ status: m.status ?? 'setup', transferred: m.ram?.transferred ?? 0, remaining: m.ram?.remaining ?? 0, total: m.ram?.total ?? 0 });
+        const before = pc.switched;
+        pc.onPoll(m);
+        // From the switch the target runs the guest: a xenod restarted here must never resume this copy.
+        if (!before && pc.switched) markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
+      };
+      const completed = await waitMigration(vm, { abort: () => ch.error ?? pc.error, onPoll });
       completedAt = performance.now();
+      // After a switch the target runs the guest already: its word first, then the usual ending.
+      if (pc.switched) committed = true;
+      const runningAt = await pc.running();
       // QEMU's figures may lag its `completed`: fetched while the target takes over, not before.
       const figures = migrationFigures(vm, completed);
       await copy?.finish();
@@ -227,22 +258,26 @@ export class Migrator {
       if (!storage) handOverGrants(rec.runDir, rec.config);
       await this.ts.releaseLocked(rec, 'migrate', `${rec.name} (${rec.id}) migrated ${live ? 'live' : 'offline'} to ${where} (domain ${ok.domid} there); its QEMU here has exited`);
       const resumeMs = resumedAt - completedAt;
+      const guestDown = !wasRunning ? undefined : runningAt !== undefined ? runningAt - pc.switchedAt! : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined;
       return {
         name: rec.name, fromId: rec.id, id: ok.domid, host: req.host, port, live, state: ok.state,
         elapsedMs: resumedAt - t0, totalTimeMs: q['total-time'], downtimeMs: q.downtime, resumeMs,
-        guestDowntimeMs: !wasRunning ? undefined : pausedAt !== undefined ? resumedAt - pausedAt : q.downtime !== undefined ? q.downtime + resumeMs : undefined,
+        guestDowntimeMs: guestDown,
         bytes: q.ram?.transferred,
+        postcopy: pc.switched, parallel: tuning.parallel ?? 1, autoConverge: tuning.autoConverge === true, throttlePercent: q['cpu-throttle-percentage'] ?? 0, multifdBytes: q.ram?.['multifd-bytes'],
         phasesMs: { handshake: handshakeAt - t0, prepare: preparedAt - handshakeAt, stream: completedAt - preparedAt, commit: resumeMs },
       };
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });
       signal.removeEventListener('abort', onAbort);
-      if (committed) {
+      if (committed || pc.switched) {
         // The target may be running it: keep this copy paused, never run it twice.
         ch.close();
         clearOutgoing(this.ts, rec);
         this.ts.deps.store.update(rec.id, { state: 'paused' });
-        const msg = `${what}: the outcome is unknown (${errorMessage(e)}): the guest was handed over but the target did not confirm; it is kept PAUSED here, check ${req.host} before unpausing either copy`;
+        const msg = pc.switched && !committed
+          ? `${what} failed after the switch to postcopy (${errorMessage(e)}): the guest's RAM is split between both hosts and neither copy can run on; it is kept PAUSED here, check ${req.host}`
+          : `${what}: the outcome is unknown (${errorMessage(e)}): the guest was handed over but the target did not confirm; it is kept PAUSED here, check ${req.host} before unpausing either copy`;
         this.ts.event(rec, 'migrate-failed', msg);
         throw new XenoError('HOST_ERROR', msg);
       }

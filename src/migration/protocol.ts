@@ -23,17 +23,22 @@
  *   prepare {name, uuid, config, machineType,
  *            qemuVersion, memoryMb, state,
  *            disks: [{vdev, id|size+sample|...}],
- *            snapshots?: {list, current}} -----> checks: the disks are the source's (storage-checks.ts:
+ *            snapshots?: {list, current},
+ *            tuning?: {postcopy, parallel}} ----> checks: the disks are the source's (storage-checks.ts:
  *                                                same identity, not just the same path), the snapshot tree's files
  *                                                are here (snapshot-carry.ts), QEMU not older, machine type offered, then
  *                                                the config goes through the same validation as a
  *                                                create (toolstack.create -> validateForCreate, under
  *                                                the host-memory lock); starts QEMU with -incoming
  *                                                defer, TLS-PSK creds, migrate-incoming tcp:LOCAL:0
- *                       <---------------------- prepared {domid, port}
+ *                                                (and postcopy-ram / multifd as `tuning` asks)
+ *                       <---------------------- prepared {domid, port, tuning}
  *   offline: pause the guest
  *   QMP migrate tcp:HOST:port (TLS-PSK) ======> QEMU's precopy stream (iterative RAM copy) ======>
- *   query-migrate until completed
+ *   query-migrate until completed; with --postcopy, after QEMU's first full pass without
+ *   converging: migrate-start-postcopy, and once QEMU says postcopy-active (the guest stopped here)
+ *   postcopy ---------------------------------> runs the guest while its pages still arrive
+ *                       <---------------------- running   (from here the guest lives on the target)
  *   done {paused} ----------------------------> waits for QEMU's incoming migration to complete
  *                       <---------------------- loaded            (guest there, still paused)
  *   commit -----------------------------------> resumes it (or leaves it paused if it was paused)
@@ -52,6 +57,10 @@
  * that window) the outcome cannot be known on either side: the source keeps its copy paused and
  * the target keeps its copy paused (not run twice, not lost); both say so, and the admin unpauses
  * the right one. A xenod killed mid-migration is resolved at its next start (recovery.ts).
+ * Postcopy: from `postcopy` on, the target runs the guest and the source never resumes it (its
+ * intent is marked committed at the switch); a failure after it leaves part of the RAM on each
+ * side, which neither can run on: both keep their copy (paused) and say so (QEMU's postcopy
+ * recovery is not driven by xeno).
  */
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -70,12 +79,27 @@ export const PSK_IDENTITY = 'xeno';
 /** QOM id of the TLS credentials object in either QEMU. */
 export const TLS_OBJECT_ID = 'xenomig0';
 
+/** Most multifd channels a migration may ask for. */
+export const MAX_PARALLEL = 16;
+/** Why --postcopy and --parallel are not offered together. */
+export const POSTCOPY_MULTIFD = 'postcopy and parallel (multifd) channels cannot be combined: QEMU 7.2 accepts the pair but fails at the switch to postcopy (later QEMUs refuse it outright); pick one';
+
+/** What both QEMUs must agree on for the stream (qemu-side.ts MigrationTuning). */
+export interface StreamTuning {
+  postcopy?: boolean;
+  parallel?: number;
+}
+
 export type Msg =
   | { t: 'hello'; proto: number; xeno: string; nonce: string; proof?: string }
   | { t: 'auth'; proof: string }
   | { t: 'welcome'; host: string }
-  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer; snapshots?: CarriedSnapshots }
-  | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer }
+  | { t: 'prepare'; name: string; uuid: string; config: DomainConfig; machineType: string; qemuVersion: string; memoryMb: number; state: 'running' | 'paused'; disks?: DiskIdentity[]; storage?: StorageOffer; snapshots?: CarriedSnapshots; tuning?: StreamTuning }
+  // `tuning` echoes what the target's QEMU was set up for: the source checks it matches its own
+  | { t: 'prepared'; domid: number; port: number; nbd?: NbdOffer; tuning?: StreamTuning }
+  // postcopy only: the source's QEMU switched (the guest stopped there); the target runs it and says so
+  | { t: 'postcopy' }
+  | { t: 'running' }
   // --copy-storage only (storage-copy.ts): the mirrors started, then all in step
   | { t: 'mirroring' }
   | { t: 'storage-ready' }

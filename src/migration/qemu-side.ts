@@ -4,47 +4,98 @@
  * the bandwidth cap lifted, query-migrate polled to a terminal state, and the way back to the
  * guest's own state after a failure.
  */
+import { readFileSync } from 'node:fs';
 import { XenoError } from '../common/errors.js';
 import type { Vm } from '../hypervisor/backend.js';
 import { UNCAPPED_BANDWIDTH, waitMigration, type QueryMigrate } from '../hypervisor/qemu/migration-status.js';
 import { PSK_IDENTITY, TLS_OBJECT_ID } from './protocol.js';
 
 const MiB = 1024 * 1024;
+/** QEMU's own default downtime-limit (ms). */
+export const DEFAULT_DOWNTIME_MS = 300;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
 const ACTIVE = ['setup', 'active', 'device', 'pre-switchover', 'cancelling', 'wait-unplug'];
 
 /**
- * TLS-PSK credentials reading DIR/keys.psk, and QEMU's migration told to use them; QEMU is asked
- * back (query-migrate-parameters) so a stream is never sent or accepted in clear. Returns what
- * QEMU says, for the log.
+ * How QEMU moves the RAM (chosen by the admin per migration, `xeno migrate`; policy in the README):
+ *  - autoConverge: throttle the vcpus when the guest dirties RAM faster than the link (source only);
+ *  - postcopy: postcopy-ram on both ends, so the source can switch to postcopy (client.ts decides when);
+ *  - parallel: multifd with that many TLS channels (both ends must agree);
+ *  - maxDowntimeMs: QEMU's downtime-limit, the stop-and-copy a precopy may end with (source only).
+ * QEMU 7.2 takes multifd and postcopy together without a word but breaks at the switch: refused in client.ts.
  */
-export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string, opts: { autoConverge?: boolean } = {}): Promise<string> {
+export interface MigrationTuning {
+  autoConverge?: boolean;
+  postcopy?: boolean;
+  parallel?: number;
+  maxDowntimeMs?: number;
+}
+
+/** Why a QEMU refused postcopy-ram, said with what the admin can do about it. */
+function postcopyRefused(e: unknown): XenoError {
+  let sysctl = '?';
+  try {
+    sysctl = readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim();
+  } catch {
+    /* no such knob */
+  }
+  return new XenoError(
+    'HOST_ERROR',
+    `postcopy is not available on this host: QEMU says "${e instanceof Error ? e.message : String(e)}". QEMU 7.2 opens userfaultfd with the system call, which an unprivileged QEMU (xeno-qemu-user) may only do with sysctl vm.unprivileged_userfaultfd=1 (now ${sysctl}; Fedora's qemu package sets it); migrate without --postcopy, or set it on the target`,
+  );
+}
+
+/**
+ * TLS-PSK credentials reading DIR/keys.psk, and QEMU's migration told to use them; QEMU is asked
+ * back (query-migrate-parameters) so a stream is never sent or accepted in clear. Every channel
+ * (the main one, postcopy's return path, each multifd channel) runs under these credentials.
+ * Returns what QEMU says, for the log.
+ */
+export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string, opts: MigrationTuning = {}): Promise<string> {
   await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined); // left by an earlier attempt
   // MIGRATION events wake waitMigration at each state change (no waiting out a poll interval).
-  // Policy for a live source: auto-converge, so QEMU throttles the vcpus when the guest dirties
-  // RAM faster than the link carries it (a guest that converges is never throttled).
+  // Every capability is set either way: an earlier attempt's must not linger.
+  const multifd = (opts.parallel ?? 1) > 1;
   await vm.command('migrate-set-capabilities', {
-    capabilities: [{ capability: 'events', state: true }, ...(endpoint === 'client' ? [{ capability: 'auto-converge', state: opts.autoConverge === true }] : [])],
+    capabilities: [
+      { capability: 'events', state: true },
+      { capability: 'multifd', state: multifd },
+      ...(endpoint === 'client' ? [{ capability: 'auto-converge', state: opts.autoConverge === true }] : []),
+    ],
   });
+  if (opts.postcopy) {
+    await vm.command('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: true }] }).catch((e: unknown) => {
+      throw postcopyRefused(e);
+    });
+  } else await vm.command('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: false }] });
   await vm.command('object-add', {
     'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir,
     ...(endpoint === 'client' ? { username: PSK_IDENTITY } : {}),
   });
   await vm.command('migrate-set-parameters', {
     'tls-creds': TLS_OBJECT_ID,
-    ...(endpoint === 'client' ? { 'max-bandwidth': UNCAPPED_BANDWIDTH } : {}),
+    ...(multifd ? { 'multifd-channels': opts.parallel } : {}),
+    ...(endpoint === 'client' ? { 'max-bandwidth': UNCAPPED_BANDWIDTH, 'downtime-limit': opts.maxDowntimeMs ?? DEFAULT_DOWNTIME_MS } : {}),
   });
   const params = await vm.command<{ 'tls-creds'?: string }>('query-migrate-parameters');
   if (params['tls-creds'] !== TLS_OBJECT_ID) throw new XenoError('QEMU_ERROR', `QEMU did not take the TLS credentials for the migration stream (tls-creds '${params['tls-creds'] ?? ''}')`);
-  return `query-migrate-parameters: tls-creds=${params['tls-creds']} (TLS-PSK, ${endpoint})`;
+  const how = [multifd ? `multifd x${opts.parallel}` : '', opts.postcopy ? 'postcopy-ram' : '', opts.autoConverge ? 'auto-converge' : ''].filter(Boolean).join(', ');
+  return `query-migrate-parameters: tls-creds=${params['tls-creds']} (TLS-PSK, ${endpoint}${how ? `; ${how}` : ''})`;
+}
+
+/** Capabilities back off (a save to a file, or the next migration, must not find multifd or postcopy still on). */
+export async function resetTuning(vm: Vm): Promise<void> {
+  const off = ['multifd', 'postcopy-ram', 'auto-converge'].map((capability) => ({ capability, state: false }));
+  await vm.command('migrate-set-capabilities', { capabilities: off }).catch(() => undefined);
 }
 
 /** Undo useTlsPsk on a QEMU that stays (a failed migration's source). */
 export async function dropTlsPsk(vm: Vm): Promise<void> {
   if (vm.exited) return;
   await vm.command('migrate-set-parameters', { 'tls-creds': '' }).catch(() => undefined);
+  await resetTuning(vm);
   await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined);
 }
 

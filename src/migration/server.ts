@@ -22,8 +22,8 @@ import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
 import { Channel } from './channel.js';
 import { compileHostsAllow, peerAllowed } from './hosts-allow.js';
-import { PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir, type Msg } from './protocol.js';
-import { incomingPort, useTlsPsk, waitMigration } from './qemu-side.js';
+import { MAX_PARALLEL, POSTCOPY_MULTIFD, PROTOCOL_VERSION, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir, type Msg, type StreamTuning } from './protocol.js';
+import { incomingPort, resetTuning, useTlsPsk, waitMigration, type MigrationTuning } from './qemu-side.js';
 import { markIncoming, withoutIncoming } from './recovery.js';
 import { adoptCarriedSnapshots, checkCarriedSnapshots } from './snapshot-carry.js';
 import { createTargetDisks, exportDisks, followCopy, keepCopiedImages, markCopiedImages, removeCopiedImages, removeImages, unexportDisks } from './storage-copy-target.js';
@@ -243,18 +243,40 @@ export class RelocationServer {
     const vm = this.ts.liveOf(rec).vm;
     const dir = writePskDir(path.join(rec.runDir, 'tls'), tlsKey);
     let done: Extract<Msg, { t: 'done' }>;
+    const tuning = checkTuning(p.tuning);
+    let postcopy = false;
     try {
-      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} in: QEMU ${await useTlsPsk(vm, 'server', dir)}`);
+      this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} in: QEMU ${await useTlsPsk(vm, 'server', dir, tuning)}`);
       const host = net.isIPv6(localAddr) ? `[${localAddr}]` : localAddr;
       await vm.command('migrate-incoming', { uri: `tcp:${host}:0` });
       const port = await incomingPort(vm);
       const copied = (p.storage?.copy ?? []).map((d) => ({ vdev: d.vdev, file: rec.config.disks.find((x) => x.vdev === d.vdev)!.target }));
       const nbd = p.storage ? await exportDisks(vm, localAddr, copied) : undefined;
-      ch.send({ t: 'prepared', domid: rec.id, port, ...(nbd ? { nbd } : {}) });
+      ch.send({ t: 'prepared', domid: rec.id, port, ...(nbd ? { nbd } : {}), tuning });
       if (p.storage) await followCopy(ch);
-      done = await ch.recv('done', 30 * 60_000);
+      const next = await ch.recvOneOf(['postcopy', 'done'], 30 * 60_000);
+      if (next.t === 'postcopy') {
+        // The source has stopped the guest: from here it lives here, never destroyed by a failure.
+        postcopy = true;
+        state.committed = true;
+        this.ts.deps.store.update(rec.id, { extra: withoutIncoming(rec) });
+        // (during INMIGRATE `cont` makes QEMU start the guest as soon as the switch arrives)
+        if (p.state === 'running') await vm.command('cont');
+        ch.send({ t: 'running' });
+        this.ts.event(rec, 'migrate-in', `incoming migration of ${rec.name}: switched to postcopy, the guest runs here while its pages arrive`);
+      }
+      done = next.t === 'done' ? next : await ch.recv('done', 30 * 60_000);
       await waitMigration(vm, { timeoutMs: 5 * 60_000, abort: () => ch.error });
+      await resetTuning(vm);
       if (p.storage) await unexportDisks(vm, copied.map((d) => d.vdev));
+    } catch (e) {
+      if (postcopy) {
+        // Its RAM is split between both hosts: nothing here can finish it (QEMU 7.2's postcopy recovery is not driven).
+        keepCopiedImages(rec);
+        this.ts.deps.store.update(rec.id, { state: 'paused', extra: withoutIncoming(rec) });
+        this.ts.event(rec, 'migrate-in-failed', `incoming postcopy migration of ${rec.name} failed after the switch (${errorMessage(e)}): part of its RAM is still on the source; kept here as domain ${rec.id}, which cannot run on`);
+      }
+      throw e;
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -262,6 +284,14 @@ export class RelocationServer {
     try {
       await ch.recv('commit', 60_000);
     } catch (e) {
+      if (postcopy) {
+        // It has run here since the switch: the source's copy is stale, this one is the guest.
+        state.committed = true;
+        keepCopiedImages(rec);
+        this.ts.deps.store.update(rec.id, { state: p.state === 'running' ? 'running' : 'paused', config, extra: withoutIncoming(rec) });
+        this.ts.event(rec, 'migrate-in', `${rec.name} migrated in by postcopy as domain ${rec.id}; the source went away before committing (${errorMessage(e)}), its copy there is stale`);
+        throw e;
+      }
       if (isXenoError(e) && e.details?.abort) throw e; // the source resumes its own copy
       // The source may have committed on its side: never run the guest, never destroy it.
       state.committed = true;
@@ -275,7 +305,7 @@ export class RelocationServer {
     keepCopiedImages(rec);
     adoptCarriedSnapshots(this.ts, rec.name, p.snapshots);
     const paused = done.paused === true || p.state === 'paused';
-    if (!paused) await vm.resume();
+    if (!paused && !postcopy) await vm.resume();
     this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config, extra: withoutIncoming(rec) });
     ch.send({ t: 'ok', domid: rec.id, state: paused ? 'paused' : 'running' });
     this.ts.event(rec, 'migrate-in', `${rec.name} migrated in as domain ${rec.id} (${paused ? 'paused' : 'running'})`);
@@ -289,6 +319,18 @@ export class RelocationServer {
     );
     return this.machineTypes;
   }
+}
+
+/** The source's stream tuning, checked as any input from the wire. */
+export function checkTuning(t: StreamTuning | undefined): MigrationTuning {
+  if (t === undefined) return {};
+  if (typeof t !== 'object' || t === null) throw new XenoError('BAD_REQUEST', 'malformed tuning in prepare');
+  if (t.postcopy !== undefined && typeof t.postcopy !== 'boolean') throw new XenoError('BAD_REQUEST', 'malformed tuning.postcopy in prepare');
+  if (t.parallel !== undefined && !(Number.isInteger(t.parallel) && t.parallel >= 1 && t.parallel <= MAX_PARALLEL)) {
+    throw new XenoError('BAD_REQUEST', `tuning.parallel must be an integer from 1 to ${MAX_PARALLEL}`);
+  }
+  if (t.postcopy && (t.parallel ?? 1) > 1) throw new XenoError('BAD_REQUEST', POSTCOPY_MULTIFD);
+  return { postcopy: t.postcopy === true, parallel: t.parallel ?? 1 };
 }
 
 /** A refusal of the target's checks, said as such to the source. */

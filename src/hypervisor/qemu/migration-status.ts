@@ -14,7 +14,8 @@ export interface QueryMigrate {
   'setup-time'?: number;
   downtime?: number;
   'error-desc'?: string;
-  ram?: { total?: number; remaining?: number; transferred?: number; mbps?: number };
+  ram?: { total?: number; remaining?: number; transferred?: number; mbps?: number; 'dirty-sync-count'?: number; 'multifd-bytes'?: number; 'postcopy-requests'?: number };
+  'cpu-throttle-percentage'?: number;
   'socket-address'?: Array<{ type: string; host?: string; port?: string | number }>;
 }
 
