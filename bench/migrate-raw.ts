@@ -52,7 +52,7 @@ export interface RawFigures {
   postcopy: boolean;
 }
 
-async function waitMigrated(qmp: QmpClient, stats: boolean, onPoll?: (q: Q) => Promise<void>): Promise<Q> {
+export async function waitMigrated(qmp: QmpClient, stats: boolean, onPoll?: (q: Q) => Promise<void>): Promise<Q> {
   for (;;) {
     const q = await qmp.execute<Q>('query-migrate');
     if (q.status === 'completed') {
@@ -76,15 +76,17 @@ export class RawQemu {
     private readonly backend: QemuBackend,
     private readonly dir: string,
     private readonly config: DomainConfig,
+    /** A change to xeno's argv this raw side needs (e.g. the save bench's exec: migration). */
+    private readonly argvFilter: (argv: string[]) => string[] = (a) => a,
   ) {}
 
   async start(incoming: boolean): Promise<Raw> {
     const runDir = path.join(this.dir, `raw${this.n++}`);
     mkdirSync(qemuPaths(runDir).dir, { recursive: true });
-    const argv = this.backend.argv({
+    const argv = this.argvFilter(this.backend.argv({
       domid: 900 + this.n, uuid: '00000000-0000-4000-8000-000000000900', config: this.config, runDir,
       machineType: this.backend.caps.machineType, nics: [], incoming, logFile: '/dev/null',
-    });
+    }));
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
     this.cgroup.add(child.pid!);
     const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);

@@ -8,36 +8,20 @@
  *  - xeno restore: POST /v1/restore until the guest runs (checks, QEMU start, stream, verify, cont).
  * Each side saves and restores the same guest round after round (no reboot in between).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
-import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import type { RestoreResult, SaveResult } from '../src/toolstack/save-restore.js';
 import { sleep } from '../test/helpers/harness.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
-import { arg, benchDaemon, guestConfig, rawCgroup, infoRow, median, ratioRow, report } from './lib.js';
+import { RawQemu, waitMigrated, type Raw } from './migrate-raw.js';
+import { arg, benchDaemon, guestConfig, infoRow, median, ratioRow, report } from './lib.js';
 
 const MEM = arg('mem', 512);
 
 const config = (name: string): DomainConfig => guestConfig(name, MEM);
-
-interface Raw {
-  child: ChildProcess;
-  qmp: QmpClient;
-  runDir: string;
-}
-
-async function waitMigrated(qmp: QmpClient): Promise<void> {
-  for (;;) {
-    const q = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (q.status === 'completed') return;
-    if (q.status === 'failed' || q.status === 'cancelled') throw new Error(`raw migration ${q.status}: ${q['error-desc'] ?? ''}`);
-    await sleep(5);
-  }
-}
 
 /** CPU seconds a process has used (all its threads), plus its reaped children's when asked. */
 function cpuSeconds(pid: number, children = false): number {
@@ -59,31 +43,10 @@ function fsyncPath(p: string): void {
   }
 }
 
-class RawQemu {
-  private n = 0;
-  readonly cgroup = rawCgroup(`${process.pid}-${Math.random()}`);
-  constructor(
-    private readonly backend: QemuBackend,
-    private readonly dir: string,
-  ) {}
-
-  async start(incoming: boolean): Promise<Raw> {
-    const runDir = path.join(this.dir, `raw${this.n++}`);
-    mkdirSync(qemuPaths(runDir).dir, { recursive: true });
-    const argv = this.backend
-      .argv({ domid: 900 + this.n, uuid: '00000000-0000-4000-8000-000000000900', config: config('raw'), runDir, machineType: this.backend.caps.machineType, nics: [], incoming, logFile: '/dev/null' })
-      // exec: migration needs QEMU allowed to spawn `cat`.
-      .map((a) => (a.startsWith('on,') && a.includes('spawn=deny') ? a.replace(/,spawn=deny/, '') : a));
-    const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
-    this.cgroup.add(child.pid!);
-    const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
-    return { child, qmp, runDir };
-  }
-
-  async stop(r: Raw): Promise<void> {
-    await r.qmp.execute('quit').catch(() => undefined);
-    if (r.child.exitCode === null) await new Promise((res) => r.child.once('exit', res));
-    rmSync(r.runDir, { recursive: true, force: true });
+/** Raw QEMU as the migrate bench starts it, allowed to spawn `cat` (exec: migration to a file). */
+class RawSaver extends RawQemu {
+  constructor(backend: QemuBackend, dir: string) {
+    super(backend, dir, config('raw'), (argv) => argv.map((a) => (a.startsWith('on,') && a.includes('spawn=deny') ? a.replace(/,spawn=deny/, '') : a)));
   }
 
   /** stop + migrate to a file + fsync: seconds. */
@@ -93,7 +56,7 @@ class RawQemu {
     await r.qmp.execute('stop');
     await r.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNCAPPED_BANDWIDTH });
     await r.qmp.execute('migrate', { uri: `exec:cat > ${file}` });
-    await waitMigrated(r.qmp);
+    await waitMigrated(r.qmp, false);
     fsyncPath(file);
     fsyncPath(path.dirname(file));
     return (performance.now() - t0) / 1000;
@@ -104,7 +67,7 @@ class RawQemu {
     const t0 = performance.now();
     const r = await this.start(true);
     await r.qmp.execute('migrate-incoming', { uri: `exec:cat ${file}` });
-    await waitMigrated(r.qmp);
+    await waitMigrated(r.qmp, false);
     await r.qmp.execute('cont');
     return [(performance.now() - t0) / 1000, r];
   }
@@ -134,7 +97,7 @@ export async function run(): Promise<void> {
   const d = benchDaemon();
   await d.start();
   const backend = await QemuBackend.create({ binary: 'qemu-system-x86_64', accel: 'auto', cacheDir: d.dir });
-  const rawq = new RawQemu(backend, d.dir);
+  const rawq = new RawSaver(backend, d.dir);
   let raw: Raw | undefined;
   try {
     // Both guests boot the same way and run a while before the first save.

@@ -6,13 +6,13 @@
  * and ssh, onlines a hot-added vcpu and reboots through its agent.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { REPO } from './helpers/harness.js';
+import { runSteps } from './helpers/lab-script.js';
 import { NetWorld } from './net/world.js';
 
 /** The fenced blocks of one language in a markdown text, in order. */
@@ -35,16 +35,7 @@ test('docs/tutorial.md chapter 10: a real Debian guest from create-image, as wri
   const world = await NetWorld.create('lab10');
   const tmp = mkdtempSync(path.join(tmpdir(), 'xeno-lab10-t-'));
   try {
-    const script = ['set -euo pipefail', ...[...prepare, ...debian].map((b, i) => `echo "### step ${i + 1}"\n${b}`)].join('\n');
-    const child = spawn('ip', ['netns', 'exec', world.host, 'bash', '-c', script], {
-      cwd: REPO,
-      env: { ...process.env, TMPDIR: tmp, XENO_SOCKET: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d) => (output += String(d)));
-    child.stderr.on('data', (d) => (output += String(d)));
-    const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
+    const { code, output } = await runSteps(world.host, [...prepare, ...debian], tmp);
     assert.equal(code, 0, `chapter 10 failed:\n${output.slice(-4000)}`);
 
     assert.match(output, /^bootloader = "pygrub"$/m, "create-image's xl.cfg boots through pygrub");

@@ -4,13 +4,13 @@
  * the lab's NAT set-up never touches this machine's own network.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { REPO } from './helpers/harness.js';
+import { runSteps } from './helpers/lab-script.js';
 import { NetWorld } from './net/world.js';
 
 /** The ```sh blocks of a markdown file, in order. */
@@ -25,17 +25,7 @@ test('docs/tutorial.md: every step of the lab works as written', { timeout: 600_
   // The lab's own mktemp lands here, so whatever it leaves is ours to remove.
   const tmp = mkdtempSync(path.join(tmpdir(), 'xeno-lab-t-'));
   try {
-    // Each block is announced, so a failure says which step broke.
-    const script = ['set -euo pipefail', ...blocks.map((b, i) => `echo "### step ${i + 1}"\n${b}`)].join('\n');
-    const child = spawn('ip', ['netns', 'exec', world.host, 'bash', '-c', script], {
-      cwd: REPO,
-      env: { ...process.env, TMPDIR: tmp, XENO_SOCKET: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d) => (output += String(d)));
-    child.stderr.on('data', (d) => (output += String(d)));
-    const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
+    const { code, output } = await runSteps(world.host, blocks, tmp);
     assert.equal(code, 0, `the lab failed:\n${output.slice(-4000)}`);
 
     // What the steps showed, checked where it says something.
