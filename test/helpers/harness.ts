@@ -239,6 +239,18 @@ export class TestDaemon {
     return all.length ? Number(all[all.length - 1]![1]) : 0;
   }
 
+  /**
+   * Waits until the guest has printed `n` heartbeats past `hb`. After a xenod restart, beats printed
+   * while no xenod read the serial are not in the log, so waiting for one exact number could miss it.
+   */
+  async waitBeatsPast(name: string, hb: number, n = 2, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lastHeartbeat(name) < hb + n) {
+      if (Date.now() > deadline) throw new Error(`${name} printed no heartbeat past ${hb + n - 1} in ${timeoutMs} ms; tail: ${this.consoleLog(name).slice(-200)}`);
+      await sleep(100);
+    }
+  }
+
   /** Run a command in the guest's serial shell and return what it printed between markers. */
   async guestRun(name: string, command: string, timeoutMs = 30_000): Promise<string> {
     const tag = `XM${Math.random().toString(36).slice(2, 8)}`;
