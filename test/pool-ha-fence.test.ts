@@ -164,7 +164,11 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
       await sleep(TTL * 1000);
       for (const viewer of [from, other]) {
         const rows = (await poolList(viewer)).filter((r) => r.name === 'fg');
-        assert.deepEqual(rows.map((r) => r.host), [other], `fg as ${viewer} sees the pool`);
+        if (rows.length !== 1 || rows[0]!.host !== other) {
+          // what each xenod did with fg, so that a failure here says how it came back
+          const logs = await Promise.all([from, other].map(async (x) => `${x}:\n${(await lab.daemon(x).ok(['dmesg']).catch((e: Error) => e.message)).split('\n').filter((l) => /fg|fence|ha /.test(l)).slice(-25).join('\n')}`));
+          assert.fail(`fg as ${viewer} sees the pool: ${JSON.stringify(rows.map((r) => r.host))}, not ["${other}"]\n${logs.join('\n')}`);
+        }
       }
       assert.equal(await localCount(from, 'fg'), 0, 'the host back in touch started nothing');
       assert.equal(await qemuPid(other, 'fg'), newPid, 'the new QEMU runs on');
