@@ -162,16 +162,22 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
         return hosts.hosts.find((x) => x.name === from)?.state === 'up';
       }, 120_000, 500);
       await sleep(TTL * 1000);
+      // the safety first: the host back in touch started nothing, and the new QEMU runs on
+      assert.equal(await localCount(from, 'fg'), 0, 'the host back in touch started nothing');
+      assert.equal(await qemuPid(other, 'fg'), newPid, 'the new QEMU runs on');
+      // then the view, which each host builds from the others' answers: fg once, on the new host
+      // (within a sync round or two of the rejoin; a view that stays wrong fails with both logs)
       for (const viewer of [from, other]) {
-        const rows = (await poolList(viewer)).filter((r) => r.name === 'fg');
-        if (rows.length !== 1 || rows[0]!.host !== other) {
-          // what each xenod did with fg, so that a failure here says how it came back
+        let rows: PoolRow[] = [];
+        const settled = await until(`fg once in ${viewer}'s pool view`, async () => {
+          rows = (await poolList(viewer).catch(() => [] as PoolRow[])).filter((r) => r.name === 'fg');
+          return rows.length === 1 && rows[0]!.host === other;
+        }, 30_000, 1000).then(() => true, () => false);
+        if (!settled) {
           const logs = await Promise.all([from, other].map(async (x) => `${x}:\n${(await lab.daemon(x).ok(['dmesg']).catch((e: Error) => e.message)).split('\n').filter((l) => /fg|fence|ha /.test(l)).slice(-25).join('\n')}`));
           assert.fail(`fg as ${viewer} sees the pool: ${JSON.stringify(rows.map((r) => r.host))}, not ["${other}"]\n${logs.join('\n')}`);
         }
       }
-      assert.equal(await localCount(from, 'fg'), 0, 'the host back in touch started nothing');
-      assert.equal(await qemuPid(other, 'fg'), newPid, 'the new QEMU runs on');
       assert.ok(procStart(newPid), 'the new QEMU is alive');
     } finally {
       watch.stop();
