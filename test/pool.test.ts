@@ -147,8 +147,14 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
   });
 
   test('pool-eject is refused while the host runs guests, done once it runs none', async () => {
-    const r = await lab.daemon('host2').xeno(['pool-eject', 'host1']);
-    assert.notEqual(r.code, 0);
+    // the refusal reads running/ in etcd, which host1 writes for a guest migrated in at its next
+    // sync (seconds): asked until it names both (each refusal changes nothing)
+    let r = await lab.daemon('host2').xeno(['pool-eject', 'host1']);
+    await until('the refusal names g1 and g3', async () => {
+      r = await lab.daemon('host2').xeno(['pool-eject', 'host1']);
+      assert.notEqual(r.code, 0, `pool-eject of host1 running guests was accepted: ${r.stdout}`);
+      return /runs (g1, g3|g3, g1):/.test(r.stderr);
+    }, 30_000, 1000);
     assert.match(r.stderr, /host host1 runs (g1, g3|g3, g1): migrate or stop them before ejecting it/);
     assert.equal((await hostList('host3')).hosts.length, 3);
     await lab.daemon('host1').ok(['destroy', 'g1']);
