@@ -241,16 +241,7 @@ export class QemuAccess {
     const grants = readGrants(runDir);
     const gone = grants.filter((g) => !keep(g.path));
     if (gone.length === 0) return;
-    const others = this.othersHolding(runDir);
-    const failed: string[] = [];
-    for (const g of gone.reverse()) {
-      if (others.has(g.path) || !existsSync(g.path)) continue;
-      try {
-        run('setfacl', ['--set-file=-', '--', g.path], g.before);
-      } catch (e) {
-        failed.push(errorMessage(e));
-      }
-    }
+    const failed = this.putBack(runDir, gone);
     writeFileSync(path.join(runDir, ACCESS_FILE), JSON.stringify(grants.filter((g) => keep(g.path))), { mode: 0o600 });
     if (failed.length) throw new XenoError('HOST_ERROR', `cannot restore ACLs: ${failed.join('; ')}`);
   }
@@ -259,9 +250,16 @@ export class QemuAccess {
   restore(runDir: string): void {
     const grants = readGrants(runDir);
     if (grants.length === 0) return;
+    const failed = this.putBack(runDir, grants);
+    writeFileSync(path.join(runDir, ACCESS_FILE), '[]', { mode: 0o600 });
+    if (failed.length) throw new XenoError('HOST_ERROR', `cannot restore ACLs: ${failed.join('; ')}`);
+  }
+
+  /** Puts back the ACLs before these grants (newest first), skipping files another domain still holds: the failures. */
+  private putBack(runDir: string, grants: ReturnType<typeof readGrants>): string[] {
     const others = this.othersHolding(runDir);
     const failed: string[] = [];
-    for (const g of grants.reverse()) {
+    for (const g of [...grants].reverse()) {
       if (others.has(g.path) || !existsSync(g.path)) continue;
       try {
         run('setfacl', ['--set-file=-', '--', g.path], g.before);
@@ -269,8 +267,7 @@ export class QemuAccess {
         failed.push(errorMessage(e));
       }
     }
-    writeFileSync(path.join(runDir, ACCESS_FILE), '[]', { mode: 0o600 });
-    if (failed.length) throw new XenoError('HOST_ERROR', `cannot restore ACLs: ${failed.join('; ')}`);
+    return failed;
   }
 
   hooks(): Partial<DomainHooks> {
