@@ -27,12 +27,16 @@ interface PoolRow {
   id?: number;
 }
 
+// 15 s (fence 9 s), as the agent-level etcd-fault tests: at the default 10 s a CI host loaded by five
+// TCG guests, three etcd members and three xenods on 2 cores lost hag once after etcd came back (the
+// rule is the same at any TTL; bench/ha.ts measures the default's timing)
+const TTL = 15;
+
 describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { timeout: 1_200_000 }, () => {
   let lab: PoolLab;
 
   before(async () => {
-    // the default 10 s TTL (fence 6 s): at the lab's 6 s (fence 3.6 s) a loaded CI host fenced with no fault
-    lab = await PoolLab.up({ config: ['(xeno-pool-lease-ttl 10)'] });
+    lab = await PoolLab.up({ config: [`(xeno-pool-lease-ttl ${TTL})`] });
   });
   after(async () => {
     await lab?.down();
@@ -82,15 +86,21 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
   const FAULTS = /fence \(|fence: |assigned |starting \w+ \(assigned|exited unexpectedly|restarted/;
 
   /** No guest moved, stopped or restarted since `before`, each keeps beating; no HA action was logged. */
+  /** The HA lines of every host's log since `marks` (a failure's evidence). */
+  const haLines = (marks: number[]) =>
+    newLog(marks)
+      .map((text, i) => `--- ${lab.hosts[i]!.name}\n` + text.split('\n').filter((l) => /fence|hold|lease|renew|etcd|assigned|restart|exited/.test(l)).slice(-40).join('\n'))
+      .join('\n');
   const untouched = async (before: Awaited<ReturnType<typeof snapshot>>, marks: number[], when: string) => {
     for (const g of before) {
       assert.ok(g.pid && g.start, `${g.name} had a QEMU`);
-      assert.equal(procStart(g.pid), g.start, `${when}: ${g.name}'s QEMU (pid ${g.pid}) still runs`);
+      // on failure, what each host logged meanwhile (its fence line says why)
+      if (procStart(g.pid) !== g.start) assert.fail(`${when}: ${g.name}'s QEMU (pid ${g.pid}) is gone; the hosts logged:\n${haLines(marks)}`);
     }
     const now = await snapshot();
     assert.deepEqual(now.map(({ name, host, id, pid }) => ({ name, host, id, pid })), before.map(({ name, host, id, pid }) => ({ name, host, id, pid })), `${when}: the pool view is unchanged`);
     for (const g of before) await until(`${when}: ${g.name} beats on`, () => lab.daemon(g.host!).lastHeartbeat(g.name) > g.beat, 60_000, 500);
-    newLog(marks).forEach((text, i) => assert.doesNotMatch(text, FAULTS, `${when}: ${lab.hosts[i]!.name} logged an HA action`));
+    newLog(marks).forEach((text, i) => assert.doesNotMatch(text, FAULTS, `${when}: ${lab.hosts[i]!.name} logged an HA action\n${haLines(marks)}`));
   };
 
   test('one etcd member killed and a forced leader change, then every member stopped for 30 s: no guest moves, stops or restarts', async () => {
@@ -114,17 +124,17 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
     await lab.stopEtcd(h2);
     const [from, to] = await moveLeader(lab, [h1, h3]);
     assert.notEqual(from, to);
-    await sleep(12_000); // past the fence time (6 s) and the lease TTL (10 s): a fence or a restart shows by now
+    await sleep((TTL + 2) * 1000); // past the fence time and the lease TTL: a fence or a restart shows by now
     await untouched(before, marks, 'one member down, leader moved');
 
-    // etcd down for everyone: 30 s with no member at all (3 lease TTLs)
+    // etcd down for everyone: 30 s with no member at all (2 lease TTLs)
     marks = logMarks();
     for (const h of [h1, h3]) await lab.stopEtcd(h);
     await sleep(30_000);
     for (const h of lab.hosts) assert.match(h.daemon!.log.slice(marks[lab.hosts.indexOf(h)]), /hold: /, `${h.name} held (etcd out for everyone)`);
     for (const h of lab.hosts) lab.startEtcd(h);
     await waitEtcdWritable(lab, lab.hosts);
-    await sleep(12_000);
+    await sleep((TTL + 2) * 1000);
     await untouched(before, marks, 'etcd back after 30 s');
   });
 

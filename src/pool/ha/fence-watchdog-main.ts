@@ -6,8 +6,8 @@
  * reused pid is never killed) and whether the fence rule says "hold" (etcd down for everyone).
  *
  * Rule: when more than F has passed since the last renewal it was told of, it SIGKILLs those QEMUs
- * — whether xenod is alive or not — unless a FRESH hold (received within HOLD_FRESH_MS, on a live
- * connection) says etcd is out for every host. With xenod gone it cannot know that, so it fences
+ * — whether xenod is alive or not — unless xenod's last word, on a live connection, is a hold
+ * (etcd out for every host) still within the bound the fence rule gave it (holdUntil). With xenod gone it cannot know that, so it fences
  * (the safe side). It exits when xenod stands it down (a stop on purpose), or when no xenod has
  * been connected and it has nothing left to guard.
  *
@@ -24,12 +24,14 @@ export interface WatchdogFeed {
   fenceMs: number;
   pids: Array<{ pid: number; start: string }>;
   hold: boolean;
+  /** CLOCK_MONOTONIC ms until which that hold stays safe with no newer feed (null: no hold; absent: an older xenod). */
+  holdUntil?: number | null;
   /** A stop on purpose: the watchdog exits (xenod marked its guests held first). */
   bye?: boolean;
 }
 
-// a hold lasts this long after xenod last said so: it must outlast an event-loop lag of a loaded xenod, and
-// stays far under the leader hold-off (F) that any host coming back must wait out before it acts
+// an older xenod's hold (no holdUntil) lasts this long after it last said so: it must outlast an event-loop
+// lag of a loaded xenod, and stays far under the leader hold-off (F) that any host coming back must wait out
 const HOLD_FRESH_MS = 2000;
 const CHECK_MS = 50;
 const CONNECTED_GRACE_MS = 500;
@@ -61,7 +63,8 @@ function main(sock: string): void {
   let renewedAt = -Infinity;
   let fenceMs = Infinity;
   let pids: WatchdogFeed['pids'] = [];
-  let holdAt = -Infinity;
+  /** Until when (CLOCK_MONOTONIC ms) xenod's last hold is safe: the fence rule's own bound (fence.ts). */
+  let holdEnd = -Infinity;
   let client: Socket | undefined;
   let everConnected = false;
   let lastFence = '';
@@ -94,13 +97,13 @@ function main(sock: string): void {
         if (typeof f.renewedAt === 'number') renewedAt = Math.max(renewedAt, f.renewedAt);
         fenceMs = f.fenceMs;
         pids = f.pids;
-        holdAt = f.hold ? monoNowMs() : -Infinity;
+        holdEnd = !f.hold ? -Infinity : typeof f.holdUntil === 'number' ? f.holdUntil : monoNowMs() + HOLD_FRESH_MS;
       }
     });
     const gone = () => {
       if (client !== s) return;
       client = undefined;
-      holdAt = -Infinity; // xenod gone: nobody can tell us etcd is out for everyone
+      holdEnd = -Infinity; // xenod gone: nobody can tell us etcd is out for everyone
       log(`xenod gone; guarding ${pids.map((p) => p.pid).join(', ') || 'nothing'}`);
     };
     s.on('close', gone);
@@ -121,7 +124,7 @@ function main(sock: string): void {
       lastFence = '';
       return;
     }
-    if (client && now - holdAt <= HOLD_FRESH_MS) return;
+    if (client && now <= holdEnd) return;
     if (!live.length) return;
     for (const p of live) {
       try {

@@ -43,8 +43,10 @@ test('the watchdog fences at F with its feeder connected or gone, holds on a fre
   const fenceMs = 1500;
   let last = monoMs();
   let hold = false;
+  // the fence rule's bound on the hold: renewed with each check while the peers' reports keep coming
+  let holdUntil = (): number => monoMs() + 1000;
   let pids: number[] = [];
-  const src: WatchdogSource = { lastRenewal: () => last, renewAge: () => monoMs() - last, fenceMs, pids: () => pids, holding: () => hold };
+  const src: WatchdogSource = { lastRenewal: () => last, renewAge: () => monoMs() - last, now: monoMs, fenceMs, pids: () => pids, holding: () => hold, holdUntil: () => holdUntil() };
   const a = victim();
   pids = [a];
   const renewing = setInterval(() => (last = monoMs()), 200);
@@ -62,6 +64,17 @@ test('the watchdog fences at F with its feeder connected or gone, holds on a fre
   // no hold any more: killed at F
   hold = false;
   await until('a is killed', () => !alive(a));
+
+  // a hold whose bound is not renewed (the peers' reports stopped coming): killed once it passes
+  const a2 = victim();
+  pids = [a2];
+  hold = true;
+  const bound = monoMs() + 1500;
+  holdUntil = () => bound;
+  await sleep(1000);
+  assert.ok(alive(a2), 'within the bound of its hold: not killed');
+  await until('a2 is killed past its bound, the hold flag still up', () => !alive(a2));
+  hold = false;
 
   // the feeder gone (a crashed xenod): a second client reconnects to the SAME watchdog
   const log = () => readFileSync(watchdogSocket(dir).replace(/\.sock$/, '.log'), 'utf8');

@@ -17,11 +17,15 @@ export interface WatchdogSource {
   lastRenewal(): number;
   /** Milliseconds since then, in the same clock. */
   renewAge(): number;
+  /** The source's clock now (monoMs). */
+  now(): number;
   fenceMs: number;
   /** The HA QEMUs' pids now. */
   pids(): number[];
   /** Whether the fence rule says hold (etcd out for everyone). */
   holding(): boolean;
+  /** Until when (monoMs, the source's clock) that hold stays safe without a newer check. */
+  holdUntil(): number;
 }
 
 export function watchdogSocket(stateDir: string): string {
@@ -118,6 +122,7 @@ export class FenceWatchdogClient {
         return start ? [{ pid, start }] : [];
       }),
       hold: this.src.holding(),
+      holdUntil: this.src.holding() && Number.isFinite(this.src.holdUntil()) ? monoNowMs() + (this.src.holdUntil() - this.src.now()) : null,
     };
     this.sock.write(JSON.stringify(f) + '\n');
   }

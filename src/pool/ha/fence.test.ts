@@ -59,8 +59,26 @@ describe('fenceVerdict coming back from an outage of etcd for everyone', () => {
     assert.equal(v.action, 'fence');
   });
 
-  it('a silent member still fences, grace or not', () => {
-    const v = fenceVerdict({ ...base, renewAgeMs: 25_000, now, downHeard: () => now - 1000, reports: (h) => (h === 'b' ? { host: h, ...renewing } : undefined) });
-    assert.equal(v.action, 'fence');
+  it('a member gone silent since it was heard down holds as long as one that says so: its bound is the same', () => {
+    const downHeard = (h: string) => (h === 'b' ? now - 1000 : undefined);
+    const v = fenceVerdict({ ...base, renewAgeMs: 25_000, now, downHeard, reports: (h) => (h === 'b' ? undefined : { host: h, ...notRenewing }) });
+    assert.equal(v.action, 'hold', JSON.stringify(v));
+    assert.match((v as { why: string }).why, /b silent since heard cut off/);
+    // the earliest bound: b heard down 1 s ago, c 100 ms ago
+    assert.equal((v as { untilMs: number }).untilMs, now - 1000 + F - recoveryMarginMs(F));
+  });
+
+  it('a silent member fences once its last down report is a margin short of F old, or if it was never heard down', () => {
+    const reports = (h: string) => (h === 'b' ? undefined : { host: h, ...notRenewing });
+    assert.equal(fenceVerdict({ ...base, renewAgeMs: 25_000, now, downHeard: () => now - (F - recoveryMarginMs(F)), reports }).action, 'fence');
+    const v = fenceVerdict({ ...base, renewAgeMs: 25_000, now, downHeard: () => undefined, reports });
+    assert.match((v as { why: string }).why, /member b is silent/);
+  });
+
+  it('a plain hold is bounded by the oldest down report: the watchdog holds no longer without a new one', () => {
+    const heard = { b: now - 2500, c: now - 300 } as Record<string, number>;
+    const v = fenceVerdict({ ...base, renewAgeMs: 20_000, now, reports: (h) => ({ host: h, renewAgeMs: 20_000, heardAt: heard[h]! }) });
+    assert.equal(v.action, 'hold');
+    assert.equal((v as { untilMs: number }).untilMs, now - 2500 + F - recoveryMarginMs(F));
   });
 });

@@ -4,30 +4,29 @@
  *
  * The rule, evaluated every `checkEveryMs`:
  *   - renewal age <= fence time: all is well (the lease cannot have expired: fence < TTL).
- *   - renewal age > fence time, and EVERY other member has told us, within `staleMs`, that it is
- *     not renewing either (its renewal age, as reported plus the time since, is past
- *     `healthyMs`, the most a renewing host's age ever reaches): etcd is out for everyone.
- *     Nobody can take our locks or elect a leader that restarts our guests while nobody reaches
- *     etcd, so we HOLD. (Not "past the fence time": hosts that lost etcd in the same instant
- *     differ in renewal age by up to one renewal interval, and the first to reach the fence time
- *     must not take the others for healthy.)
- *   - otherwise (some member is silent, or says it renews fine): FENCE. We cannot tell that
- *     member is not a live leader about to restart our guests once our lease expires.
+ *   - renewal age > fence time: HOLD only while no other member can be leading now or before the
+ *     hold's bound, and FENCE otherwise. The fact each hold rests on: a member heard NOT renewing
+ *     (its reported renewal age, plus the time since, past `healthyMs`, the most a renewing host's
+ *     age ever reaches) at d leads, i.e. restarts anything, only once its renewals have been fresh
+ *     for the fence time F (the leader hold-off): not before d + F. So a member last heard down at
+ *     d is harmless until d + F - margin (the margin covers the witness's transit and lag), whether
+ *     it still says so, has gone silent, or renews again. Every member harmless: hold, until the
+ *     earliest of those bounds (what the fence watchdog is told, so a stalled xenod is not taken
+ *     for a fence). Any member renewing, or silent, with no such report behind it: fence. We
+ *     cannot tell it is not a live leader about to restart our guests once our lease expires.
+ *   - So with etcd out for everyone every host holds (hosts that lost etcd in the same instant
+ *     differ in renewal age by up to one interval: the first past F must not take the others for
+ *     healthy); and coming back, when hosts reach the returning etcd seconds apart, the first one
+ *     back does not make the others fence for a margin short of F.
  * A lease etcd reports lost is fenced at once, whatever the peers say (its locks are gone).
- *
- * Coming back from a hold: hosts never reach a returning etcd in the same instant (on a loaded
- * host seconds apart), so the first one back must not make the others fence. A peer we HEARD not
- * renewing during this hold (at `downHeard(p)`) and that renews now gives us a grace until
- * downHeard(p) + fence time - margin: that peer's renewals became fresh after it sent that report,
- * and it leads (restarts anything) only once they have been fresh for the fence time (the leader
- * hold-off), nor before our lease, extended by etcd's new leader, expires. A silent peer still fences.
  */
 import { monoMs } from './clock.js';
 import type { PeerReport } from './witness.js';
 
 export type FenceVerdict =
   | { action: 'ok' }
-  | { action: 'hold'; why: string }
+  /** untilMs (monoMs): how long this hold stays safe without a newer report (the watchdog's bound). */
+  | { action: 'hold'; why: string; untilMs: number }
   | { action: 'fence'; why: string };
 
 /** What the grace after a hold keeps short of the fence time (the witness's transit and lag). */
@@ -46,8 +45,13 @@ export interface FenceInput {
   /** The other members of the pool (names). */
   peers: string[];
   reports: (host: string) => PeerReport | undefined;
-  /** When a peer was last heard NOT renewing during this outage's hold (undefined: not in a hold). */
+  /** When a peer was last heard NOT renewing (undefined: never, or not since we last renewed). */
   downHeard?: (host: string) => number | undefined;
+}
+
+/** Whether a report, as of `now`, says its host is not renewing (no lease at all reads -1). */
+export function reportsDown(r: PeerReport, now: number, healthyMs: number): boolean {
+  return r.renewAgeMs < 0 || r.renewAgeMs + (now - r.heardAt) > healthyMs;
 }
 
 /** The pure rule above. */
@@ -55,23 +59,30 @@ export function fenceVerdict(i: FenceInput): FenceVerdict {
   if (i.renewAgeMs <= i.fenceMs) return { action: 'ok' };
   const age = Math.round(i.renewAgeMs);
   if (i.peers.length === 0) return { action: 'fence', why: `no lease renewal for ${age} ms and no other member to ask` };
+  const span = i.fenceMs - recoveryMarginMs(i.fenceMs);
   const back: string[] = [];
+  const silent: string[] = [];
+  let untilMs = Infinity;
   for (const p of i.peers) {
     const r = i.reports(p);
-    if (!r || i.now - r.heardAt > i.staleMs) return { action: 'fence', why: `no lease renewal for ${age} ms and member ${p} is silent` };
-    // a peer with no lease at all (-1) is not renewing either
-    const peerAge = r.renewAgeMs + (i.now - r.heardAt);
-    if (r.renewAgeMs >= 0 && peerAge <= i.healthyMs) {
-      const down = i.downHeard?.(p);
-      if (down !== undefined && i.now < down + i.fenceMs - recoveryMarginMs(i.fenceMs)) {
-        back.push(p);
-        continue;
-      }
-      return { action: 'fence', why: `no lease renewal for ${age} ms while member ${p} renews (${Math.round(peerAge)} ms ago)` };
+    const fresh = !!r && i.now - r.heardAt <= i.staleMs;
+    const downNow = fresh && reportsDown(r, i.now, i.healthyMs);
+    // heard not renewing at d, a peer leads (restarts anything) at d + F at the earliest: until then it cannot act
+    const d = Math.max(downNow ? r.heardAt : -Infinity, i.downHeard?.(p) ?? -Infinity);
+    if (i.now < d + span) {
+      untilMs = Math.min(untilMs, d + span);
+      if (!downNow) (fresh ? back : silent).push(p);
+      continue;
     }
+    if (!fresh) return { action: 'fence', why: `no lease renewal for ${age} ms and member ${p} is silent` };
+    if (!downNow) return { action: 'fence', why: `no lease renewal for ${age} ms while member ${p} renews (${Math.round(r.renewAgeMs + (i.now - r.heardAt))} ms ago)` };
+    return { action: 'fence', why: `no lease renewal for ${age} ms and member ${p} last heard down too long ago` };
   }
-  if (back.length) return { action: 'hold', why: `no lease renewal for ${age} ms; etcd is back for ${back.join(', ')} after an outage for everyone: a grace to renew` };
-  return { action: 'hold', why: `no lease renewal for ${age} ms, but every other member is cut off from etcd too` };
+  if (back.length || silent.length) {
+    const parts = [back.length ? `etcd is back for ${back.join(', ')}` : '', silent.length ? `${silent.join(', ')} silent since heard cut off` : ''].filter(Boolean);
+    return { action: 'hold', untilMs, why: `no lease renewal for ${age} ms; ${parts.join('; ')} after an outage for everyone: a grace to renew` };
+  }
+  return { action: 'hold', untilMs, why: `no lease renewal for ${age} ms, but every other member is cut off from etcd too` };
 }
 
 /**
@@ -108,8 +119,9 @@ export class FenceGuard {
   private timer?: NodeJS.Timeout;
   private fenced = false;
   private held = false;
+  private heldUntil = -Infinity;
   private lastTick = 0;
-  /** During a hold: when each peer was last heard not renewing (cleared once we renew again). */
+  /** When each peer was last heard not renewing: the rule bounds how long that counts. */
   private readonly down = new Map<string, number>();
 
   constructor(private readonly o: FenceGuardOptions) {}
@@ -137,9 +149,14 @@ export class FenceGuard {
     return this.fenced;
   }
 
-  /** Whether the last check said hold (etcd out for everyone): told to the fence watchdog. */
+  /** Whether the last check said hold (etcd out for everyone). */
   holding(): boolean {
     return this.held;
+  }
+
+  /** Until when (monoMs) the last hold stays safe without a newer check: told to the fence watchdog. */
+  holdUntil(): number {
+    return this.held ? this.heldUntil : -Infinity;
   }
 
   /** Fences now (a lost lease), unless already fenced in this outage. */
@@ -150,12 +167,17 @@ export class FenceGuard {
   }
 
   check(stalledMs = 0): FenceVerdict {
+    const now = monoMs();
+    for (const p of this.o.peers()) {
+      const r = this.o.reports(p);
+      if (r && now - r.heardAt <= this.o.staleMs && reportsDown(r, now, this.o.healthyMs)) this.down.set(p, r.heardAt);
+    }
     const v = fenceVerdict({
       renewAgeMs: this.o.renewAge(),
       fenceMs: this.o.fenceMs,
       staleMs: this.o.staleMs,
       healthyMs: this.o.healthyMs,
-      now: monoMs(),
+      now,
       peers: this.o.peers(),
       reports: this.o.reports,
       downHeard: (p) => this.down.get(p),
@@ -163,16 +185,13 @@ export class FenceGuard {
     if (v.action === 'ok') {
       this.fenced = false;
       this.held = false;
-      this.down.clear();
     } else if (v.action === 'fence') {
+      this.held = false;
       this.fenceNow(stalledMs > STALL_MS ? `${v.why}; this process was not scheduled for ${Math.round(stalledMs)} ms before` : v.why);
     } else {
       if (!this.held) this.o.hold?.(v.why);
       this.held = true;
-      for (const p of this.o.peers()) {
-        const r = this.o.reports(p);
-        if (r && (r.renewAgeMs < 0 || r.renewAgeMs > this.o.healthyMs)) this.down.set(p, r.heardAt);
-      }
+      this.heldUntil = v.untilMs;
     }
     return v;
   }

@@ -14,6 +14,7 @@ import type { MemberRecord } from '../member.js';
 import type { PoolService } from '../service.js';
 import path from 'node:path';
 import { HaAgent } from './agent.js';
+import { monoMs } from './clock.js';
 import { haRestartVeto } from './fence.js';
 import { FenceWatchdogClient } from './fence-watchdog.js';
 import { LOCK_PREFIX, type LockHolder } from './disk-locks.js';
@@ -80,6 +81,8 @@ export class HaService {
         fenceMs: fenceMsFor(cfg.leaseTtl),
         pids: () => this.localHaPids(),
         holding: () => agent.guard.holding(),
+        holdUntil: () => agent.guard.holdUntil(),
+        now: () => monoMs(),
       },
       (m) => this.log.warn(m),
     );
