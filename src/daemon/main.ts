@@ -164,7 +164,8 @@ export async function main(argv: string[]): Promise<void> {
   await clearStaleSocket(config.unixPath);
   await app.listen({ path: config.unixPath });
   chmodSync(config.unixPath, 0o600);
-  const relocation = await RelocationServer.start(toolstack, config, log);
+  // a pooled target records the guest in running/ at the commit, not at its next sync
+  const relocation = await RelocationServer.start(toolstack, config, log, pool ? { committed: (name, domid) => pool.migratedIn(name, domid) } : {});
   const metrics = config.metrics && exporter
     ? await (await import('../metrics/server.js')).startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
     : undefined;

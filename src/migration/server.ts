@@ -44,6 +44,14 @@ export function plainAddress(a: string | undefined): string {
   return (a ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
+/** What the layers above want done at an incoming migration's commit (a pool records where the guest runs now). */
+export interface RelocationHooks {
+  /** Before the source is told ok; bounded (HOOK_MS) and never fails the migration. */
+  committed?: (name: string, domid: number) => Promise<void>;
+}
+
+const HOOK_MS = 3000;
+
 export class RelocationServer {
   private server?: net.Server;
   private readonly sessions = new Set<Channel>();
@@ -57,13 +65,14 @@ export class RelocationServer {
     private readonly config: DaemonConfig,
     private readonly log: Logger,
     private readonly key: Buffer,
+    private readonly hooks: RelocationHooks,
   ) {}
 
   /**
    * Start the server when the config asks for it; null when it does not, or (logged as an error)
    * when there is no usable key: xeno never runs an unauthenticated relocation server.
    */
-  static async start(ts: Toolstack, config: DaemonConfig, log: Logger): Promise<RelocationServer | null> {
+  static async start(ts: Toolstack, config: DaemonConfig, log: Logger, hooks: RelocationHooks = {}): Promise<RelocationServer | null> {
     if (!config.relocationServer) return null;
     let key: Buffer;
     try {
@@ -73,7 +82,7 @@ export class RelocationServer {
       log.error(`relocation server NOT started: ${errorMessage(e)}`);
       return null;
     }
-    const s = new RelocationServer(ts, config, log, key);
+    const s = new RelocationServer(ts, config, log, key, hooks);
     await s.listen();
     return s;
   }
@@ -307,9 +316,21 @@ export class RelocationServer {
     const paused = done.paused === true || p.state === 'paused';
     if (!paused && !postcopy) await vm.resume();
     this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config, extra: withoutIncoming(rec) });
+    await this.runCommittedHook(rec);
     ch.send({ t: 'ok', domid: rec.id, state: paused ? 'paused' : 'running' });
     this.ts.event(rec, 'migrate-in', `${rec.name} migrated in as domain ${rec.id} (${paused ? 'paused' : 'running'})`);
     ch.close();
+  }
+
+  /** The committed hook, bounded: a slow or failing pool store delays the ok by HOOK_MS at most. */
+  private async runCommittedHook(rec: { id: number; name: string }): Promise<void> {
+    const hook = this.hooks.committed;
+    if (!hook) return;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${HOOK_MS} ms`)), HOOK_MS)));
+    await Promise.race([hook(rec.name, rec.id), bound])
+      .catch((e: unknown) => this.log.warn(`migration of ${rec.name}: its commit was not recorded at once (${errorMessage(e)}); the next sync records it`))
+      .finally(() => clearTimeout(timer));
   }
 
   private supportedMachineTypes(): Promise<Set<string>> {

@@ -159,6 +159,22 @@ export class PoolMember {
     }
   }
 
+  /**
+   * A guest migrated in, at its commit (before the source is told ok): running/<name> names this
+   * host from now on, in one txn against the entry as read (the source's, or none), so that the
+   * pool view and pool-eject never see the guest on the host it left, nor on no host.
+   */
+  async claimMigratedIn(name: string, domid: number): Promise<void> {
+    const key = keys.running(name);
+    const cur = (await this.etcd.ns.get(key).exec()).kvs[0];
+    const rec: RunningRecord = { host: this.name, domid, since: Date.now() };
+    const lease = this.etcd.hostLease();
+    const guard = cur ? this.etcd.ns.if(key, 'Mod', '==', Number(cur.mod_revision)) : this.etcd.ns.if(key, 'Create', '==', 0);
+    const r = await guard.then(lease.put(key).value(JSON.stringify(rec))).commit();
+    if (!r.succeeded) throw new Error(`running/${name} changed meanwhile`);
+    this.mine.set(name, domid);
+  }
+
   /** The lease was replaced: every running/ entry must be written again with the new one. */
   forgetRunning(): void {
     this.mine.clear();

@@ -123,6 +123,11 @@ export class PoolService {
     return m;
   }
 
+  /** An incoming migration's commit: running/<name> names this host at once (member.ts). */
+  migratedIn(name: string, domid: number): Promise<void> {
+    return this.member.claimMigratedIn(name, domid);
+  }
+
   /** pool-eject: refused while the host runs guests; its membership and record go. */
   async eject(name: string): Promise<void> {
     if (!(await this.etcd.getJson<MemberRecord>(keys.member(name)))) throw new XenoError('BAD_REQUEST', `${name} is not a host of the pool`);
