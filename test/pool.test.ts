@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { GUEST, TestDaemon, guestCfg } from './helpers/harness.js';
 import { PoolLab } from './helpers/pool-lab.js';
+import { labEtcdctl } from './helpers/pool-lab-etcd.js';
 import { until } from './helpers/relocation-lab.js';
 
 interface HostRow {
@@ -136,11 +137,20 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
     // the lab's xenods have no xeno-relocation-key-file: they share the pool's key from etcd
     assert.doesNotMatch(lab.daemon('host2').log, /relocation-key-file/);
     const before = await lab.daemon('host2').waitConsole('g3', /heartbeat (\d+)/, 180_000);
+    const runningG3 = async () => {
+      const r = JSON.parse(await labEtcdctl(lab, lab.host('host1'), lab.hosts, ['get', `/xeno/${lab.pool}/running/g3`, '-w', 'json'])) as { kvs?: Array<{ create_revision: number; value: string }> };
+      const kv = r.kvs?.[0];
+      return kv && { created: kv.create_revision, host: (JSON.parse(Buffer.from(kv.value, 'base64').toString()) as { host: string }).host };
+    };
+    const claimed = await runningG3();
+    assert.equal(claimed?.host, 'host2');
     // asked on host3, about host2's guest, to host1 by its pool name
     assert.match(await lab.daemon('host3').ok(['migrate', 'g3', 'host1', '--live']), /Migrated domain g3 to 10\.197\.0\.1:8002 \(live/);
     assert.equal(await lab.daemon('host2').row('g3'), undefined);
     assert.equal((await lab.daemon('host1').row('g3'))?.state, 'running');
-    // running/g3 names host1 from the commit on (before the source was told ok), not at a later sync
+    // running/g3 names host1 from the commit on (before the source was told ok), not at a later
+    // sync: the entry was taken over in place (same create revision), never deleted and made again
+    assert.deepEqual(await runningG3(), { created: claimed!.created, host: 'host1' });
     assert.equal((await where('host2', 'g3'))?.host, 'host1');
     // the guest goes on where it was (its memory came along): its counter continues on host1
     const afterMove = await lab.daemon('host1').waitConsole('g3', /heartbeat (\d+)/, 120_000);
