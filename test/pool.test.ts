@@ -124,6 +124,11 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
     assert.equal((await where('host3', 'g1'))?.state, 'paused');
     await lab.daemon('host3').ok(['unpause', 'g1']);
     assert.equal((await lab.daemon('host1').row('g1'))?.state, 'running');
+    // its console too, both ways, through host1's door: the typed line's echo holds only "6*7", so
+    // a 42 alone on a line proves host1's guest shell ran what host3's CLI typed
+    const con = await lab.daemon('host3').xeno(['console', 'g1'], { input: 'echo $((6*7))\n', timeoutMs: 15_000 });
+    assert.match(con.stdout, /^42\r?$/m, `host3's console of g1: ${con.stdout.slice(-300)} ${con.stderr}`);
+    assert.match(con.stdout, /heartbeat \d+/);
     // destroy from host1 of host3's guest: gone there, and its pool entry with it
     await lab.daemon('host1').ok(['destroy', 'g2']);
     assert.equal(await lab.daemon('host3').row('g2'), undefined);

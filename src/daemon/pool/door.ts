@@ -7,25 +7,34 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ERROR_CATALOGUE, XenoError, type ErrorCode } from '../../common/errors.js';
 import type { PoolConfig } from '../../model/daemon-config.js';
 import { readTls } from '../../pool/certs.js';
 import type { HostRecord } from '../../pool/member.js';
 import type { PoolService } from '../../pool/service.js';
+import { acceptConsoleUpgrade } from './console-forward.js';
 
 export const FORWARDED_HEADER = 'x-xeno-pool-from';
 
 export async function openPoolDoor(pool: PoolService, unixPath: string): Promise<https.Server> {
   const cfg = pool.config.pool!;
   const tls = readTls(cfg);
-  const server = https.createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (req, res) => {
+  /** The caller's pool name, if its certificate's CN is a current member; else undefined (logged). */
+  const member = (req: http.IncomingMessage): string | undefined => {
     const cn = (req.socket as TLSSocket).getPeerCertificate()?.subject?.CN;
     const who = typeof cn === 'string' ? cn : '';
-    if (!who || !pool.member.members.has(who)) {
-      pool.log.warn({ from: req.socket.remoteAddress, cn: who }, 'pool door: a caller that is not a member of the pool');
+    if (who && pool.member.members.has(who)) return who;
+    pool.log.warn({ from: req.socket.remoteAddress, cn: who }, 'pool door: a caller that is not a member of the pool');
+    return undefined;
+  };
+  const forbidden = (req: http.IncomingMessage) => JSON.stringify({ error: { code: 'FORBIDDEN', message: `${(req.socket as TLSSocket).getPeerCertificate()?.subject?.CN || 'this certificate'} is not a member of the pool` } });
+  const server = https.createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (req, res) => {
+    const who = member(req);
+    if (!who) {
       res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 'FORBIDDEN', message: `${who || 'this certificate'} is not a member of the pool` } }));
+      res.end(forbidden(req));
       return;
     }
     const headers = { ...req.headers, [FORWARDED_HEADER]: who };
@@ -39,6 +48,16 @@ export async function openPoolDoor(pool: PoolService, unixPath: string): Promise
       res.end(JSON.stringify({ error: { code: 'INTERNAL', message: `pool door: ${e.message}` } }));
     });
     req.pipe(inner);
+  });
+  // another host's `xeno console` of a guest of ours (console-forward.ts)
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const who = member(req);
+    if (!who) {
+      const body = forbidden(req);
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
+    acceptConsoleUpgrade(unixPath, who, req, socket, head);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

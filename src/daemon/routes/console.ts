@@ -11,6 +11,8 @@ import { XenoError, errorMessage } from '../../common/errors.js';
 import type { ConsoleSink } from '../../toolstack/console-hub.js';
 import type { DaemonContext } from '../context.js';
 import { domParam } from './schemas.js';
+import { forwardConsoleUpgrade } from '../pool/console-forward.js';
+import type { PoolService } from '../../pool/service.js';
 
 const CONSOLE_RE = /^\/v1\/domains\/([^/?]+)\/console(\?.*)?$/;
 
@@ -26,34 +28,40 @@ export function registerConsoleRoutes(app: FastifyInstance, ctx: DaemonContext, 
   );
 
   if (door === 'web') return; // the web console has its own WebSocket route (daemon/web/console-ws.ts)
-  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const m = CONSOLE_RE.exec(req.url ?? '');
-    if (!m || String(req.headers.upgrade).toLowerCase() !== 'xeno-console') {
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      return;
-    }
-    let hub;
-    try {
-      hub = ctx.toolstack.console(decodeURIComponent(m[1]!));
-    } catch (e) {
-      const status = e instanceof XenoError ? e.status : 500;
-      const body = JSON.stringify({ error: { code: e instanceof XenoError ? e.code : 'INTERNAL', message: errorMessage(e) } });
-      socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-      return;
-    }
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: xeno-console\r\nConnection: Upgrade\r\n\r\n');
-    const history = new URLSearchParams(m[2]?.slice(1) ?? '').get('history') === '1' ? hub.history() : Buffer.alloc(0);
-    if (history.length) socket.write(history);
-    if (head.length) hub.input(head);
-    const detach = hub.attach(socketSink(socket), history.length);
-    const onClose = () => socket.end();
-    hub.once('close', onClose);
-    socket.on('data', (d: Buffer) => hub.input(d));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      detach();
-      hub.off('close', onClose);
-    });
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void upgradeConsole(ctx, req, socket, head));
+}
+
+async function upgradeConsole(ctx: DaemonContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const m = CONSOLE_RE.exec(req.url ?? '');
+  if (!m || String(req.headers.upgrade).toLowerCase() !== 'xeno-console') {
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    return;
+  }
+  const name = decodeURIComponent(m[1]!);
+  let hub;
+  try {
+    hub = ctx.toolstack.console(name);
+  } catch (e) {
+    // a pool guest of another host: its console through that host's door
+    const pool = ctx.services.pool as PoolService | undefined;
+    if (pool && !/^\d+$/.test(name) && (await forwardConsoleUpgrade(pool, name, req, socket, head).catch(() => false))) return;
+    const status = e instanceof XenoError ? e.status : 500;
+    const body = JSON.stringify({ error: { code: e instanceof XenoError ? e.code : 'INTERNAL', message: errorMessage(e) } });
+    socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    return;
+  }
+  socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: xeno-console\r\nConnection: Upgrade\r\n\r\n');
+  const history = new URLSearchParams(m[2]?.slice(1) ?? '').get('history') === '1' ? hub.history() : Buffer.alloc(0);
+  if (history.length) socket.write(history);
+  if (head.length) hub.input(head);
+  const detach = hub.attach(socketSink(socket), history.length);
+  const onClose = () => socket.end();
+  hub.once('close', onClose);
+  socket.on('data', (d: Buffer) => hub.input(d));
+  socket.on('error', () => undefined);
+  socket.on('close', () => {
+    detach();
+    hub.off('close', onClose);
   });
 }
 
