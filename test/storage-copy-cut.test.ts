@@ -62,21 +62,24 @@ describe('migrate --copy-storage with the link cut during the mirror', { timeout
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the link cut while the disk is mirrored: the migration fails, the source guest runs and writes on, the target is left empty', async () => {
+  it('the link cut while the disk is mirrored: the migration fails, the source guest runs and writes on, the target is left empty', async (t) => {
     const pid = (await a.row('cs'))!.pid!;
     await lab.link('slow');
     const lines: Line[] = [];
     const migration = a.client.requestLines('POST', '/v1/domains/cs/migrate', { host: B, live: true, copyStorage: true, progress: true }, (l) => lines.push(JSON.parse(l) as Line));
     migration.catch(() => undefined);
-    const mirroring = () => lines.find((l) => l.status === 'mirroring' && l.transferred! > 0 && l.remaining! > 0);
+    const mirroring = () => [...lines].reverse().find((l) => l.status === 'mirroring' && l.transferred! > 0 && l.remaining! > 0);
     await until('the API reports the mirror under way (bytes copied, bytes left)', () => mirroring() !== undefined || lines.some((l) => l.event !== 'progress'), 300_000, 100);
     assert.ok(mirroring(), `the mirror was seen in progress before the cut: ${JSON.stringify(lines.slice(-3))}`);
     assert.ok(await b.row('cs'), 'the target holds the incoming domain');
     assert.ok(imagesOf(b).includes('cs.qcow2'), 'and its disk being copied');
     await lab.link('cut');
+    const cutAt = Date.now();
+    t.diagnostic(`cut with ${(mirroring()!.transferred! / MiB).toFixed(1)} MiB mirrored, ${(mirroring()!.remaining! / MiB).toFixed(1)} MiB left`);
     // a hang is a failure: the session's silence (60 s) ends it, with room for the load of the machine
     const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the migration did not end within 300 s of the cut')), 300_000).unref());
     await Promise.race([migration, hung]);
+    t.diagnostic(`the migration failed ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut`);
     const end = lines.at(-1)!;
     assert.equal(end.event, 'error', `the migration failed: ${JSON.stringify(end)}`);
     assert.match(end.error!.message, new RegExp(`^migration of cs to ${B.replace(/\./g, '\\.')}:${PORT} failed: no word from the target .* for 60 s.*; the guest keeps running here$`));
@@ -91,6 +94,7 @@ describe('migrate --copy-storage with the link cut during the mirror', { timeout
     const incoming = b.qemusOnHost();
     await until('the target has no domain, no QEMU and no image left', async () => (await b.row('cs')) === undefined && b.qemusOnHost().length === 0 && imagesOf(b).length === 0, 240_000, 500);
     for (const p of incoming) assert.ok(processGone(p), `the target's QEMU ${p} is gone`);
+    t.diagnostic(`the target was empty ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut`);
   });
 
   it('the link whole again: a second --copy-storage of the same guest succeeds and carries what it wrote after the cut', async () => {
