@@ -10,7 +10,8 @@
  * source's initial bytes plus those writes, and still thin. The target xenod killed during the
  * mirror and during the RAM phase (its test crash points), and the target's image dir full (a
  * 24 MiB tmpfs) during the mirror: the source guest runs on, and the target has no domain, no
- * QEMU and no half-copied disk. A guest with snapshots is refused (the tree cannot be copied).
+ * QEMU and no half-copied disk. A guest with snapshots is refused (the tree cannot be copied), one
+ * with a snapshot holding memory too (its RAM state is a file on the source), nothing made on the target.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -157,6 +158,22 @@ describe('migrate --copy-storage between two real xenods', () => {
     assert.equal(await b.row('sc1'), undefined);
     assert.deepEqual(imagesOf(b), [], 'the target made no disk');
     await a.ok(['snapshot-delete', 'sc1', 'keep']);
+    assert.equal((await a.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1')).config.disks[0]!.target, disk);
+    // a snapshot with memory: its RAM state is a file in the source's state dir, which cannot go along either
+    await a.ok(['snapshot-create', 'sc1', 'ram', '--memory']);
+    const before = (await a.row('sc1'))!;
+    const m = await a.client.post('/v1/domains/sc1/migrate', { host: '127.0.0.1', port: ports.b, live: true, copyStorage: true }).then(() => undefined, (e: { status: number; message: string }) => e);
+    assert.ok(m, 'refused');
+    assert.equal(m.status, 409, m.message);
+    assert.match(m.message, /^migration of sc1 to 127\.0\.0\.1:\d+ failed: sc1 has 1 snapshot\(s\) \(ram\): --copy-storage .*\(and ram holds RAM state in this host's state dir, which no migration carries\); delete them first .*; the guest was not touched and keeps running here$/);
+    const now = (await a.row('sc1'))!;
+    assert.equal(now.state, 'running');
+    assert.equal(now.pid, before.pid, 'the same QEMU');
+    assert.equal(await b.row('sc1'), undefined, 'no domain on the target');
+    assert.deepEqual(imagesOf(b), [], 'the target made no disk');
+    assert.deepEqual(b.qemusOnHost(), [], 'nor a QEMU');
+    assert.match(await a.ok(['snapshot-list', 'sc1']), /^ram \* /m, 'the snapshot is still there');
+    await a.ok(['snapshot-delete', 'sc1', 'ram']);
     assert.equal((await a.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1')).config.disks[0]!.target, disk);
   });
 

@@ -3,7 +3,8 @@
  * attached at run time travels in the config and the target opens it; a read-write disk with a
  * cache mode unsafe on shared storage is refused; a target that sees a DIFFERENT file at the same
  * path (a mount namespace binds another directory over the shared one) is refused by the disk
- * identity check, the guest running on at the source each time.
+ * identity check, the guest running on at the source each time. A source xenod killed right after
+ * the target's ok (crash point migrate-out:confirmed) drops the snapshot records at its restart.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -100,5 +101,34 @@ describe('storage across a migration between two real xenods', { timeout: 1_200_
     assert.equal((await blk(tgt, 'sm', 'xvdb'))!.inserted, data, 'the guest writes to data.qcow2 again');
     assert.ok(!existsSync(overlay), 'the merged overlay is gone');
     assert.match(await tgt.guestRun('sm', 'echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 17', 120_000), new RegExp(marker));
+  });
+
+  it("the source xenod killed between the target's ok and forgetting the tree: at its restart the stale records are dropped, the guest can come back with its tree", async () => {
+    // the guest is on tgt now: it migrates back to src, tgt's xenod dies right after src's ok
+    await tgt.ok(['snapshot-create', 'sm', 'back']);
+    const treeOf = (d: TestDaemon) => {
+      const db = new Database(path.join(d.stateDir, 'xeno.db'), { readonly: true });
+      const rows = db.prepare(`SELECT name FROM snapshots WHERE domain = 'sm'`).all();
+      db.close();
+      return rows;
+    };
+    await tgt.stop();
+    await tgt.start({ env: { XENO_TEST_CRASH_AT: 'migrate-out:confirmed' } });
+    const r = await tgt.xeno(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[0])], { timeoutMs: 600_000 });
+    assert.notEqual(r.code, 0, 'its xenod died under the command');
+    await tgt.waitExit();
+    assert.equal((await src.row('sm'))?.state, 'running', 'the guest runs at src, which took it over');
+    assert.match(await src.ok(['snapshot-list', 'sm']), /^back \* .* disks only {2}\(running\)$/m, 'with its tree');
+    assert.deepEqual(treeOf(tgt), [{ name: 'back' }], 'the killed xenod had not forgotten the tree yet');
+    await tgt.start();
+    assert.equal(await tgt.row('sm'), undefined, 'the handed-over copy was released');
+    assert.deepEqual(treeOf(tgt), [], 'and its snapshot records dropped');
+    assert.match(tgt.log, /sm \(\d+\) had been handed over to 127\.0\.0\.1:\d+ when xenod stopped: the target owns it, the copy here was released \(its snapshot records back with it\)/);
+    assert.match(await src.ok(['snapshot-list', 'sm']), /^back \* .* disks only {2}\(running\)$/m, "src's tree is intact");
+    // converged: a stale tree on tgt would refuse the guest coming back (it holds snapshots of that name)
+    await src.ok(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[1])]);
+    assert.match(await tgt.ok(['snapshot-list', 'sm']), /^back \* .* disks only {2}\(running\)$/m);
+    assert.deepEqual(treeOf(src), [], 'src forgot it in turn');
+    assert.match(await tgt.ok(['snapshot-delete', 'sm', 'back']), /xvdb: .*\.snap-[0-9a-f]{8}\.qcow2 merged into .*data\.qcow2$/m);
   });
 });

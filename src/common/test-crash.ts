@@ -5,7 +5,8 @@
  * Points: create:recorded, boot:plugged, boot:spawned, boot:attached, boot:launched,
  * destroy:dying, destroy:killed, restart:torn-down, mem-set:ballooned, vcpu-set:plugged,
  * vcpu-set:unplug-sent, network-attach:plugged, network-attach:added, network-detach:released,
- * save:written, block-attach:plugged, block-detach:released.
+ * save:written, block-attach:plugged, block-detach:released, storage-copy:mirroring, storage-copy:ram,
+ * migrate-out:confirmed (the source, after the target's ok).
  */
 export function crashPoint(point: string): void {
   if (process.env.XENO_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');

@@ -8,6 +8,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../common/errors.js';
+import { crashPoint } from '../common/test-crash.js';
 import { XENO_VERSION } from '../common/version.js';
 import type { DaemonConfig } from '../model/daemon-config.js';
 import { handOverGrants } from '../host/qemu-user.js';
@@ -42,7 +43,7 @@ export interface MigrateRequest {
   maxDowntimeMs?: number;
 }
 
-/** How far QEMU's stream is (query-migrate's RAM figures, bytes), for a page or a progress bar. */
+/** How far QEMU's stream is (query-migrate's RAM figures, bytes; status `mirroring`: the disks of a storage copy), for a page or a progress bar. */
 export interface MigrateProgress {
   status: string;
   transferred: number;
@@ -207,7 +208,7 @@ export class Migrator {
 
     // From here the guest is involved: any failure before commit puts it back as it was. The
     // intent is on disk first, so a xenod killed from here on resolves it at start (recovery.ts).
-    markOutgoing(this.ts, rec, { to: where, wasRunning, committed: false, since: Date.now() });
+    markOutgoing(this.ts, rec, { to: where, wasRunning, copyStorage: !!storage, committed: false, since: Date.now() });
     this.ts.deps.store.update(rec.id, { state: 'migrating' });
     let pausedAt: number | undefined;
     let committed = false;
@@ -219,7 +220,7 @@ export class Migrator {
         if (!prepared.nbd) throw new XenoError('HOST_ERROR', 'the target did not export the disks for the storage copy');
         await copy.start(storage, prepared.nbd, req.host);
         ch.send({ t: 'mirroring' });
-        await copy.ready(() => ch.error);
+        await copy.ready(() => ch.error, onProgress);
         ch.send({ t: 'storage-ready' });
       }
       if (!live && wasRunning) {
@@ -233,7 +234,7 @@ export class Migrator {
         const before = pc.switched;
         pc.onPoll(m);
         // From the switch the target runs the guest: a xenod restarted here must never resume this copy.
-        if (!before && pc.switched) markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
+        if (!before && pc.switched) markOutgoing(this.ts, rec, { to: where, wasRunning, copyStorage: !!storage, committed: true, since: Date.now() });
       };
       const completed = await waitMigration(vm, { abort: () => ch.error ?? pc.error, onPoll });
       completedAt = performance.now();
@@ -245,7 +246,7 @@ export class Migrator {
       await copy?.finish();
       ch.send({ t: 'done', paused: !wasRunning });
       await ch.recv('loaded', 5 * 60_000);
-      markOutgoing(this.ts, rec, { to: where, wasRunning, committed: true, since: Date.now() });
+      markOutgoing(this.ts, rec, { to: where, wasRunning, copyStorage: !!storage, committed: true, since: Date.now() });
       committed = true;
       ch.send({ t: 'commit' });
       const ok = await ch.recv('ok', 60_000);
@@ -253,6 +254,8 @@ export class Migrator {
       ch.close();
       const q = await figures;
       rmSync(dir, { recursive: true, force: true });
+      // A xenod killed from here on still has the committed intent: recovery.ts does what follows.
+      crashPoint('migrate-out:confirmed');
       forgetCarriedSnapshots(this.ts, rec.name, snapshots);
       // Shared storage: the target's QEMU holds the disks now, their ACL entries are its (qemu-user.ts).
       if (!storage) handOverGrants(rec.runDir, rec.config);

@@ -5,13 +5,16 @@
  *    it was paused); the target's uncommitted copy is destroyed by the target's own session
  *    (its peer is gone, or silent for 60 s).
  *  - source, committed (the commit was on its way): the target owns the guest (the source's disks
- *    were handed over): the local copy is released, never run again.
+ *    were handed over): the local copy is released, never run again, and its snapshot records
+ *    (the target took the tree over) and disk ACL entries go with it.
  *  - target, never committed: its half-made domain is destroyed.
  */
 import { errorMessage } from '../common/errors.js';
+import { handOverGrants } from '../host/qemu-user.js';
 import type { DomainRecord } from '../toolstack/store.js';
 import type { Toolstack } from '../toolstack/toolstack.js';
 import { backToOwnState, cancelMigration, dropTlsPsk } from './qemu-side.js';
+import { forgetHandedOverSnapshots } from './snapshot-carry.js';
 import { abortStorageCopy } from './storage-copy.js';
 import { COPY_EXTRA, removeCopiedImages, sweepInterruptedCopies } from './storage-copy-target.js';
 
@@ -22,6 +25,8 @@ export interface OutgoingIntent {
   to: string;
   wasRunning: boolean;
   committed: boolean;
+  /** A --copy-storage migration: the source keeps its own disks (and their ACL entries). */
+  copyStorage?: boolean;
   since: number;
 }
 
@@ -66,8 +71,13 @@ async function recoverEach(ts: Toolstack): Promise<void> {
         removeCopiedImages(rec);
         ts.event(rec, 'migrate-in-failed', `incoming migration of ${rec.name} was interrupted by a restart of xenod before it was committed: the half-made domain ${rec.id} was destroyed`);
       } else if (out?.committed) {
+        // What the source does after the target's ok, done here if it was killed before: the tree
+        // of snapshots is the target's now (a stale one here would refuse the guest coming back),
+        // and so are the disks' ACL entries on shared storage (not put back at this QEMU's end).
+        const tree = forgetHandedOverSnapshots(ts, rec.name);
+        if (out.copyStorage !== true) handOverGrants(rec.runDir, rec.config);
         await ts.withDomain(String(rec.id), 'destroy', (r) =>
-          ts.releaseLocked(r, 'migrate', `${rec.name} (${rec.id}) had been handed over to ${out.to} when xenod stopped: the target owns it, the copy here was released`),
+          ts.releaseLocked(r, 'migrate', `${rec.name} (${rec.id}) had been handed over to ${out.to} when xenod stopped: the target owns it, the copy here was released${tree ? ` (its snapshot records ${tree} with it)` : ''}`),
         );
       } else if (out || rec.state === 'migrating') {
         const wasRunning = out?.wasRunning ?? true;

@@ -39,10 +39,11 @@ export function snapshotsToCarry(ts: Toolstack, name: string, copyStorage: boole
   const store = storeOf(ts);
   const list = store.list(name);
   if (list.length === 0) return undefined;
-  if (copyStorage) {
-    throw new XenoError('BAD_STATE', `${name} has ${list.length} snapshot(s) (${names(list)}): --copy-storage copies each disk as the guest sees it now, not the overlay chain its snapshots live in, so the tree cannot go along; delete them first (xeno snapshot-delete merges each back while the guest runs) or migrate over shared storage, which carries them`);
-  }
   const withMemory = list.filter((s) => s.memory);
+  if (copyStorage) {
+    const ram = withMemory.length ? ` (and ${names(withMemory)} hold${withMemory.length === 1 ? 's' : ''} RAM state in this host's state dir, which no migration carries)` : '';
+    throw new XenoError('BAD_STATE', `${name} has ${list.length} snapshot(s) (${names(list)}): --copy-storage copies each disk as the guest sees it now, not the overlay chain its snapshots live in, so the tree cannot go along${ram}; delete them first (xeno snapshot-delete merges each back while the guest runs)${withMemory.length ? '' : ' or migrate over shared storage, which carries them'}`);
+  }
   if (withMemory.length) {
     throw new XenoError('BAD_STATE', `snapshot(s) ${names(withMemory)} of ${name} hold RAM state in this host's state dir, which a migration does not carry: delete them first (xeno snapshot-delete), disk-only snapshots travel with the guest`);
   }
@@ -79,4 +80,16 @@ export function adoptCarriedSnapshots(ts: Toolstack, name: string, c: CarriedSna
 /** The guest left with its tree (the target confirmed): forgotten here. */
 export function forgetCarriedSnapshots(ts: Toolstack, name: string, c: CarriedSnapshots | undefined): void {
   if (c?.list.length) storeOf(ts).forget(name);
+}
+
+/**
+ * A xenod killed between the target's ok and forgetCarriedSnapshots: at its start the committed
+ * outgoing intent says the guest (and its tree) left, so the records still here are dropped.
+ * Returns the names dropped ('' if none).
+ */
+export function forgetHandedOverSnapshots(ts: Toolstack, name: string): string {
+  const store = storeOf(ts);
+  const left = names(store.list(name));
+  if (left) store.forget(name);
+  return left;
 }

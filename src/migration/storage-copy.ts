@@ -29,7 +29,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
 import { chainOf } from '../host/image-chain.js';
-import { activeNodeOf, cancelJob, delNode, runJob } from '../hypervisor/qemu/block-nodes.js';
+import { activeNodeOf, cancelJob, delNode, runJob, type JobInfo } from '../hypervisor/qemu/block-nodes.js';
 import type { Vm } from '../hypervisor/backend.js';
 import type { DiskFormat, DomainConfig } from '../model/domain-config.js';
 import { TLS_OBJECT_ID } from './protocol.js';
@@ -109,6 +109,8 @@ export class StorageCopySource {
 
   /** nbd nodes to the target's exports, and one mirror per disk started. */
   async start(offer: StorageOffer, nbd: NbdOffer, host: string): Promise<void> {
+    // whatever an earlier copy could not remove (its names are taken otherwise)
+    await abortStorageCopy(this.vm);
     for (const disk of offer.copy) {
       const exp = nbd.exports.find((e) => e.vdev === disk.vdev);
       if (!exp) throw new XenoError('HOST_ERROR', `the target exports no disk for ${disk.vdev}`);
@@ -126,9 +128,19 @@ export class StorageCopySource {
     this.log.info({ domain: this.name }, `storage copy of ${this.name}: mirroring ${this.mirrors.length} disk(s) (${this.mirrors.map((m) => m.disk.vdev).join(', ')}) to the target's NBD exports`);
   }
 
-  /** Every mirror in step (BLOCK_JOB_READY); throws as soon as one fails or `abort` says so. */
-  async ready(abort: () => Error | undefined): Promise<void> {
-    await Promise.all(this.mirrors.map((m) => runJob(this.vm, m.job, { onReady: 'leave', abort, pollMs: 100 })));
+  /**
+   * Every mirror in step (BLOCK_JOB_READY); throws as soon as one fails or `abort` says so.
+   * `onProgress` gets the mirrors' bytes copied and still to copy, summed (status `mirroring`).
+   */
+  async ready(abort: () => Error | undefined, onProgress?: (p: { status: 'mirroring'; transferred: number; remaining: number; total: number }) => void): Promise<void> {
+    const seen = new Map<string, JobInfo>();
+    const onPoll = (job: JobInfo) => {
+      seen.set(job.id, job);
+      const done = [...seen.values()].reduce((n, j) => n + j['current-progress'], 0);
+      const total = [...seen.values()].reduce((n, j) => n + j['total-progress'], 0);
+      onProgress?.({ status: 'mirroring', transferred: done, remaining: total - done, total });
+    };
+    await Promise.all(this.mirrors.map((m) => runJob(this.vm, m.job, { onReady: 'leave', abort, pollMs: 100, onPoll })));
     this.log.info({ domain: this.name }, `storage copy of ${this.name}: all ${this.mirrors.length} disk(s) mirrored (ready), migrating RAM`);
   }
 
@@ -156,10 +168,15 @@ export class StorageCopySource {
 export async function abortStorageCopy(vm: Vm, jobIds?: string[], nodes?: string[]): Promise<void> {
   if (vm.exited) return;
   const jobs = jobIds ?? (await vm.command<Array<{ id: string }>>('query-jobs').catch(() => [])).map((j) => j.id).filter((id) => id.startsWith(COPY_PREFIX));
+  const names = nodes ?? (await vm.command<Array<{ 'node-name': string }>>('query-named-block-nodes', { flat: true }).catch(() => [])).map((n) => n['node-name']).filter((n) => n.startsWith(COPY_PREFIX));
+  // A cut link leaves the nbd client's writes hanging in TCP retransmission (QEMU has no I/O
+  // timeout on them), and a mirror cannot end before its writes do: the cancel would wait, and the
+  // job and its nbd node outlive the abort (the next copy then finds the node names taken).
+  // `yank` shuts the nbd sockets down, so the pending writes fail at once.
+  if (names.length) await vm.command('yank', { instances: names.map((n) => ({ type: 'block-node', 'node-name': n })) }).catch(() => undefined);
   for (const id of jobs) {
     await vm.command('block-job-cancel', { device: id, force: true }).catch(() => undefined);
     await cancelJob(vm, id);
   }
-  const names = nodes ?? (await vm.command<Array<{ 'node-name': string }>>('query-named-block-nodes', { flat: true }).catch(() => [])).map((n) => n['node-name']).filter((n) => n.startsWith(COPY_PREFIX));
   for (const n of names) await delNode(vm, n);
 }

@@ -25,7 +25,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
             host: { type: 'string', minLength: 1, description: "the target host (its xenod's relocation server)" },
             port: { type: 'integer', minimum: 1, maximum: 65535, default: 8002, description: 'its xend-relocation-port' },
             live: { type: 'boolean', default: false, description: 'live migration (xm migrate -l); otherwise the guest is paused during the copy' },
-            progress: { type: 'boolean', default: false, description: 'answer with NDJSON lines: {"event":"progress",status,transferred,remaining,total} (bytes), then the result or the error' },
+            progress: { type: 'boolean', default: false, description: 'answer with NDJSON lines: {"event":"progress",status,transferred,remaining,total} (bytes: RAM, or with status mirroring the --copy-storage disks while they are mirrored), then the result or the error' },
             copyStorage: { type: 'boolean', default: false, description: 'no shared storage: the target creates the writable disks and the source mirrors them over NBD (TLS-PSK) before the RAM moves' },
             force: { type: 'boolean', default: false, description: 'migrate even with read-write disks whose cache mode is unsafe on shared storage (not none/directsync)' },
             postcopy: { type: 'boolean', default: false, description: 'live only: switch to postcopy when the first full precopy pass did not converge (the target runs the guest while its pages arrive); not with parallel > 1' },

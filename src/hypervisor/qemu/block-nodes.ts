@@ -25,7 +25,7 @@ interface BlockInfo {
   inserted?: { 'node-name': string; file: string; drv: string; ro: boolean };
 }
 
-interface JobInfo {
+export interface JobInfo {
   id: string;
   type: string;
   status: string;
@@ -104,6 +104,8 @@ export interface JobOptions {
   timeoutMs?: number;
   abort?: () => Error | undefined;
   pollMs?: number;
+  /** Each poll's view of the job (progress figures). */
+  onPoll?: (job: JobInfo) => void;
 }
 
 /**
@@ -120,6 +122,7 @@ export async function runJob(vm: Vm, id: string, opts: JobOptions = {}): Promise
     if (vm.exited) throw new XenoError('QEMU_ERROR', `QEMU exited during block job ${id}`);
     const job = (await vm.command<JobInfo[]>('query-jobs')).find((j) => j.id === id);
     if (!job) throw new XenoError('QEMU_ERROR', `block job ${id} vanished`);
+    opts.onPoll?.(job);
     if (job.status === 'ready' && !completing && opts.onReady !== 'wait') {
       if (opts.onReady === 'leave') return 'ready';
       completing = true;
