@@ -48,10 +48,14 @@ describe('domain lifecycle on a real xenod', () => {
     assert.match(out, /console=ttyS0/);
     // the guest computes 42: the serial echo of the typed line holds only "6*7", so a 42 alone on a
     // line proves the shell ran the command
-    const r = await d.xeno(['console', 'web1'], { input: 'echo $((6*7))\n', timeoutMs: 8000 });
-    assert.match(r.stdout, /echo \$\(\(6\*7\)\)/, 'the typed line reached the guest');
-    assert.match(r.stdout, /^42\r?$/m, 'the guest shell ran it');
-    assert.match(r.stdout, /heartbeat \d+/);
+    const typed = /echo \$\(\(6\*7\)\)/;
+    const ran = /^42\r?$/m;
+    const beat = /heartbeat \d+/;
+    // Detached once all three showed (the console itself never ends), or after 60 s.
+    const r = await d.xeno(['console', 'web1'], { input: 'echo $((6*7))\n', timeoutMs: 60_000, until: (o) => typed.test(o) && ran.test(o) && beat.test(o) });
+    assert.match(r.stdout, typed, 'the typed line reached the guest');
+    assert.match(r.stdout, ran, 'the guest shell ran it');
+    assert.match(r.stdout, beat);
   });
 
   it('survives kill -9 of the daemon: the guest keeps running and is re-adopted with the same id', async () => {

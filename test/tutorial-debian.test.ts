@@ -3,7 +3,9 @@
  * blocks (the lab's helpers; its setup.sh is the suite's own first step), in one bash inside a
  * private network world, as test/tutorial.test.ts runs chapters 0 to 9. A real Debian guest made by create-image (its
  * debootstrap base cached in /var/cache/xeno/bases across runs) boots through pygrub, answers HTTP
- * and ssh, onlines a hot-added vcpu and reboots through its agent.
+ * and ssh and onlines a hot-added vcpu. (Its reboot and shutdown through the agent, save/restore
+ * and migration are checked by test/images.test.ts on its own such guest: the chapter only names
+ * them, and destroys its guest at the end.)
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -44,7 +46,8 @@ test('docs/tutorial.md chapter 10: a real Debian guest from create-image, as wri
     assert.match(output, /<title>Welcome to nginx!<\/title>/i);
     assert.match(output, /"guestOnline": 2/);
     assert.match(output, /^2$/m, 'nproc in the guest says 2 after vcpu-set');
-    assert.match(output, /^(running|degraded)\nactive$/m, 'nginx is back after the reboot');
+    assert.match(output, /^(running|degraded)$/m, "systemd's start-up ended");
+    assert.match(output, /^2\nactive$/m, 'nginx is active, after nproc');
   } finally {
     await world.destroy();
     for (const lab of readdirSync(tmp)) {

@@ -140,8 +140,9 @@ describe('web console', { timeout: 1_500_000 }, () => {
     await row.waitFor();
     assert.match(await row.innerText(), /running|blocked/);
     assert.match(await page.locator('.host').innerText(), /CPUs\s+\d+/);
-    await page.waitForSelector('.spark polyline');
-    await sleep(5500); // one stats refresh, so the sparkline has points
+    // Until a sparkline has a line to draw (two samples: at once when the sampler's history has them,
+    // else after a stats refresh), for the screenshot.
+    await page.waitForFunction(() => [...document.querySelectorAll('.spark polyline')].some((p) => (p.getAttribute('points') ?? '').trim().split(/\s+/).length >= 2), null, { timeout: 60_000 });
     await page.screenshot({ path: path.join(ARTIFACTS, 'web-host.png'), fullPage: true });
   });
 

@@ -150,8 +150,11 @@ export class TestDaemon {
     }
   }
 
-  /** Run the real CLI against this daemon. */
-  async xeno(args: string[], opts: { input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  /**
+   * Run the real CLI against this daemon. One that does not end by itself (a console) is
+   * interrupted (SIGINT) at timeoutMs, or as soon as `until` holds for its stdout.
+   */
+  async xeno(args: string[], opts: { input?: string; timeoutMs?: number; cwd?: string; until?: (stdout: string) => boolean } = {}): Promise<CliResult> {
     return new Promise((resolve) => {
       const child = spawn(process.execPath, [XENO, ...args], {
         env: { ...process.env, XENO_SOCKET: this.socket },
@@ -160,7 +163,10 @@ export class TestDaemon {
       });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d) => (stdout += String(d)));
+      child.stdout.on('data', (d) => {
+        stdout += String(d);
+        if (opts.until?.(stdout)) child.kill('SIGINT');
+      });
       child.stderr.on('data', (d) => (stderr += String(d)));
       const timer = setTimeout(() => child.kill('SIGINT'), opts.timeoutMs ?? 120_000);
       child.on('close', (code) => {

@@ -175,11 +175,12 @@ export class NetWorld {
   }
 
   /** Connects from a namespace and returns what the peer sent (empty string when it cannot). */
-  async tcpFetch(ns: string, ip: string, port: number, timeoutMs = 3000): Promise<string | null> {
+  async tcpFetch(ns: string, ip: string, port: number, timeoutMs = 3000, opts: { firstLine?: boolean } = {}): Promise<string | null> {
+    // firstLine: done at the first full line (a server's banner), not when the server closes.
     const js = `
 const s = require('node:net').connect({ host: process.argv[1], port: Number(process.argv[2]) });
 let out = ''; const t = setTimeout(() => { console.log(JSON.stringify({ ok: false, out })); process.exit(0); }, ${timeoutMs});
-s.on('data', (d) => { out += d; });
+s.on('data', (d) => { out += d; if (${opts.firstLine === true} && out.includes('\\n')) { clearTimeout(t); console.log(JSON.stringify({ ok: true, out })); process.exit(0); } });
 s.on('error', () => { clearTimeout(t); console.log(JSON.stringify({ ok: false, out })); process.exit(0); });
 s.on('close', () => { clearTimeout(t); console.log(JSON.stringify({ ok: true, out })); process.exit(0); });
 `;
