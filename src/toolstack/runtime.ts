@@ -16,6 +16,7 @@ import { ensureFits } from '../host/memory.js';
 import { vcpuRows, type VcpuRow } from '../host/vcpus.js';
 import { waitVmEvent, type EventWait } from '../hypervisor/vm-events.js';
 import type { Vm } from '../hypervisor/backend.js';
+import { queryJit, tcgFreeRegions } from '../hypervisor/qemu/tcg-regions.js';
 import type { QmpEvent } from '../hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { syncGuestVcpus } from './guest-agent-ops.js';
@@ -427,6 +428,20 @@ export class Runtime {
     vm.once('exit', () => vm.off('qmp-event', onEvent));
   }
 
+  /** Refuses a plug QEMU 7.2 would abort on (tcg-regions.ts), before anything is touched. */
+  private async refuseFullTcgBuffer(rec: DomainRecord, vm: Vm, threads: number, want: number): Promise<void> {
+    const jit = await queryJit(vm);
+    if (!jit) return;
+    const free = tcgFreeRegions({ ...jit, maxCpus: rec.config.maxvcpus, threads });
+    if (free >= want) return;
+    throw new XenoError(
+      'BAD_STATE',
+      `vcpu-set ${rec.name}: refused: QEMU under TCG aborts when a vcpu is plugged while its translation buffer has no free region left ` +
+        `(${Math.round(jit.usedBytes / 1048576)} of ${Math.round(jit.capacityBytes / 1048576)} MiB used, ${free} region${free === 1 ? '' : 's'} free for ${want} new vcpu${want === 1 ? '' : 's'}). ` +
+        `The buffer starts afresh when it fills up; a reboot starts a fresh QEMU. The guest keeps ${threads} vcpu${threads === 1 ? '' : 's'}`,
+    );
+  }
+
   /**
    * `xm vcpu-set`: hot-plug (device_add with the props query-hotpluggable-cpus gives) or unplug
    * (device_del, completed by the guest: DEVICE_DELETED, waited for with a timeout) up to maxvcpus.
@@ -461,6 +476,7 @@ export class Runtime {
         if (absent.length < want) {
           throw new XenoError('BAD_STATE', `vcpu-set ${rec.name}: vcpus ${[...pend.keys()].join(', ')} are still being unplugged by the guest; try again once they are gone`);
         }
+        if (rec.accel === 'tcg') await this.refuseFullTcgBuffer(rec, vm, present.length, want);
         const added: number[] = [];
         for (const s of absent.slice(0, want)) {
           try {

@@ -36,7 +36,7 @@ import { domain0Info, domainDetail, domainInfo, hostInfo } from './domain-info.j
 
 export interface ToolstackDeps {
   config: DaemonConfig;
-  backend: HypervisorBackend & { overheadMb: number };
+  backend: HypervisorBackend & { overheadMbFor(c: { maxvcpus: number }): number };
   store: StateStore;
   log: Logger;
   hooks?: DomainHooks;
@@ -151,7 +151,7 @@ export class Toolstack {
   }
 
   chargeOf(c: DomainConfig): number {
-    return c.maxmem + this.deps.backend.overheadMb;
+    return c.maxmem + this.deps.backend.overheadMbFor(c);
   }
 
   memoryAccount(excludeId?: number): MemoryAccount {

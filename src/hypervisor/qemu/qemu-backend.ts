@@ -15,6 +15,7 @@ import { buildQemuArgv, type QemuPaths } from './argv.js';
 import { hostDiskFacts } from './disk-probe.js';
 import { QmpClient } from './qmp.js';
 import { QemuVm } from './vm.js';
+import { HOTPLUG_TB_MB } from './tcg-regions.js';
 
 const execFileP = promisify(execFile);
 
@@ -118,9 +119,14 @@ export class QemuBackend implements HypervisorBackend {
     }
   }
 
-  /** MiB QEMU itself needs beyond guest RAM: its TCG translation buffer plus a fixed allowance. */
-  get overheadMb(): number {
-    return (this.caps.accel === 'tcg' ? this.tbSizeMb : 0) + 48;
+  /** The TCG translation buffer (MiB) of a guest: bigger where it may hot-plug vcpus (tcg-regions.ts). */
+  tbSizeFor(c: { maxvcpus: number }): number {
+    return c.maxvcpus > 1 ? Math.max(this.tbSizeMb, HOTPLUG_TB_MB) : this.tbSizeMb;
+  }
+
+  /** MiB QEMU itself needs beyond a guest's RAM: its TCG translation buffer plus a fixed allowance. */
+  overheadMbFor(c: { maxvcpus: number }): number {
+    return (this.caps.accel === 'tcg' ? this.tbSizeFor(c) : 0) + 48;
   }
 
   argv(req: LaunchRequest): string[] {
@@ -135,7 +141,7 @@ export class QemuBackend implements HypervisorBackend {
       startPaused: req.startPaused,
       incoming: req.incoming,
       tlsPskDir: req.tlsPskDir,
-      tbSizeMb: this.tbSizeMb,
+      tbSizeMb: this.tbSizeFor(req.config),
       diskFacts: req.diskFacts ?? hostDiskFacts(req.config),
     });
   }
