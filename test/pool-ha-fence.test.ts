@@ -171,11 +171,11 @@ describe('pool HA: xenod crashed while its QEMU runs', { timeout: 1_200_000 }, (
       assert.ok(counts[0]! + counts[1]! <= 1, `QEMUs of fg on ${from} and ${other}: ${counts.join(' and ')}`);
       // and nothing moved: the rejoin fenced nothing on the new host (before the etcd members ran with
       // pre-vote, the cut member's raised raft term made the etcd leader step down as it came back:
-      // ~7 s without a leader for every host, past F for the new host, whose third peer is silent)
-      const haLines = async () =>
-        (await Promise.all([from, other].map(async (x) => `${x}:\n${(await lab.daemon(x).ok(['dmesg']).catch((e: Error) => e.message)).split('\n').filter((l) => /fg|fence|ha /.test(l)).slice(-25).join('\n')}`))).join('\n');
-      assert.equal(procStart(newPid), newProcStart, `fg's new QEMU on ${other} still runs after the rejoin\n${await haLines()}`);
-      assert.deepEqual(assignedFg(), assignedBefore, `no host assigned fg again after the rejoin\n${await haLines()}`);
+      // up to ~7 s without a leader for every host, past F for the new host, whose third peer is silent)
+      // what each xenod did (for the failure's message)
+      const haLines = (await Promise.all([from, other].map(async (x) => `${x}:\n${(await lab.daemon(x).ok(['dmesg']).catch((e: Error) => e.message)).split('\n').filter((l) => /fg|fence|ha /.test(l)).slice(-25).join('\n')}`))).join('\n');
+      assert.equal(procStart(newPid), newProcStart, `fg's new QEMU on ${other} still runs after the rejoin\n${haLines}`);
+      assert.deepEqual(assignedFg(), assignedBefore, `no host assigned fg again after the rejoin\n${haLines}`);
       for (const x of [from, other]) {
         const rows = (await poolList(x)).filter((r) => r.name === 'fg');
         assert.deepEqual(rows.map((r) => r.host), [other], `${x}'s pool view shows fg once, on ${other}`);

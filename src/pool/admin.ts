@@ -136,7 +136,7 @@ function hostFiles(dir: string, meta: PoolMeta, host: string, cluster: 'new' | '
  * required on both (the CN of a client's is its user), generous timings for loaded hosts, and
  * pre-vote (off by default in etcd 3.4): without it a member cut off from the others keeps raising
  * its raft term, and when it comes back that term makes the leader step down; the election that
- * follows left etcd without a leader for ~7 s for EVERY host, enough for a healthy host to fence
+ * follows left etcd without a leader for up to ~7 s for EVERY host, enough for a healthy host to fence
  * its HA guests (docs/pool-ha.md). With pre-vote a member that cannot win does not raise its term.
  */
 export function etcdMemberArgs(meta: PoolMeta, host: string, dataDir: string, f: { ca: string; cert: string; key: string }, cluster: 'new' | 'existing'): string[] {
