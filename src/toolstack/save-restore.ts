@@ -377,8 +377,9 @@ export class SaveRestore {
     const agent = this.ts.guestAgent(rec);
     void (async () => {
       if (!(await resyncGuestClock(agent))) return;
-      await agent.fsthaw().catch(() => undefined);
+      // told when it is done: the thaw after it may wait on a busy agent
       this.ts.event(rec, 'restore', `${rec.name}: clock set through the guest agent`);
+      await agent.fsthaw().catch(() => undefined);
     })().catch(() => undefined);
   }
 
