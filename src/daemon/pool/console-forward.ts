@@ -9,7 +9,8 @@ import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { errorMessage } from '../../common/errors.js';
+import { XenoError, errorMessage } from '../../common/errors.js';
+import { refuseUpgrade } from '../refuse-upgrade.js';
 import { readTls } from '../../pool/certs.js';
 import { keys } from '../../pool/etcd.js';
 import type { RunningRecord } from '../../pool/member.js';
@@ -36,10 +37,6 @@ function join(a: Duplex, b: Duplex, head: Buffer): void {
   b.on('error', end).on('close', end);
 }
 
-function refuse(socket: Duplex, status: number, code: string, message: string): void {
-  const body = JSON.stringify({ error: { code, message } });
-  socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-}
 
 /**
  * The caller's side. True when the console is another host's and this call took the socket over
@@ -51,12 +48,12 @@ export async function forwardConsoleUpgrade(pool: PoolService, dom: string, req:
   if (!run || run.host === pool.host) return false;
   const host = await pool.liveHost(run.host);
   if (!host) {
-    refuse(socket, 502, 'HOST_ERROR', `${dom} runs on ${run.host}, which is not up in the pool`);
+    refuseUpgrade(socket, new XenoError('HOST_ERROR', `${dom} runs on ${run.host}, which is not up in the pool`));
     return true;
   }
   const remote = tls.connect({ host: host.address, port: host.apiPort, ...readTls(pool.config.pool!), minVersion: 'TLSv1.3' });
   remote.setTimeout(CONNECT_MS, () => remote.destroy(new Error(`no answer within ${CONNECT_MS / 1000} s`)));
-  remote.once('error', (e) => refuse(socket, 502, 'HOST_ERROR', `pool: host ${host.name} (${host.address}:${host.apiPort}) did not answer: ${errorMessage(e)}`));
+  remote.once('error', (e) => refuseUpgrade(socket, new XenoError('HOST_ERROR', `pool: host ${host.name} (${host.address}:${host.apiPort}) did not answer: ${errorMessage(e)}`)));
   remote.once('secureConnect', () => {
     remote.setTimeout(0);
     remote.removeAllListeners('error');
@@ -73,11 +70,11 @@ export async function forwardConsoleUpgrade(pool: PoolService, dom: string, req:
  */
 export function acceptConsoleUpgrade(unixPath: string, who: string, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   if (String(req.headers.upgrade).toLowerCase() !== 'xeno-console' || !/^\/v1\/domains\/[^/?]+\/console(\?.*)?$/.test(req.url ?? '')) {
-    refuse(socket, 400, 'BAD_REQUEST', 'the pool door upgrades consoles only');
+    refuseUpgrade(socket, new XenoError('BAD_REQUEST', 'the pool door upgrades consoles only'));
     return;
   }
   const inner = net.connect(unixPath);
-  inner.once('error', (e) => refuse(socket, 502, 'INTERNAL', `pool door: ${errorMessage(e)}`));
+  inner.once('error', (e) => refuseUpgrade(socket, new XenoError('INTERNAL', `pool door: ${errorMessage(e)}`)));
   inner.once('connect', () => {
     inner.removeAllListeners('error');
     inner.write(upgradeText(req.url!, who));

@@ -15,6 +15,7 @@ import { readTls } from '../../pool/certs.js';
 import type { HostRecord } from '../../pool/member.js';
 import type { PoolService } from '../../pool/service.js';
 import { acceptConsoleUpgrade } from './console-forward.js';
+import { refuseUpgrade } from '../refuse-upgrade.js';
 
 export const FORWARDED_HEADER = 'x-xeno-pool-from';
 
@@ -29,12 +30,14 @@ export async function openPoolDoor(pool: PoolService, unixPath: string): Promise
     pool.log.warn({ from: req.socket.remoteAddress, cn: who }, 'pool door: a caller that is not a member of the pool');
     return undefined;
   };
-  const forbidden = (req: http.IncomingMessage) => JSON.stringify({ error: { code: 'FORBIDDEN', message: `${(req.socket as TLSSocket).getPeerCertificate()?.subject?.CN || 'this certificate'} is not a member of the pool` } });
+  const forbidden = (req: http.IncomingMessage) =>
+    new XenoError('FORBIDDEN', `${(req.socket as TLSSocket).getPeerCertificate()?.subject?.CN || 'this certificate'} is not a member of the pool`);
   const server = https.createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (req, res) => {
     const who = member(req);
     if (!who) {
-      res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(forbidden(req));
+      const e = forbidden(req);
+      res.writeHead(e.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: e.code, message: e.message } }));
       return;
     }
     const headers = { ...req.headers, [FORWARDED_HEADER]: who };
@@ -53,8 +56,7 @@ export async function openPoolDoor(pool: PoolService, unixPath: string): Promise
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const who = member(req);
     if (!who) {
-      const body = forbidden(req);
-      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      refuseUpgrade(socket, forbidden(req));
       return;
     }
     acceptConsoleUpgrade(unixPath, who, req, socket, head);

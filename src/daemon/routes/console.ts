@@ -7,11 +7,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { XenoError, errorMessage } from '../../common/errors.js';
 import type { ConsoleSink } from '../../toolstack/console-hub.js';
 import type { DaemonContext } from '../context.js';
 import { domParam } from './schemas.js';
 import { forwardConsoleUpgrade } from '../pool/console-forward.js';
+import { refuseUpgrade } from '../refuse-upgrade.js';
 import type { PoolService } from '../../pool/service.js';
 
 const CONSOLE_RE = /^\/v1\/domains\/([^/?]+)\/console(\?.*)?$/;
@@ -45,9 +45,7 @@ async function upgradeConsole(ctx: DaemonContext, req: IncomingMessage, socket: 
     // a pool guest of another host: its console through that host's door
     const pool = ctx.services.pool as PoolService | undefined;
     if (pool && !/^\d+$/.test(name) && (await forwardConsoleUpgrade(pool, name, req, socket, head).catch(() => false))) return;
-    const status = e instanceof XenoError ? e.status : 500;
-    const body = JSON.stringify({ error: { code: e instanceof XenoError ? e.code : 'INTERNAL', message: errorMessage(e) } });
-    socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    refuseUpgrade(socket, e);
     return;
   }
   socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: xeno-console\r\nConnection: Upgrade\r\n\r\n');

@@ -6,7 +6,6 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { XenoError } from '../../common/errors.js';
 import type { DaemonConfig } from '../../model/daemon-config.js';
@@ -100,9 +99,5 @@ export function setSessionCookie(reply: FastifyReply, id: string, maxAgeSec = SE
   void reply.header('set-cookie', `${SESSION_COOKIE}=${id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeSec}`);
 }
 
-/** A refused WebSocket handshake, answered on the raw socket (flushed before it closes). */
-export function refuseUpgrade(socket: Duplex, e: unknown): void {
-  const err = e instanceof XenoError ? e : new XenoError('INTERNAL', String(e));
-  const body = JSON.stringify({ error: { code: err.code, message: err.message } });
-  socket.end(`HTTP/1.1 ${err.status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-}
+/** A refused WebSocket handshake (one answer for every upgrade door: ../refuse-upgrade.ts). */
+export { refuseUpgrade } from '../refuse-upgrade.js';
