@@ -127,9 +127,9 @@ export class Migrator {
       // precopy: the guest's kernel oopsed on the target in the first round of 2 of 2 runs of a
       // 2-vcpu guest rewriting RAM, never in 8 rounds with one vcpu. Frozen during the copy, it is not.
       const frozen = live && !tuning.postcopy && this.ts.deps.backend.caps.accel === 'tcg' && rec.config.vcpus > 1;
-      if (frozen) this.ts.event(rec, 'migrate', `${rec.name} has ${rec.config.vcpus} vcpus under TCG: migrated paused (offline), as a live copy of a multi-vcpu TCG guest loses memory written during it (QEMU 7.2)`);
       // With --copy-storage nothing is shared read-write: the target gets its own copy.
       if (!req.copyStorage) refuseUnsafeCache(rec.config, req.force === true);
+      if (frozen) this.ts.event(rec, 'migrate', `${rec.name} has ${rec.config.vcpus} vcpus under TCG: migrating it paused (offline), as a live copy of a multi-vcpu TCG guest loses memory written during it (QEMU 7.2)`);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
       return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, {
         t0, port, live: live && !frozen, where, key, signal, onProgress, tuning: frozen ? { ...tuning, autoConverge: false } : tuning,
