@@ -60,6 +60,8 @@ export interface MigrateResult {
   host: string;
   port: number;
   live: boolean;
+  /** Set when live was asked but the copy was done paused, and why (a multi-vcpu TCG guest). */
+  pausedWhy?: string;
   /** The guest's state on the target (a paused guest stays paused). */
   state: 'running' | 'paused';
   /** ms from the request to the guest running (or paused) on the target. */
@@ -129,11 +131,13 @@ export class Migrator {
       const frozen = live && !tuning.postcopy && this.ts.deps.backend.caps.accel === 'tcg' && rec.config.vcpus > 1;
       // With --copy-storage nothing is shared read-write: the target gets its own copy.
       if (!req.copyStorage) refuseUnsafeCache(rec.config, req.force === true);
-      if (frozen) this.ts.event(rec, 'migrate', `${rec.name} has ${rec.config.vcpus} vcpus under TCG: migrating it paused (offline), as a live copy of a multi-vcpu TCG guest loses memory written during it (QEMU 7.2)`);
+      const pausedWhy = frozen ? `${rec.config.vcpus} vcpus under TCG: a live copy of a multi-vcpu TCG guest loses memory written during it (QEMU 7.2)` : undefined;
+      if (pausedWhy) this.ts.event(rec, 'migrate', `${rec.name} is migrated paused (offline), not live: ${pausedWhy}`);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
-      return this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, {
+      const result = await this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, {
         t0, port, live: live && !frozen, where, key, signal, onProgress, tuning: frozen ? { ...tuning, autoConverge: false } : tuning,
       }));
+      return pausedWhy ? { ...result, pausedWhy } : result;
     });
   }
 

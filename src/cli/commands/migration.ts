@@ -13,7 +13,7 @@ export function formatMigrateResult(r: MigrateResult): string {
   const down = r.live ? `downtime ${ms(r.downtimeMs)} (+${ms(r.resumeMs)} to resume there)` : r.guestDowntimeMs !== undefined ? `downtime ${ms(r.guestDowntimeMs)} (paused for the copy)` : 'it stays paused';
   const mib = r.bytes === undefined ? '?' : (r.bytes / MiB).toFixed(1);
   const how = [r.postcopy ? `postcopy: the guest stopped ${ms(r.guestDowntimeMs)}` : '', (r.parallel ?? 1) > 1 ? `${r.parallel} channels` : '', r.throttlePercent ? `vcpus throttled to ${100 - r.throttlePercent} %` : ''].filter(Boolean);
-  return `Migrated domain ${r.name} to ${r.host}:${r.port} (${r.live ? 'live' : 'offline'}, domain ${r.id} there, ${r.state}): total ${total} s, ${down}, ${mib} MiB transferred${how.length ? `; ${how.join(', ')}` : ''}`;
+  return `Migrated domain ${r.name} to ${r.host}:${r.port} (${r.live ? 'live' : r.pausedWhy ? `offline, asked live: ${r.pausedWhy}` : 'offline'}, domain ${r.id} there, ${r.state}): total ${total} s, ${down}, ${mib} MiB transferred${how.length ? `; ${how.join(', ')}` : ''}`;
 }
 
 export function registerMigrationCommands(program: Command): void {
