@@ -20,6 +20,7 @@ import { Channel } from './channel.js';
 import { DEFAULT_RELOCATION_PORT, PROTOCOL_VERSION, type Msg, controlKeys, loadRelocationKey, newNonce, proofMatches, sessionTlsKey, sourceProof, targetProof, versionMismatch, writePskDir } from './protocol.js';
 import { backToOwnState, bootMemoryMb, cancelMigration, dropTlsPsk, migrationFigures, useTlsPsk, waitMigration, type MigrationTuning, type QueryMigrate } from './qemu-side.js';
 import { PostcopySwitch, checkRequestTuning } from './postcopy.js';
+import { tcgLiveHazard } from './tcg-hazards.js';
 import { clearOutgoing, markOutgoing } from './recovery.js';
 import { forgetCarriedSnapshots, snapshotsToCarry, type CarriedSnapshots } from './snapshot-carry.js';
 import { StorageCopySource, sharedOnly, storageOffer, type StorageOffer } from './storage-copy.js';
@@ -125,13 +126,11 @@ export class Migrator {
     const key = loadRelocationKey(this.config.relocationKeyFile);
     return this.ts.withDomain(dom, 'migrate', async (rec) => {
       refuseStateCopyAfterUnplug(rec, this.ts.deps.backend.caps.qemuVersion, 'migrate');
-      // QEMU 7.2 under TCG with more than one vcpu (MTTCG) loses pages dirtied during a live
-      // precopy: the guest's kernel oopsed on the target in the first round of 2 of 2 runs of a
-      // 2-vcpu guest rewriting RAM, never in 8 rounds with one vcpu. Frozen during the copy, it is not.
-      const frozen = live && !tuning.postcopy && this.ts.deps.backend.caps.accel === 'tcg' && rec.config.vcpus > 1;
+      // What QEMU 7.2 under TCG loses in a live copy (tcg-hazards.ts): done paused, or refused.
+      const pausedWhy = tcgLiveHazard(this.ts.deps.backend.caps.accel, rec.config.vcpus, tuning, live);
+      const frozen = pausedWhy !== undefined;
       // With --copy-storage nothing is shared read-write: the target gets its own copy.
       if (!req.copyStorage) refuseUnsafeCache(rec.config, req.force === true);
-      const pausedWhy = frozen ? `${rec.config.vcpus} vcpus under TCG: a live copy of a multi-vcpu TCG guest loses memory written during it (QEMU 7.2)` : undefined;
       if (pausedWhy) this.ts.event(rec, 'migrate', `${rec.name} is migrated paused (offline), not live: ${pausedWhy}`);
       // A destroy of this domain aborts the migration (before it waits for the domain's lock).
       const result = await this.ts.longOperation(rec.id, 'migration', (signal) => this.migrateLocked(rec, req, {
