@@ -180,7 +180,12 @@ describe('migrate --copy-storage between two real xenods', () => {
   it('the guest writes during the copy; on the target its data checks out, and the images compare equal', async () => {
     await a.guestRun('sc1', `{ (${writer}) > /dev/ttyS0 2>&1 & }`);
     await a.waitConsole('sc1', /gen-1\r?\n/, 300_000);
-    const out = await a.ok(['migrate', 'sc1', '127.0.0.1', '-l', '--copy-storage', '-p', String(ports.b)]);
+    const run = await a.xeno(['migrate', 'sc1', '127.0.0.1', '-l', '--copy-storage', '-p', String(ports.b)]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = run.stdout;
+    // not on a terminal: the mirror's start and end on stderr, so a long copy is never silent
+    assert.match(run.stderr, /^migrate sc1: mirroring its disks to the target: [\d.]+ MiB to copy$/m);
+    assert.match(run.stderr, /^migrate sc1: the disks are in sync \([\d.]+ MiB in [\d.]+ s\); copying the RAM$/m);
     assert.match(out, /^Migrated domain sc1 to 127\.0\.0\.1:\d+ \(live, domain \d+ there, running\)/m);
     assert.equal(await a.row('sc1'), undefined, 'it left the source');
     const there = await b.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1');

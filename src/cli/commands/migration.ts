@@ -1,8 +1,10 @@
 /** `xeno migrate DOM HOST [-l|--live] [-p|--port PORT]`, as xm migrate, with the stream's tuning (--postcopy, --parallel, auto-converge, max downtime). */
 import type { Command } from 'commander';
 import { domPath } from '../../client/client.js';
-import type { MigrateResult } from '../../migration/client.js';
+import type { MigrateProgress, MigrateResult } from '../../migration/client.js';
 import { api, json, out } from '../context.js';
+import { MigrateProgressView } from './migrate-progress.js';
+import { postWithProgress } from './save-restore.js';
 
 const MiB = 1024 * 1024;
 
@@ -41,10 +43,21 @@ export function registerMigrationCommands(program: Command): void {
       const port = int(opts.port, '--port', 1, 65535);
       const parallel = int(opts.parallel, '--parallel', 1, 16);
       const maxDowntimeMs = int(opts.maxDowntime, '--max-downtime', 1, 60000);
-      const r = await api().post<MigrateResult>(domPath(dom, '/migrate'), {
+      const body = {
         host, live: opts.live ?? false, ...(opts.copyStorage ? { copyStorage: true } : {}), ...(port ? { port } : {}), ...(opts.force ? { force: true } : {}),
         ...(opts.postcopy ? { postcopy: true } : {}), ...(parallel ? { parallel } : {}), ...(opts.autoConverge === false ? { autoConverge: false } : {}), ...(maxDowntimeMs ? { maxDowntimeMs } : {}),
-      });
+      };
+      // progress on a terminal (bars), or the mirror's start and end on stderr for a --copy-storage
+      const tty = !opts.json && process.stderr.isTTY === true;
+      let r: MigrateResult;
+      if (tty || (opts.copyStorage && !opts.json)) {
+        const view = new MigrateProgressView(dom, tty);
+        try {
+          r = await postWithProgress<MigrateResult, MigrateProgress>(domPath(dom, '/migrate'), body, (p) => view.update(p));
+        } finally {
+          await view.stop();
+        }
+      } else r = await api().post<MigrateResult>(domPath(dom, '/migrate'), body);
       if (opts.json) return json(r);
       out(formatMigrateResult(r));
     });

@@ -16,18 +16,18 @@ interface Progress {
   total: number;
 }
 
-type StreamEvent<T> = ({ event: 'progress' } & Progress) | { event: 'result'; result: T } | { event: 'error'; error: { code: string; message: string } };
+type StreamEvent<T, P> = ({ event: 'progress' } & P) | { event: 'result'; result: T } | { event: 'error'; error: { code: string; message: string } };
 
 const MiB = 1024 * 1024;
 
 /** POST with `progress: true` and follow the NDJSON answer; resolves with the result line. */
-export async function postWithProgress<T>(urlPath: string, body: Record<string, unknown>, onProgress: (p: Progress) => void): Promise<T> {
+export async function postWithProgress<T, P = Progress>(urlPath: string, body: Record<string, unknown>, onProgress: (p: P) => void): Promise<T> {
   let outcome: { ok: true; result: T } | { ok: false; error: ApiError } | undefined;
   const res = await api().requestLines('POST', urlPath, { ...body, progress: true }, (line) => {
     if (!line.trim() || outcome) return;
-    let ev: StreamEvent<T>;
+    let ev: StreamEvent<T, P>;
     try {
-      ev = JSON.parse(line) as StreamEvent<T>;
+      ev = JSON.parse(line) as StreamEvent<T, P>;
     } catch {
       return;
     }
@@ -73,7 +73,7 @@ export class ProgressView {
     );
   }
 
-  update(p: Progress, extra = ''): void {
+  update(p: Pick<Progress, 'done' | 'total'>, extra = ''): void {
     const total = Math.max(1, Math.round(p.total / MiB));
     const value = Math.min(total, Math.round(p.done / MiB));
     const secs = Math.max(0.001, (Date.now() - this.t0) / 1000);
