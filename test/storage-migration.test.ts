@@ -81,6 +81,15 @@ describe('storage across a migration between two real xenods', { timeout: 1_200_
     await stillAtSource('other disk');
   });
 
+  it('a snapshot with memory is refused for a migration (its RAM file stays on this host), and the guest is untouched', async () => {
+    await src.ok(['snapshot-create', 'sm', 'with-ram', '--memory']);
+    const r = await src.xeno(['migrate', 'sm', '127.0.0.1', '-l', '-p', String(ports[1])]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /snapshot\(s\) with-ram of sm hold RAM state in this host's state dir, which a migration does not carry: delete them first/);
+    await stillAtSource('memory snapshot');
+    await src.ok(['snapshot-delete', 'sm', 'with-ram']);
+  });
+
   it('the attached disk and its snapshot tree travel: the target opens the same overlay, lists the tree, and merges it while the guest runs', async () => {
     // a disk-only snapshot first: the guest then writes to an overlay beside data.qcow2 (shared too)
     await src.ok(['snapshot-create', 'sm', 'pre-mig']);
