@@ -199,7 +199,7 @@ describe('migration between two real xenods', () => {
   it('a guest that keeps writing memory: --parallel 2 (multifd under TLS), then --postcopy switching after the first pass; the heartbeat goes on', async () => {
     await a.ok(['destroy', 'mg1']); // the paused namesake the refusals made
     // The guest rewrites an 8 MiB file in tmpfs as fast as it can (new pages dirtied all the time).
-    await b.guestRun('mg1', 'dd if=/dev/urandom of=/tmp/src bs=1M count=8 2>/dev/null; (while :; do cat /tmp/src > /tmp/dst; done) >/dev/null 2>&1 & echo $! > /tmp/load.pid');
+    await b.guestRun('mg1', 'dd if=/dev/urandom of=/tmp/src bs=1M count=8 2>/dev/null; (while [ ! -f /tmp/stop ]; do cat /tmp/src > /tmp/dst; done; touch /tmp/stopped) >/dev/null 2>&1 & echo started');
     failed(await b.xeno(['migrate', 'mg1', '127.0.0.1', '-l', '--postcopy', '--parallel', '2', '-p', String(ports.a)]), /postcopy and parallel \(multifd\) channels cannot be combined: QEMU 7\.2/);
     failed(await b.xeno(['migrate', 'mg1', '127.0.0.1', '--postcopy', '-p', String(ports.a)]), /postcopy is for a live migration/);
 
@@ -221,7 +221,7 @@ describe('migration between two real xenods', () => {
       failed(await a.xeno(['migrate', 'mg1', '127.0.0.1', '-l', '--postcopy', '--max-downtime', '1', '-p', String(ports.b)]), /postcopy is not offered under TCG: QEMU 7\.2 lost guest memory/);
       assert.equal((await row(a, 'mg1'))!.state, 'running');
       assert.equal((await rows(b)).filter((x) => x.name === 'mg1').length, 0, 'nothing left on the target');
-      assert.match(await a.guestRun('mg1', 'kill $(cat /tmp/load.pid); sleep 1; cmp /tmp/src /tmp/dst && echo same; cat /mnt/marker'), /same\nbefore-migrate\nafter-live/);
+      assert.match(await a.guestRun('mg1', 'touch /tmp/stop; while [ ! -f /tmp/stopped ]; do sleep 0.1; done; cmp /tmp/src /tmp/dst && echo same; cat /mnt/marker'), /same\nbefore-migrate\nafter-live/);
       return;
     }
     // QEMU 7.2 runs unprivileged and opens userfaultfd by the system call: without the sysctl the target refuses, nothing moves.
@@ -240,6 +240,6 @@ describe('migration between two real xenods', () => {
     assert.equal(await row(a, 'mg1'), undefined, 'it left the source');
     assert.ok(processGone(src.pid!), "the source's QEMU has exited");
     await assertContinues(b, 'mg1', lastBeat(a, 'mg1'), from);
-    assert.match(await b.guestRun('mg1', 'kill $(cat /tmp/load.pid); cat /mnt/marker'), /before-migrate\nafter-live/);
+    assert.match(await b.guestRun('mg1', 'touch /tmp/stop; while [ ! -f /tmp/stopped ]; do sleep 0.1; done; cmp /tmp/src /tmp/dst && echo same; cat /mnt/marker'), /same\nbefore-migrate\nafter-live/);
   });
 });
