@@ -188,6 +188,11 @@ describe('migrate --copy-storage between two real xenods', () => {
     assert.match(run.stderr, /^migrate sc1: the disks are in sync \([\d.]+ MiB in [\d.]+ s\); copying the RAM$/m);
     assert.match(out, /^Migrated domain sc1 to 127\.0\.0\.1:\d+ \(live, domain \d+ there, running\)/m);
     assert.equal(await a.row('sc1'), undefined, 'it left the source');
+    // a guest gone from the target right after its commit: both hosts' events, the target's log and console
+    if (!(await b.row('sc1'))) {
+      assert.fail(`sc1 is not on the target after: ${out}\nsource events:\n${(await a.ok(['dmesg'])).slice(-2500)}\ntarget events:\n${(await b.ok(['dmesg'])).slice(-2500)}\n` +
+        `target log:\n${b.log.slice(-4000)}\ntarget console:\n${b.consoleLog('sc1').slice(-2500)}`);
+    }
     const there = await b.client.get<{ config: { disks: Array<{ target: string }> } }>('/v1/domains/sc1');
     const copy = there.config.disks[0]!.target;
     assert.equal(copy, path.join(b.dir, 'xeno-images', 'sc1', 'sc1.qcow2'), 'the target runs it on its own copy');

@@ -5,8 +5,11 @@
  *
  *   pool-create P --host H --address IP --dir DIR   the CA, root's and H's certificates and files
  *   (start the etcd members: DIR/<host>/etcd.args)
+ *   pool-join H --address IP --dir DIR               H's files, before etcd runs: H is one of the initial
+ *                                                    members (every host's etcd.args lists them all)
  *   pool-join H --address IP --dir DIR --etcd URLS   H's files (if new) and its etcd user; the first
- *                                                    join also turns the pool's etcd auth on
+ *                                                    join also turns the pool's etcd auth on; a host new
+ *                                                    to the running cluster has its member added
  */
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -15,6 +18,7 @@ import { XenoError } from '../common/errors.js';
 import { DEFAULT_POOL_API_PORT } from '../model/daemon-config.js';
 import { makeCert, makePoolCa, poolCa, POOL_NAME_RE, type PoolCa } from './certs.js';
 import { bootstrapAuth, ETCD_ROOT_USER, etcdClient, removeUser } from './etcd.js';
+import { ensureMember } from './etcd-members.js';
 
 export interface HostFiles {
   host: string;
@@ -26,6 +30,8 @@ export interface HostFiles {
   sxp: string;
   /** The host's etcd member, as an argv (JSON array in DIR/<host>/etcd.args). */
   etcdArgs: string[];
+  /** pool-join --etcd: whether its etcd member was added to the running cluster by this join. */
+  memberAdded?: boolean;
 }
 
 export interface PoolMeta {
@@ -75,16 +81,30 @@ export async function joinHost(dir: string, host: string, address: string, etcd?
   const ca = poolCa(dir);
   const known = meta.hosts[host];
   if (known !== undefined && known !== address) throw new XenoError('BAD_REQUEST', `host ${host} joined with address ${known}, not ${address}`);
-  const files = known === undefined ? await addHostFiles(dir, ca, meta, host, address, 'existing') : hostFiles(dir, meta, host);
-  if (etcd?.length) {
-    const root = rootClient(dir, etcd);
-    try {
-      await bootstrapAuth(root, meta.pool, host);
-    } finally {
-      root.close();
-    }
+  if (!etcd?.length) {
+    // Files only, before etcd runs: the host is one of the initial members, so every host's member
+    // is started with the whole list (a member's data dir, once made, ignores these flags).
+    const files = known === undefined ? await addHostFiles(dir, ca, meta, host, address, 'new') : hostFiles(dir, meta, host);
+    for (const h of Object.keys(meta.hosts)) writeEtcdArgs(hostFiles(dir, meta, h, 'new'));
+    return { ...files, etcdArgs: hostFiles(dir, meta, host, 'new').etcdArgs };
   }
-  return files;
+  const root = rootClient(dir, etcd);
+  try {
+    // etcd already runs: a host that is not a member yet is added to the cluster (before any file
+    // is made: a refusal leaves nothing), and its member is started as a newcomer with the members
+    // as they are now
+    if (known === undefined && Object.values(meta.hosts).includes(address)) throw new XenoError('BAD_REQUEST', `address ${address} is already another host's`);
+    const member = await ensureMember(root, host, `https://${address}:2380`);
+    let files = known === undefined ? await addHostFiles(dir, ca, meta, host, address, 'existing') : hostFiles(dir, meta, host);
+    if (!member.started) {
+      files = { ...files, etcdArgs: etcdMemberArgs(meta, host, path.join(files.dir, 'etcd'), files, 'existing', member.initialCluster) };
+      writeEtcdArgs(files);
+    }
+    await bootstrapAuth(root, meta.pool, host);
+    return { ...files, memberAdded: member.added };
+  } finally {
+    root.close();
+  }
 }
 
 /** pool-eject's etcd side: the host's user is deleted (its certificate opens nothing any more). */
@@ -110,8 +130,12 @@ async function addHostFiles(dir: string, ca: PoolCa, meta: PoolMeta, host: strin
   writeFileSync(path.join(dir, META), JSON.stringify(meta, null, 2) + '\n');
   const files = hostFiles(dir, meta, host, cluster);
   writeFileSync(path.join(hostDir, 'xend-pool.sxp'), files.sxp);
-  writeFileSync(path.join(hostDir, 'etcd.args'), JSON.stringify(files.etcdArgs) + '\n');
+  writeEtcdArgs(files);
   return files;
+}
+
+function writeEtcdArgs(files: HostFiles): void {
+  writeFileSync(path.join(files.dir, 'etcd.args'), JSON.stringify(files.etcdArgs) + '\n');
 }
 
 function hostFiles(dir: string, meta: PoolMeta, host: string, cluster: 'new' | 'existing' = 'existing'): HostFiles {
@@ -139,9 +163,9 @@ function hostFiles(dir: string, meta: PoolMeta, host: string, cluster: 'new' | '
  * follows left etcd without a leader for up to ~7 s for EVERY host, enough for a healthy host to fence
  * its HA guests (docs/pool-ha.md). With pre-vote a member that cannot win does not raise its term.
  */
-export function etcdMemberArgs(meta: PoolMeta, host: string, dataDir: string, f: { ca: string; cert: string; key: string }, cluster: 'new' | 'existing'): string[] {
+export function etcdMemberArgs(meta: PoolMeta, host: string, dataDir: string, f: { ca: string; cert: string; key: string }, cluster: 'new' | 'existing', initialCluster?: string): string[] {
   const a = meta.hosts[host]!;
-  const initial = Object.entries(meta.hosts).map(([h, ip]) => `${h}=https://${ip}:2380`).join(',');
+  const initial = initialCluster ?? Object.entries(meta.hosts).map(([h, ip]) => `${h}=https://${ip}:2380`).join(',');
   return [
     '--name', host, '--data-dir', dataDir,
     '--listen-client-urls', `https://${a}:2379`, '--advertise-client-urls', `https://${a}:2379`,
@@ -151,16 +175,6 @@ export function etcdMemberArgs(meta: PoolMeta, host: string, dataDir: string, f:
     '--peer-client-cert-auth', '--peer-trusted-ca-file', f.ca, '--peer-cert-file', f.cert, '--peer-key-file', f.key,
     '--heartbeat-interval', '250', '--election-timeout', '2500', '--pre-vote', '--logger', 'zap', '--log-outputs', 'stderr',
   ];
-}
-
-/** The etcd argv of every host of a pool directory, for a cluster started all at once (the lab). */
-export function clusterArgs(dir: string): Array<{ host: string; address: string; args: string[] }> {
-  const meta = readMeta(dir);
-  return Object.entries(meta.hosts).map(([host, address]) => {
-    const hostDir = path.join(dir, host);
-    const f = { ca: path.join(hostDir, 'ca.crt'), cert: path.join(hostDir, 'host.crt'), key: path.join(hostDir, 'host.key') };
-    return { host, address, args: etcdMemberArgs(meta, host, path.join(hostDir, 'etcd'), f, 'new') };
-  });
 }
 
 export function poolMeta(dir: string): PoolMeta {

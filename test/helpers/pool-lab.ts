@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { clusterArgs, currentHostFiles } from '../../src/pool/admin.js';
+import { currentHostFiles } from '../../src/pool/admin.js';
 import { REPO, TestDaemon, sleep } from './harness.js';
 
 const execFileP = promisify(execFile);
@@ -29,6 +29,8 @@ export interface LabHost {
   daemon?: TestDaemon;
   etcd?: ChildProcess;
   etcdLog: string[];
+  /** Given to the pool (its etcd member and user): the lab's etcd URLs are those of these hosts. */
+  joined?: boolean;
 }
 
 export interface PoolLabOptions {
@@ -39,6 +41,8 @@ export interface PoolLabOptions {
   /** Start the xenods (default true). */
   daemons?: boolean;
   hosts?: number;
+  /** The last N hosts get their network only: joinLate() gives them to the running pool. */
+  late?: number;
   pool?: string;
   /** etcd members detached, logging to DIR/HOST/etcd.log (scripts/lab-pool: they outlive the command). */
   detached?: boolean;
@@ -82,13 +86,15 @@ export class PoolLab {
   /** Everything up; on a failure half-way, everything made so far is removed before the throw. */
   static async up(opts: PoolLabOptions = {}): Promise<PoolLab> {
     const lab = new PoolLab(opts);
+    const early = lab.hosts.slice(0, lab.hosts.length - (opts.late ?? 0));
     try {
       await lab.network();
-      await lab.certificates();
-      for (const h of lab.hosts) lab.startEtcd(h);
-      await lab.cli(lab.hosts[0]!.ns, ['pool-join', lab.hosts[0]!.name, '--address', lab.hosts[0]!.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 120_000);
-      for (const h of lab.hosts.slice(1)) await lab.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 60_000);
-      if (opts.daemons !== false) for (const h of lab.hosts) await lab.startDaemon(h, [...(opts.config ?? []), ...(opts.perHost?.[h.name] ?? [])]);
+      await lab.certificates(early);
+      for (const h of early) h.joined = true;
+      for (const h of early) lab.startEtcd(h);
+      await lab.cli(early[0]!.ns, ['pool-join', early[0]!.name, '--address', early[0]!.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 120_000);
+      for (const h of early.slice(1)) await lab.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 60_000);
+      if (opts.daemons !== false) for (const h of early) await lab.startDaemon(h, [...(opts.config ?? []), ...(opts.perHost?.[h.name] ?? [])]);
     } catch (e) {
       await lab.down().catch(() => undefined);
       throw e;
@@ -97,7 +103,15 @@ export class PoolLab {
   }
 
   etcdUrls(): string[] {
-    return this.hosts.map((h) => `https://${h.address}:2379`);
+    return this.hosts.filter((h) => h.joined).map((h) => `https://${h.address}:2379`);
+  }
+
+  /** A late host given to the running pool as docs/pool.md says: pool-join --etcd (its member added), then its etcd started from its etcd.args. */
+  async joinLate(h: LabHost): Promise<string> {
+    const out = await this.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', this.poolDir, '--etcd', this.etcdUrls().join(',')], 60_000);
+    h.joined = true;
+    this.startEtcd(h);
+    return out;
   }
 
   private async network(): Promise<void> {
@@ -117,8 +131,8 @@ export class PoolLab {
   }
 
   /** pool-create for host1, pool-join (certificates only: etcd is not up yet) for the others. */
-  private async certificates(): Promise<void> {
-    const [first, ...rest] = this.hosts;
+  private async certificates(hosts: LabHost[]): Promise<void> {
+    const [first, ...rest] = hosts;
     // As JSON, parsed: what scripts building a pool read.
     JSON.parse(await this.cli(null, ['pool-create', this.pool, '--json', '--host', first!.name, '--address', first!.address, '--dir', this.poolDir]));
     for (const h of rest) JSON.parse(await this.cli(null, ['pool-join', h.name, '--json', '--address', h.address, '--dir', this.poolDir]));
@@ -137,13 +151,14 @@ export class PoolLab {
   }
 
   startEtcd(h: LabHost): void {
-    const member = clusterArgs(this.poolDir).find((m) => m.host === h.name)!;
+    // the member's arguments as pool-create/pool-join wrote them (docs/pool.md's flow)
+    const args = JSON.parse(readFileSync(path.join(this.poolDir, h.name, 'etcd.args'), 'utf8')) as string[];
     if (this.detached) {
       const log = openSync(path.join(this.poolDir, h.name, 'etcd.log'), 'a');
-      spawn('ip', ['netns', 'exec', h.ns, 'etcd', ...member.args], { detached: true, stdio: ['ignore', log, log] }).unref();
+      spawn('ip', ['netns', 'exec', h.ns, 'etcd', ...args], { detached: true, stdio: ['ignore', log, log] }).unref();
       return;
     }
-    const child = spawn('ip', ['netns', 'exec', h.ns, 'etcd', ...member.args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', h.ns, 'etcd', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => {
       h.etcdLog.push(d);

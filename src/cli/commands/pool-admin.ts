@@ -32,12 +32,13 @@ export function registerPoolAdminCommands(program: Command): void {
     .argument('<host>', "the host's name in the pool")
     .requiredOption('--address <ip>', 'the address the other hosts reach it at')
     .requiredOption('--dir <dir>', 'the pool directory (pool-create made it)')
-    .option('--etcd <urls>', "the pool's etcd client URLs (comma separated): register the host's etcd user")
+    .option('--etcd <urls>', "the pool's etcd client URLs (comma separated): register the host's etcd user, and add its etcd member to the running cluster if it is not one")
     .option('--json', 'print the host files as JSON')
     .action(async (host: string, opts: { address: string; dir: string; etcd?: string; json?: boolean }) => {
       const { joinHost } = await import('../../pool/admin.js');
       const f = await joinHost(opts.dir, host, opts.address, urls(opts.etcd));
       if (opts.json) return json(f);
-      out(`Host ${host}: files in ${f.dir} (add xend-pool.sxp to its xend-config.sxp)${opts.etcd ? '; its etcd user is registered' : ''}`);
+      out(`Host ${host}: files in ${f.dir} (add xend-pool.sxp to its xend-config.sxp)${opts.etcd ? '; its etcd user is registered' : ''}` +
+        (f.memberAdded ? `\n  its etcd member was added to the running cluster: start it with the arguments in ${f.dir}/etcd.args (it joins as a newcomer)` : ''));
     });
 }
