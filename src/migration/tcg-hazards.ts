@@ -4,8 +4,9 @@
  *  - precopy, one vcpu: clean (16 rounds of 16, xeno; 6 of 6, raw QEMU over plain TCP);
  *  - precopy, two vcpus (MTTCG): the kernel oopsed on the target in round 1, 2 runs of 2;
  *  - multifd (2 TLS channels), one vcpu: corrupt on the target in round 1 or 2, 2 runs of 2;
- *  - postcopy, one vcpu: corrupt, raw QEMU included (1 of 1) and xeno (1 of 2).
- * A copy done paused loses nothing, so the first two are done offline (and say so); postcopy has no
+ *  - postcopy, one vcpu: corrupt, raw QEMU over plain TCP included (2 runs of 2) and xeno (1 of 2);
+ *  - multifd, one vcpu, raw QEMU over plain TCP: clean (6 of 6): the TLS channels may be the trigger.
+ * A copy done paused loses nothing, so a multi-vcpu or multifd live copy is done offline (and says so); postcopy has no
  * paused form and is refused. KVM is not concerned.
  */
 import { XenoError } from '../common/errors.js';
