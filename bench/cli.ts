@@ -66,16 +66,17 @@ export async function run(): Promise<void> {
       t.pauseApi!.push(await timed(() => d.client.post('/v1/domains/c0/pause')));
       t.unpauseApi!.push(await timed(() => d.client.post('/v1/domains/c0/unpause')));
     }
-    // destroy: a fresh guest each time (not booted far: destroy does not wait for the guest)
+    // destroy: a fresh guest each time, paused as the raw QEMU is (-S, never cont): the same QMP quit, and no
+    // booting guest taking the CPU from the CLI that destroys it
     const destroyRounds = Math.max(3, Math.round(rounds / 3));
     const rawQ: number[] = [];
     const dApi: number[] = [];
     const dCli: number[] = [];
     for (let i = 0; i < destroyRounds; i++) {
       rawQ.push(await rawQuit(backend, d.dir, i));
-      await d.client.post('/v1/domains', { config: guestConfig(`da${i}`, 64) });
+      await d.client.post('/v1/domains', { config: guestConfig(`da${i}`, 64), paused: true });
       dApi.push(await timed(() => d.client.post(`/v1/domains/da${i}/destroy`)));
-      await d.client.post('/v1/domains', { config: guestConfig(`dc${i}`, 64) });
+      await d.client.post('/v1/domains', { config: guestConfig(`dc${i}`, 64), paused: true });
       dCli.push(timeRun(xeno('destroy', `dc${i}`), env));
     }
     const m = (k: string) => median(t[k]!);

@@ -60,7 +60,8 @@ export async function run(): Promise<void> {
     const cfg = d.writeCfg('bal', `name="bal"\nkernel="${GUEST.kernel}"\nramdisk="${GUEST.ramdisk}"\nextra="quiet"\nmemory=${HIGH}\nvcpus=1\n`);
     await d.ok(['create', cfg]);
     const runDir = path.join(d.dir, 'raw');
-    mkdirSync(runDir, { recursive: true });
+    // QEMU makes its sockets in the run dir's qemu/ (qemuPaths): without it the bare QEMU exits at once
+    mkdirSync(qemuPaths(runDir).dir, { recursive: true });
     const argv = backend.argv({ domid: 999, uuid: '00000000-0000-4000-8000-000000000999', config: config('raw'), runDir, machineType: backend.caps.machineType, nics: [], logFile: '/dev/null' });
     raw = spawn(backend.binary, argv, { stdio: 'ignore' });
     // The same scheduling for both: xenod puts its guest in a cgroup of its own (weight 256), so the
