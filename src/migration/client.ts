@@ -61,7 +61,7 @@ export interface MigrateResult {
   host: string;
   port: number;
   live: boolean;
-  /** Set when live was asked but the copy was done paused, and why (a multi-vcpu TCG guest). */
+  /** Set when live was asked but the copy was done paused, and why (tcg-hazards.ts: a multi-vcpu or multifd copy under TCG). */
   pausedWhy?: string;
   /** The guest's state on the target (a paused guest stays paused). */
   state: 'running' | 'paused';
