@@ -49,7 +49,7 @@ describe('a pool grown by a host while its etcd runs', { timeout: 300_000 }, () 
     // written through the new member alone, read through another one
     await until('the new member takes a write', async () => labEtcdctl(lab, h4, [h4], ['put', '/grow-probe', 'via-host4']).then(() => true, () => false), 60_000, 500);
     assert.match(await labEtcdctl(lab, lab.host('host1'), [lab.host('host1')], ['get', '/grow-probe', '--print-value-only']), /^via-host4$/m);
-    const again = await lab.cli(h4.ns, ['pool-join', 'host4', '--address', h4.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')]);
+    const again = await lab.joinEtcd(h4);
     assert.doesNotMatch(again, /was added/, 'a second join adds nothing');
     assert.equal((await members()).length, 4);
   });

@@ -84,16 +84,16 @@ export async function joinHost(dir: string, host: string, address: string, etcd?
   if (!etcd?.length) {
     // Files only, before etcd runs: the host is one of the initial members, so every host's member
     // is started with the whole list (a member's data dir, once made, ignores these flags).
-    const files = known === undefined ? await addHostFiles(dir, ca, meta, host, address, 'new') : hostFiles(dir, meta, host);
+    if (known === undefined) await addHostFiles(dir, ca, meta, host, address, 'new');
     for (const h of Object.keys(meta.hosts)) writeEtcdArgs(hostFiles(dir, meta, h, 'new'));
-    return { ...files, etcdArgs: hostFiles(dir, meta, host, 'new').etcdArgs };
+    return hostFiles(dir, meta, host, 'new');
   }
   const root = rootClient(dir, etcd);
   try {
     // etcd already runs: a host that is not a member yet is added to the cluster (before any file
     // is made: a refusal leaves nothing), and its member is started as a newcomer with the members
     // as they are now
-    if (known === undefined && Object.values(meta.hosts).includes(address)) throw new XenoError('BAD_REQUEST', `address ${address} is already another host's`);
+    if (known === undefined) refuseTakenAddress(meta, address);
     const member = await ensureMember(root, host, `https://${address}:2380`);
     let files = known === undefined ? await addHostFiles(dir, ca, meta, host, address, 'existing') : hostFiles(dir, meta, host);
     if (!member.started) {
@@ -122,7 +122,7 @@ function rootClient(dir: string, etcd: string[]) {
 }
 
 async function addHostFiles(dir: string, ca: PoolCa, meta: PoolMeta, host: string, address: string, cluster: 'new' | 'existing'): Promise<HostFiles> {
-  if (Object.values(meta.hosts).includes(address)) throw new XenoError('BAD_REQUEST', `address ${address} is already another host's`);
+  refuseTakenAddress(meta, address);
   const hostDir = path.join(dir, host);
   await makeCert(ca, path.join(hostDir, 'host'), host, [address]);
   copyFileSync(ca.cert, path.join(hostDir, 'ca.crt'));
@@ -132,6 +132,10 @@ async function addHostFiles(dir: string, ca: PoolCa, meta: PoolMeta, host: strin
   writeFileSync(path.join(hostDir, 'xend-pool.sxp'), files.sxp);
   writeEtcdArgs(files);
   return files;
+}
+
+function refuseTakenAddress(meta: PoolMeta, address: string): void {
+  if (Object.values(meta.hosts).includes(address)) throw new XenoError('BAD_REQUEST', `address ${address} is already another host's`);
 }
 
 function writeEtcdArgs(files: HostFiles): void {

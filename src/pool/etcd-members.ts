@@ -32,7 +32,8 @@ export async function ensureMember(root: Etcd3, host: string, peerUrl: string): 
     members = res.members ?? [...list, res.member];
     mine = members.find((m) => (m.peerURLs ?? []).includes(peerUrl));
   }
-  const initialCluster = members.map((m) => `${m === mine || !m.name ? host : m.name}=${(m.peerURLs ?? [])[0]}`).join(',');
+  // the only member without a name is this one (another unstarted one was refused above)
+  const initialCluster = members.map((m) => `${m.name || host}=${(m.peerURLs ?? [])[0]}`).join(',');
   return { added, started: Boolean(mine?.name), initialCluster };
 }
 
@@ -47,8 +48,9 @@ async function addWhenHealthy(root: Etcd3, peerUrl: string) {
     try {
       return await root.cluster.memberAdd({ peerURLs: [peerUrl] });
     } catch (e) {
-      if (!/unhealthy cluster/.test(String(e)) || Date.now() > deadline) {
-        throw new XenoError('HOST_ERROR', `etcd did not add the member ${peerUrl}: ${e instanceof Error ? e.message : String(e)}${/unhealthy cluster/.test(String(e)) ? ' (a member of the cluster is down or was not connected long enough: start every member, then join again)' : ''}`);
+      const unhealthy = /unhealthy cluster/.test(String(e));
+      if (!unhealthy || Date.now() > deadline) {
+        throw new XenoError('HOST_ERROR', `etcd did not add the member ${peerUrl}: ${e instanceof Error ? e.message : String(e)}${unhealthy ? ' (a member of the cluster is down or was not connected long enough: start every member, then join again)' : ''}`);
       }
       await new Promise((r) => setTimeout(r, 1000));
     }

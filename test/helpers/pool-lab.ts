@@ -92,8 +92,8 @@ export class PoolLab {
       await lab.certificates(early);
       for (const h of early) h.joined = true;
       for (const h of early) lab.startEtcd(h);
-      await lab.cli(early[0]!.ns, ['pool-join', early[0]!.name, '--address', early[0]!.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 120_000);
-      for (const h of early.slice(1)) await lab.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', lab.poolDir, '--etcd', lab.etcdUrls().join(',')], 60_000);
+      // the first join turns etcd's auth on: the longest
+      for (const [i, h] of early.entries()) await lab.joinEtcd(h, i === 0 ? 120_000 : 60_000);
       if (opts.daemons !== false) for (const h of early) await lab.startDaemon(h, [...(opts.config ?? []), ...(opts.perHost?.[h.name] ?? [])]);
     } catch (e) {
       await lab.down().catch(() => undefined);
@@ -106,9 +106,14 @@ export class PoolLab {
     return this.hosts.filter((h) => h.joined).map((h) => `https://${h.address}:2379`);
   }
 
+  /** `pool-join --etcd` from the host's namespace, with the etcd URLs of the hosts joined so far. */
+  joinEtcd(h: LabHost, timeoutMs = 60_000): Promise<string> {
+    return this.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', this.poolDir, '--etcd', this.etcdUrls().join(',')], timeoutMs);
+  }
+
   /** A late host given to the running pool as docs/pool.md says: pool-join --etcd (its member added), then its etcd started from its etcd.args. */
   async joinLate(h: LabHost): Promise<string> {
-    const out = await this.cli(h.ns, ['pool-join', h.name, '--address', h.address, '--dir', this.poolDir, '--etcd', this.etcdUrls().join(',')], 60_000);
+    const out = await this.joinEtcd(h);
     h.joined = true;
     this.startEtcd(h);
     return out;
