@@ -115,7 +115,8 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
       await must(['ip', '-n', ns, 'addr', 'add', `${a}/30`, 'dev', 'mig0']);
       await must(['ip', '-n', ns, 'link', 'set', 'mig0', 'up']);
     }
-    const nat = "(network-script 'network-nat netdev=eth0')\n(vif-script vif-nat)\n";
+    // A guest that ignores the ACPI button is asked through its agent after 3 s here (30 s by default).
+    const nat = "(network-script 'network-nat netdev=eth0')\n(vif-script vif-nat)\n(xeno-agent-shutdown-delay 3)\n";
     d = new TestDaemon({ wrap: ['ip', 'netns', 'exec', w.host], args: ['--accel', 'tcg', '--web', `127.0.0.1:${WEB_PORT}`], configText: `${nat}(xeno-relocation-key-file '${relocKey}')\n` });
     b = new TestDaemon({
       wrap: ['ip', 'netns', 'exec', w2.host], args: ['--accel', 'tcg'],

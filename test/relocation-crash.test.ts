@@ -1,8 +1,8 @@
 /**
  * Crash consistency of migration between two real xenods in namespaces of their own (A -> B):
  * kill -9 of the source xenod during a live migration, of the target during one, of the source
- * after the handover, and a link cut (100 % loss, until both sides' 60 s silence bound ended the
- * session) during an offline migration. After each,
+ * after the handover, and a link cut (100 % loss, until both sides' silence bound ended the
+ * session: xeno-relocation-timeout, 15 s here) during an offline migration. After each,
  * exactly one copy of the guest runs (QEMU by pid, heartbeat going on), no domain is left in a
  * transitional state and nothing is left on the other host. The link is slowed (nft rate limit on
  * QEMU's stream only) so that the migration lasts long enough to act during it.
@@ -17,6 +17,8 @@ import { pgrep, type TestDaemon } from './helpers/harness.js';
 import { A, B, RelocationLab, until } from './helpers/relocation-lab.js';
 
 const TRANSITIONAL = ['starting', 'migrating', 'saving', 'dying'];
+/** Both ends give a cut link up after 15 s of silence (60 s by default), so the cuts below last that long only. */
+const SILENCE = '(xeno-relocation-timeout 15)';
 /**
  * How a restarted target disposes of the domain an interrupted incoming migration left: migration
  * recovery (the record's intent), adoption of a QEMU still waiting for its stream, or adoption of
@@ -38,7 +40,7 @@ describe('migration survives a killed xenod or a cut link', () => {
 
   before(async () => {
     await lab.setup();
-    [a, b] = await Promise.all([lab.daemon(lab.nsA), lab.daemon(lab.nsB)]);
+    [a, b] = await Promise.all([lab.daemon(lab.nsA, [SILENCE]), lab.daemon(lab.nsB, [SILENCE])]);
     await a.createGuest('rc1');
     await a.waitConsole('rc1', /heartbeat 2\r?\n/, 120_000);
   });
@@ -133,11 +135,11 @@ describe('migration survives a killed xenod or a cut link', () => {
     const t0 = Date.now();
     const r = await m;
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /no word from the target .* for 60 s.*keeps running here/);
+    assert.match(r.stderr, /no word from the target .* for 15 s.*keeps running here/);
     // The cut lasts until the target, too, has ended the session on its own (its side's 60 s silence
-    // bound) and dropped what it had of rc1: the link comes back to hosts that both gave up, as
+    // bound, 15 s) and dropped what it had of rc1: the link comes back to hosts that both gave up, as
     // after the 90 s this test once slept (checked here while the link is still cut).
-    await until('the target dropped its half-made rc1, the link still cut', async () => (await dst.row('rc1')) === undefined && (await pgrep(`${dst.stateDir}/run`)).length === 0, Math.max(0, 120_000 - (Date.now() - t0)), 1000);
+    await until('the target dropped its half-made rc1, the link still cut', async () => (await dst.row('rc1')) === undefined && (await pgrep(`${dst.stateDir}/run`)).length === 0, Math.max(0, 75_000 - (Date.now() - t0)), 1000);
     await lab.link('whole');
     await runsOnlyOn(src, dst, pid);
   });

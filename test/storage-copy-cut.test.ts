@@ -45,7 +45,8 @@ describe('migrate --copy-storage with the link cut during the mirror', { timeout
 
   before(async () => {
     await lab.setup();
-    [a, b] = await Promise.all([lab.daemon(lab.nsA), lab.daemon(lab.nsB)]);
+    // Both ends give the cut link up after 15 s of silence (60 s by default).
+    [a, b] = await Promise.all([lab.daemon(lab.nsA, ['(xeno-relocation-timeout 15)']), lab.daemon(lab.nsB, ['(xeno-relocation-timeout 15)'])]);
     const raw = path.join(a.dir, 'cs-initial.raw');
     const fd = openSync(raw, 'w');
     ftruncateSync(fd, DISK_MIB * MiB);
@@ -76,13 +77,13 @@ describe('migrate --copy-storage with the link cut during the mirror', { timeout
     await lab.link('cut');
     const cutAt = Date.now();
     t.diagnostic(`cut with ${(mirroring()!.transferred! / MiB).toFixed(1)} MiB mirrored, ${(mirroring()!.remaining! / MiB).toFixed(1)} MiB left`);
-    // a hang is a failure: the session's silence (60 s) ends it, with room for the load of the machine
+    // a hang is a failure: the session's silence (15 s here) ends it, with room for the load of the machine
     const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the migration did not end within 300 s of the cut')), 300_000).unref());
     await Promise.race([migration, hung]);
     t.diagnostic(`the migration failed ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut`);
     const end = lines.at(-1)!;
     assert.equal(end.event, 'error', `the migration failed: ${JSON.stringify(end)}`);
-    assert.match(end.error!.message, new RegExp(`^migration of cs to ${B.replace(/\./g, '\\.')}:${PORT} failed: no word from the target .* for 60 s.*; the guest keeps running here$`));
+    assert.match(end.error!.message, new RegExp(`^migration of cs to ${B.replace(/\./g, '\\.')}:${PORT} failed: no word from the target .* for 15 s.*; the guest keeps running here$`));
     const row = (await a.row('cs'))!;
     assert.equal(row.state, 'running');
     assert.equal(row.pid, pid, 'the same QEMU runs the guest');

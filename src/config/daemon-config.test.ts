@@ -107,6 +107,8 @@ const SAMPLE = `# -*- sh -*-
 (xeno-event-limit 500)
 (xeno-restart-limit 3)
 (xeno-restart-window 120)
+(xeno-agent-shutdown-delay 5)
+(xeno-relocation-timeout 20)
 `;
 
 describe('parseSxp', () => {
@@ -196,6 +198,8 @@ describe('toDaemonConfig', () => {
       qemuUser: 'xeno-qemu',
       restartLimit: 3,
       restartWindowS: 120,
+      agentShutdownDelayS: 5,
+      relocationTimeoutS: 20,
     });
     assert.ok(c.relocationHostsAllow.some((re) => new RegExp(re).test('localhost.localdomain')));
     assert.ok(!c.relocationHostsAllow.some((re) => new RegExp(re).test('localhostXlocaldomain')));
@@ -292,6 +296,8 @@ describe('toDaemonConfig', () => {
     bad('(xeno-nat-subnet 10.0.0.1/16)', /^x\.sxp:1:18: subnet "10\.0\.0\.1\/16" has host bits set \(did you mean 10\.0\.0\.0\/16\?\)/);
     bad('(xeno-nat-subnet 10.0.0.0)', /invalid subnet/);
     bad('(xeno-min-guest-mem 0)', /at least 1 MiB/);
+    bad('(xeno-relocation-timeout 5)', /key "xeno-relocation-timeout" must be between 6 and 3600/);
+    bad('(xeno-agent-shutdown-delay 0)', /key "xeno-agent-shutdown-delay" must be between 1 and 3600/);
     bad('(xeno-restart-window 0)', /key "xeno-restart-window" must be between 1 and 86400/);
     bad('(xeno-restart-limit -1)', /key "xeno-restart-limit" expects a number, found "-1"/);
     bad('(xeno-min-guest-mem 1.5m)', /not a whole number of MiB/);

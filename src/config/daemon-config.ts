@@ -297,6 +297,12 @@ class DaemonNormaliser {
       case 'xeno-restart-window':
         cfg.restartWindowS = this.int(p, key, v, 1, 86_400);
         break;
+      case 'xeno-agent-shutdown-delay':
+        cfg.agentShutdownDelayS = this.int(p, key, v, 1, 3600);
+        break;
+      case 'xeno-relocation-timeout':
+        cfg.relocationTimeoutS = this.int(p, key, v, 6, 3600);
+        break;
       case 'xeno-web':
         cfg.web = this.at(p, () => parseListenAddress(v, 'xeno-web'));
         break;
@@ -327,6 +333,7 @@ export const HANDLED = new Set([
   'xeno-log-size', 'xeno-log-count', 'xeno-event-limit',
   'xeno-qemu-user',
   'xeno-restart-limit', 'xeno-restart-window',
+  'xeno-agent-shutdown-delay', 'xeno-relocation-timeout',
   'xeno-web', 'xeno-web-token-file',
   'xeno-pool-name', 'xeno-pool-host', 'xeno-pool-etcd', 'xeno-pool-ca', 'xeno-pool-cert', 'xeno-pool-key',
   'xeno-pool-address', 'xeno-pool-api-port', 'xeno-pool-lease-ttl',

@@ -3,8 +3,9 @@
  * plain and small (the handshake); after it every line is `HMAC<space>JSON`, the HMAC-SHA256 under
  * a per-direction key over an implicit per-direction sequence number and the JSON, so a line that
  * is altered, injected, replayed, reordered or dropped fails the check of the next one and ends
- * the session. A secure channel also pings every 10 s and ends the session after 60 s of silence:
- * every wait of the protocol is bounded even when the link is cut without a reset.
+ * the session. A secure channel also pings and ends the session after a silence (60 s unless
+ * xeno-relocation-timeout says otherwise; a ping every sixth of it): every wait of the protocol is
+ * bounded even when the link is cut without a reset.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
@@ -17,9 +18,8 @@ export const PREAUTH_MAX_LINE = 64 * 1024;
 const MAX_LINE = 1024 * 1024;
 /** Messages received but not yet asked for (the protocol is lock-step: a few at most). */
 const MAX_QUEUE = 16;
-/** TCP keepalive (both ends) and the channel's own liveness. */
+/** TCP keepalive (both ends) and the channel's own liveness (the default xeno-relocation-timeout). */
 export const KEEPALIVE_MS = 10_000;
-export const PING_MS = 10_000;
 export const SILENCE_MS = 60_000;
 
 export interface ChannelKeys {
@@ -48,6 +48,8 @@ export class Channel {
     readonly socket: net.Socket,
     /** Who is at the other end, for messages ("the target 10.0.0.2:8002"). */
     readonly peer: string,
+    /** Silence from the peer that ends an authenticated session. */
+    private readonly silenceMs = SILENCE_MS,
   ) {
     socket.setEncoding('utf8');
     socket.setNoDelay(true);
@@ -69,14 +71,14 @@ export class Channel {
   secure(keys: ChannelKeys): void {
     if (this.queue.length || this.buf) return this.fail(new XenoError('HOST_ERROR', `${this.peer} sent lines ahead of the authentication`));
     this.keys = keys;
-    this.pinger = setInterval(() => this.trySend({ t: 'ping' }), PING_MS);
+    this.pinger = setInterval(() => this.trySend({ t: 'ping' }), this.silenceMs / 6);
     this.heard();
   }
 
   private heard(): void {
     if (!this.keys || this.failure) return;
     if (this.silence) clearTimeout(this.silence);
-    this.silence = setTimeout(() => this.fail(new XenoError('TIMEOUT', `no word from ${this.peer} for ${SILENCE_MS / 1000} s: the session is ended`)), SILENCE_MS);
+    this.silence = setTimeout(() => this.fail(new XenoError('TIMEOUT', `no word from ${this.peer} for ${this.silenceMs / 1000} s: the session is ended`)), this.silenceMs);
   }
 
   private onData(chunk: string): void {

@@ -160,7 +160,7 @@ export class Migrator {
     let handshakeAt = 0;
     let preparedAt = 0;
     try {
-      ch = new Channel(await connect(req.host, port), `the target ${where}`);
+      ch = new Channel(await connect(req.host, port), `the target ${where}`, this.config.relocationTimeoutS * 1000);
     } catch (e) {
       throw untouched(e);
     }

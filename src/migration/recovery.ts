@@ -3,7 +3,7 @@
  * before acting, so a xenod killed mid-migration resolves it at its next start (after adoptAll):
  *  - source, never committed: QEMU's migration is cancelled and the guest resumed (left paused if
  *    it was paused); the target's uncommitted copy is destroyed by the target's own session
- *    (its peer is gone, or silent for 60 s).
+ *    (its peer is gone, or silent for xeno-relocation-timeout, 60 s by default).
  *  - source, committed (the commit was on its way): the target owns the guest (the source's disks
  *    were handed over): the local copy is released, never run again, and its snapshot records
  *    (the target took the tree over) and disk ACL entries go with it.

@@ -135,7 +135,7 @@ export class RelocationServer {
 
   private async run(sock: net.Socket, authenticated: () => void): Promise<void> {
     const addr = plainAddress(sock.remoteAddress);
-    const ch = new Channel(sock, `the source ${addr}`);
+    const ch = new Channel(sock, `the source ${addr}`, this.config.relocationTimeoutS * 1000);
     this.sessions.add(ch);
     const deadline = setTimeout(() => ch.fail(new XenoError('TIMEOUT', `the source ${addr} did not authenticate within ${HANDSHAKE_MS / 1000} s`)), HANDSHAKE_MS);
     try {

@@ -63,6 +63,16 @@ export interface DaemonConfig {
    */
   restartLimit: number;
   restartWindowS: number;
+  /**
+   * xeno-agent-shutdown-delay: seconds a guest may leave the ACPI power button (shutdown, reboot)
+   * unheard before xenod asks its guest agent instead.
+   */
+  agentShutdownDelayS: number;
+  /**
+   * xeno-relocation-timeout: seconds of silence from the peer after which a migration session is
+   * ended (both ends; each pings at a sixth of it). A cut link is given up on after this long.
+   */
+  relocationTimeoutS: number;
   /** xeno-auto-dir: links to the configs of guests started at boot (xendomains' /etc/xen/auto). */
   autoDir?: string;
   /** xeno-on-host-stop: what `xeno host-stop` (the host shutting down) does with running guests. */
@@ -146,5 +156,7 @@ export function defaultDaemonConfig(): DaemonConfig {
     qemuUser: 'xeno-qemu',
     restartLimit: 5,
     restartWindowS: 60,
+    agentShutdownDelayS: 30,
+    relocationTimeoutS: 60,
   };
 }

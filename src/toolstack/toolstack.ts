@@ -154,9 +154,8 @@ export class Toolstack {
     return c.maxmem + this.deps.backend.overheadMbFor(c);
   }
 
-  memoryAccount(excludeId?: number): MemoryAccount {
-    const charges = this.store
-      .all()
+  memoryAccount(excludeId?: number, records: DomainRecord[] = this.store.all()): MemoryAccount {
+    const charges = records
       .filter((d) => d.id !== excludeId)
       .map((d) => ({ name: d.name, mb: this.chargeOf(d.config) }));
     return account(hostTotalMemoryMb(), this.deps.config.dom0MinMem, charges);
@@ -168,8 +167,8 @@ export class Toolstack {
     return hostInfo(this);
   }
 
-  domain0(): DomainInfo {
-    return domain0Info(this);
+  domain0(records?: DomainRecord[]): DomainInfo {
+    return domain0Info(this, records);
   }
 
   info(rec: DomainRecord): DomainInfo {
@@ -185,7 +184,8 @@ export class Toolstack {
   }
 
   list(): DomainInfo[] {
-    return [this.domain0(), ...this.store.all().map((r) => this.info(r))];
+    const records = this.store.all();
+    return [this.domain0(records), ...records.map((r) => this.info(r))];
   }
 
   console(dom: string): ConsoleHub {
@@ -502,9 +502,10 @@ export class Toolstack {
 
   /**
    * A guest that ignores the ACPI power button (no acpid, a button handler masked) is asked again
-   * through its agent (guest-shutdown, the reboot itself for a reboot) after a while, if it runs one.
+   * through its agent (guest-shutdown, the reboot itself for a reboot) after xeno-agent-shutdown-delay, if it runs one.
    */
-  private agentShutdownFallback(rec: DomainRecord, live: Live, mode: 'powerdown' | 'reboot', afterMs = 30_000): void {
+  private agentShutdownFallback(rec: DomainRecord, live: Live, mode: 'powerdown' | 'reboot'): void {
+    const afterMs = this.deps.config.agentShutdownDelayS * 1000;
     const t = setTimeout(() => {
       if (live.vm.exited || live.stopping || this.live.get(rec.id) !== live) return;
       void this.guestAgent(rec).shutdown(mode).then(
