@@ -43,6 +43,13 @@ export interface SamplerOptions {
   tiers?: TierSizes;
 }
 
+/**
+ * A tick of many domains gives way to waiting API requests every this many domains, so that a list
+ * issued during a tick waits for a slice of it, not for all of it.
+ */
+const YIELD_EVERY = 16;
+const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
+
 const nullIfNaN = (v: number): number | null => (Number.isNaN(v) ? null : v);
 
 export class Sampler {
@@ -115,7 +122,9 @@ export class Sampler {
     const recs = this.toolstack.deps.store.all();
     const seen = new Set<number>([0]);
     const queries: Promise<void>[] = [];
+    let n = 0;
     for (const rec of recs) {
+      if (++n % YIELD_EVERY === 0) await yieldToRequests();
       seen.add(rec.id);
       const tr = this.trackOf(rec);
       const live = this.liveVm(rec);
@@ -136,21 +145,25 @@ export class Sampler {
 
     const t = Math.round(Date.now()) / 1000;
     let guestSec = 0;
-    for (const rec of recs) guestSec += this.sampleDomain(t, rec);
-    this.sampleHost(t, guestSec);
+    n = 0;
+    for (const rec of recs) {
+      if (++n % YIELD_EVERY === 0) await yieldToRequests();
+      guestSec += this.sampleDomain(t, rec);
+    }
+    this.sampleHost(t, guestSec, this.toolstack.deps.store.all());
     this.ticks++;
     this.lastTickMs = performance.now() - t0;
   }
 
   /** The host, and Domain-0 as xentop shows it: the host's busy time less its guests' vcpus. */
-  private sampleHost(t: number, guestSec: number): void {
+  private sampleHost(t: number, guestSec: number, recs: DomainRecord[]): void {
     const cpu = hostCpuTimes();
     const prev = this.lastHostCpu;
     const pct = prev && cpu.total > prev.total ? ((cpu.busy - prev.busy) / (cpu.total - prev.total)) * 100 : NaN;
     this.lastHostCpu = cpu;
-    const acc = this.toolstack.memoryAccount();
+    const acc = this.toolstack.memoryAccount(undefined, recs);
     this.host.push(t, [pct, acc.free * MB, acc.total * MB]);
-    const d0 = this.toolstack.domain0();
+    const d0 = this.toolstack.domain0(recs);
     let tr = this.domains.get(0);
     if (!tr) {
       tr = { id: 0, uuid: d0.uuid, name: d0.name, type: 'host', series: new TieredSeries(DOMAIN_FOLDS, this.tiers), nets: new Map(), vbds: new Map(), qmp: {}, inflight: false };

@@ -38,8 +38,9 @@ export function hostInfo(ts: Toolstack): HostInfo {
   };
 }
 
-export function domain0Info(ts: Toolstack): DomainInfo {
-  const acc = ts.memoryAccount();
+/** `records`: the domains as the caller just read them (list reads the store once). */
+export function domain0Info(ts: Toolstack, records?: DomainRecord[]): DomainInfo {
+  const acc = ts.memoryAccount(undefined, records);
   const cpus = os.cpus();
   const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
   return {
@@ -49,18 +50,33 @@ export function domain0Info(ts: Toolstack): DomainInfo {
   };
 }
 
-export function domainInfo(ts: Toolstack, rec: DomainRecord): DomainInfo {
-  const l = ts.liveById(rec.id);
+/**
+ * A list's vcpu figures are reused for this long: with 100 guests, reading every vcpu thread's
+ * /proc stat is most of what a list costs, and ten clients listing at once need not each pay it.
+ */
+const VCPU_FIGURES_TTL_MS = 500;
+const vcpuFigures = new WeakMap<object, { at: number; pid: number; tids: number; cpuTime: number; executing: boolean }>();
+
+/** CPU seconds of a domain's vcpu threads and whether one of them is running now (xm's r flag). */
+function vcpuFiguresOf(live: { vcpuTids: number[] }, pid: number): { cpuTime: number; executing: boolean } {
+  const now = performance.now();
+  const cached = vcpuFigures.get(live);
+  if (cached && cached.pid === pid && cached.tids === live.vcpuTids.length && now - cached.at < VCPU_FIGURES_TTL_MS) return cached;
   let cpuTime = 0;
   let executing = false;
-  if (l && rec.pid) {
-    for (const tid of l.vcpuTids) {
-      const s = threadStat(rec.pid, tid);
-      if (!s) continue;
-      cpuTime += s.cpuTime;
-      if (s.state === 'R') executing = true;
-    }
+  for (const tid of live.vcpuTids) {
+    const s = threadStat(pid, tid);
+    if (!s) continue;
+    cpuTime += s.cpuTime;
+    if (s.state === 'R') executing = true;
   }
+  vcpuFigures.set(live, { at: now, pid, tids: live.vcpuTids.length, cpuTime, executing });
+  return { cpuTime, executing };
+}
+
+export function domainInfo(ts: Toolstack, rec: DomainRecord): DomainInfo {
+  const l = ts.liveById(rec.id);
+  const { cpuTime, executing } = l && rec.pid ? vcpuFiguresOf(l, rec.pid) : { cpuTime: 0, executing: false };
   return {
     id: rec.id,
     name: rec.name,

@@ -87,6 +87,8 @@ export interface StoreOptions {
 
 export class StateStore {
   private readonly db: Database.Database;
+  /** Prepared statements by SQL text: compiling one costs more than running it (xeno list of 100 guests). */
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly eventLimit: number;
   private eventsFailing = false;
 
@@ -99,22 +101,32 @@ export class StateStore {
   }
 
   close(): void {
+    this.statements.clear();
     this.db.close();
+  }
+
+  /** The statement for `text`, compiled once (the texts are the fixed ones below, and UPDATE's column sets). */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
   }
 
   /** Next domain id: 1, 2, 3... never handed out twice. */
   allocateDomid(): number {
     return this.db.transaction(() => {
-      const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'next_domid'`).get() as { value: string } | undefined;
+      const row = this.sql(`SELECT value FROM meta WHERE key = 'next_domid'`).get() as { value: string } | undefined;
       const id = row ? Number(row.value) : 1;
-      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('next_domid', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(id + 1));
+      this.sql(`INSERT INTO meta (key, value) VALUES ('next_domid', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(id + 1));
       return id;
     })();
   }
 
   insert(d: DomainRecord): void {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO domains (id, name, uuid, config, state, pid, machine_type, accel, start_time, run_dir, extra)
          VALUES (@id, @name, @uuid, @config, @state, @pid, @machineType, @accel, @startTime, @runDir, @extra)`,
       )
@@ -134,25 +146,25 @@ export class StateStore {
       sets.push(`${col} = @${k}`);
       values[k] = k === 'config' || k === 'extra' ? JSON.stringify(v) : v;
     }
-    if (sets.length) this.db.prepare(`UPDATE domains SET ${sets.join(', ')} WHERE id = @id`).run(values);
+    if (sets.length) this.sql(`UPDATE domains SET ${sets.join(', ')} WHERE id = @id`).run(values);
   }
 
   remove(id: number): void {
-    this.db.prepare(`DELETE FROM domains WHERE id = ?`).run(id);
+    this.sql(`DELETE FROM domains WHERE id = ?`).run(id);
   }
 
   get(id: number): DomainRecord | undefined {
-    const r = this.db.prepare(`SELECT * FROM domains WHERE id = ?`).get(id) as Row | undefined;
+    const r = this.sql(`SELECT * FROM domains WHERE id = ?`).get(id) as Row | undefined;
     return r && fromRow(r);
   }
 
   byName(name: string): DomainRecord | undefined {
-    const r = this.db.prepare(`SELECT * FROM domains WHERE name = ?`).get(name) as Row | undefined;
+    const r = this.sql(`SELECT * FROM domains WHERE name = ?`).get(name) as Row | undefined;
     return r && fromRow(r);
   }
 
   all(): DomainRecord[] {
-    return (this.db.prepare(`SELECT * FROM domains ORDER BY id`).all() as Row[]).map(fromRow);
+    return (this.sql(`SELECT * FROM domains ORDER BY id`).all() as Row[]).map(fromRow);
   }
 
   /**
@@ -161,10 +173,9 @@ export class StateStore {
    */
   addEvent(domid: number | null, name: string | null, kind: string, message: string): boolean {
     try {
-      const { lastInsertRowid } = this.db
-        .prepare(`INSERT INTO events (ts, domid, name, kind, message) VALUES (?, ?, ?, ?, ?)`)
+      const { lastInsertRowid } = this.sql(`INSERT INTO events (ts, domid, name, kind, message) VALUES (?, ?, ?, ?, ?)`)
         .run(Date.now() / 1000, domid, name, kind, message);
-      this.db.prepare(`DELETE FROM events WHERE seq <= ?`).run(Number(lastInsertRowid) - this.eventLimit);
+      this.sql(`DELETE FROM events WHERE seq <= ?`).run(Number(lastInsertRowid) - this.eventLimit);
       this.eventsFailing = false;
       return true;
     } catch {
@@ -180,11 +191,11 @@ export class StateStore {
 
   /** Events after `since` (seconds since the epoch), oldest first, at most `limit`. */
   eventsSince(since: number, limit = 1000): EventRecord[] {
-    return this.db.prepare(`SELECT * FROM events WHERE ts > ? ORDER BY seq LIMIT ?`).all(since, limit) as EventRecord[];
+    return this.sql(`SELECT * FROM events WHERE ts > ? ORDER BY seq LIMIT ?`).all(since, limit) as EventRecord[];
   }
 
   events(limit = 200): EventRecord[] {
-    const rows = this.db.prepare(`SELECT * FROM events ORDER BY seq DESC LIMIT ?`).all(limit) as EventRecord[];
+    const rows = this.sql(`SELECT * FROM events ORDER BY seq DESC LIMIT ?`).all(limit) as EventRecord[];
     return rows.reverse();
   }
 }
