@@ -20,10 +20,11 @@ root=$DESTDIR
 lib=$root$PREFIX/lib/xeno
 inst() { install -D -m "$1" "$2" "$3"; }
 
-# The code: compiled modules without tests or source maps, the CLI bundle, production dependencies.
+# The code: compiled modules without tests or source maps, the CLI bundle (and V8's code cache for
+# it), production dependencies.
 rm -rf "$lib"
 mkdir -p "$lib/dist"
-(cd dist && find src cli-bundle -type f -name '*.js' -o -type f -name '*.cjs' | grep -v '\.test\.js$' | while read -r f; do install -D -m 0644 "$f" "$lib/dist/$f"; done)
+(cd dist && find src cli-bundle -type f -name '*.js' -o -type f -name '*.cjs' -o -type f -name '*.cjs.cache' | grep -v '\.test\.js$' | while read -r f; do install -D -m 0644 "$f" "$lib/dist/$f"; done)
 install -m 0644 package.json "$lib/package.json"
 node -e '
   const l = require("./package-lock.json");
