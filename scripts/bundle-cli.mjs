@@ -7,19 +7,21 @@ import { createRequire } from 'node:module';
 import { build } from 'esbuild';
 
 // child_process and crypto cost `xeno list` some 20 ms to load, and only some commands use them
-// (commander requires child_process for subcommand executables xeno does not have): each is loaded
-// at its first use instead. Safe because every use in the bundle is a property read at call time
+// (commander requires child_process for subcommand executables xeno does not have); cli-progress
+// draws only save/restore/migrate/create-image bars on a terminal: each is loaded at its first use
+// instead. (Not through import(): V8 loses a script's dynamic-import callback for the functions it
+// takes from the code cache below.) Safe because every use in the bundle is a property read at call time
 // (`childProcess.spawn(...)`, `(0, import_node_crypto.randomUUID)()`). esbuild's ESM interop copies
 // a module's property NAMES into getters up front: the names are listed here, at build time, so that
 // this copy loads nothing.
-const LAZY = /^(node:)?(child_process|crypto)$/;
-const lazyBuiltins = {
-  name: 'lazy-builtins',
+const LAZY = /^((node:)?(child_process|crypto)|cli-progress)$/;
+const lazyModules = {
+  name: 'lazy-modules',
   setup(b) {
-    b.onResolve({ filter: LAZY }, (args) => (args.namespace === 'lazy-builtin' ? { path: args.path, external: true } : { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
-    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+    b.onResolve({ filter: LAZY }, (args) => (args.namespace === 'lazy-module' ? { path: args.path, external: true } : { path: args.path.replace(/^node:/, ''), namespace: 'lazy-module' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-module' }, (args) => ({
       loader: 'js',
-      contents: `let m; const load = () => (m ??= require('node:${args.path}'));
+      contents: `let m; const load = () => (m ??= require('${args.path === 'cli-progress' ? args.path : `node:${args.path}`}'));
 const names = ${JSON.stringify(Object.keys(createRequire(import.meta.url)(args.path)))};
 module.exports = new Proxy({}, {
   get: (_, k) => load()[k],
@@ -39,10 +41,9 @@ await build({
   target: 'node20',
   outfile: 'dist/cli-bundle/xeno-code.cjs',
   logLevel: 'warning',
-  // Only save/restore draws progress bars: cli-progress stays outside, loaded when shown; the
-  // pool's etcd client (and gRPC) only for the pool commands.
-  external: ['cli-progress', 'etcd3'],
-  plugins: [lazyBuiltins],
+  // The pool's etcd client (and gRPC) stays outside, loaded by the pool commands only.
+  external: ['etcd3'],
+  plugins: [lazyModules],
   minifyWhitespace: true,
   minifySyntax: true,
 });

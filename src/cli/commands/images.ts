@@ -5,6 +5,7 @@
  * not even be running. Progress: a bar over the steps on a terminal, plain lines otherwise.
  */
 import { randomBytes } from 'node:crypto';
+import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { STEPS, createImage, type Step } from '../../images/create-image.js';
 import { json, out } from '../context.js';
@@ -41,7 +42,6 @@ async function progressReporter(): Promise<{ step: (s: Step, detail: string) => 
       stop: () => undefined,
     };
   }
-  const { default: cliProgress } = await import('cli-progress');
   const bar = new cliProgress.SingleBar(
     { stream: process.stderr, format: 'create-image |{bar}| {value}/{total} {step}: {detail}', hideCursor: true, fps: 5 },
     cliProgress.Presets.shades_classic,

@@ -4,7 +4,7 @@
  * when stderr is not a terminal the output stays plain: one summary line, or the result as JSON.
  */
 import path from 'node:path';
-import type { SingleBar } from 'cli-progress';
+import cliProgress, { type SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { ApiError, domPath } from '../../client/client.js';
 import type { RestoreResult, SaveResult } from '../../toolstack/save-restore.js';
@@ -49,7 +49,7 @@ export async function postWithProgress<T, P = Progress>(urlPath: string, body: R
   return outcome.result;
 }
 
-/** A terminal progress bar in MiB with rate and ETA (cli-progress, loaded only when shown). */
+/** A terminal progress bar in MiB with rate and ETA (cli-progress: the bundle loads it only when shown). */
 export class ProgressView {
   private started = false;
   private readonly t0 = Date.now();
@@ -57,7 +57,6 @@ export class ProgressView {
   private constructor(private readonly bar: SingleBar) {}
 
   static async create(label: string): Promise<ProgressView> {
-    const { default: cliProgress } = await import('cli-progress');
     return new ProgressView(
       new cliProgress.SingleBar(
         {
