@@ -27,7 +27,6 @@ import { RelocationServer } from '../migration/server.js';
 import { Sampler } from '../metrics/sampler.js';
 import { buildApp } from './app.js';
 import { notifySystemd } from './notify.js';
-import { startWebServer } from './web/server.js';
 import type { DaemonContext } from './context.js';
 
 const USAGE = `usage: xenod [--config FILE] [--state-dir DIR] [--socket PATH] [--accel auto|kvm|tcg] [--save-on-stop] [--network-stop] [--metrics ADDRESS:PORT] [--web ADDRESS:PORT]
@@ -169,7 +168,8 @@ export async function main(argv: string[]): Promise<void> {
   const metrics = config.metrics && exporter
     ? await (await import('../metrics/server.js')).startMetricsServer(exporter, { ...config.metrics, tokenFile: config.metricsTokenFile ?? path.join(config.stateDir, 'metrics.token'), log })
     : undefined;
-  const web = config.web ? await startWebServer(ctx, config.web) : undefined;
+  // loaded only when asked for: its static and websocket plugins cost a standalone xenod ~5 MB
+  const web = config.web ? await (await import('./web/server.js')).startWebServer(ctx, config.web) : undefined;
   const door = pool ? await (await import('./pool/door.js')).openPoolDoor(pool, config.unixPath) : undefined;
   log.info({ socket: config.unixPath, stateDir: config.stateDir, qemu: backend.caps.qemuVersion, machine: backend.caps.machineType }, `xenod ${XENO_VERSION} ready`);
   await notifySystemd(log, ['--ready', `--status=serving ${config.unixPath}`]);
