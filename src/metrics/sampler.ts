@@ -150,7 +150,7 @@ export class Sampler {
       if (++n % YIELD_EVERY === 0) await yieldToRequests();
       guestSec += this.sampleDomain(t, rec);
     }
-    this.sampleHost(t, guestSec, this.toolstack.deps.store.all());
+    this.sampleHost(t, guestSec, recs);
     this.ticks++;
     this.lastTickMs = performance.now() - t0;
   }

@@ -127,10 +127,9 @@ export class StateStore {
 
   insert(d: DomainRecord): void {
     this.sql(
-        `INSERT INTO domains (id, name, uuid, config, state, pid, machine_type, accel, start_time, run_dir, extra)
-         VALUES (@id, @name, @uuid, @config, @state, @pid, @machineType, @accel, @startTime, @runDir, @extra)`,
-      )
-      .run({ ...d, config: JSON.stringify(d.config), extra: JSON.stringify(d.extra) });
+      `INSERT INTO domains (id, name, uuid, config, state, pid, machine_type, accel, start_time, run_dir, extra)
+       VALUES (@id, @name, @uuid, @config, @state, @pid, @machineType, @accel, @startTime, @runDir, @extra)`,
+    ).run({ ...d, config: JSON.stringify(d.config), extra: JSON.stringify(d.extra) });
   }
 
   update(id: number, patch: Partial<Omit<DomainRecord, 'id'>>): void {
