@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the xeno test guest from Debian packages:
 #   guest/out/vmlinuz     Debian cloud kernel (linux-image-6.1.0-N-cloud-amd64)
+#   guest/out/vmlinux     the same kernel uncompressed (ELF, booted through its PVH entry)
 #   guest/out/initrd.img  busybox initramfs with virtio/ext4/acpi modules, /init = guest/init.sh
 #   guest/out/disk.ext4   16 MiB ext4 data disk holding hello.txt
 # Downloads are cached in guest/cache/. A second run is a no-op while
@@ -14,7 +15,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$HERE/cache
 OUT=$HERE/out
 STAMP=$OUT/.stamp
-OUTPUTS=("$OUT/vmlinuz" "$OUT/initrd.img" "$OUT/disk.ext4")
+OUTPUTS=("$OUT/vmlinuz" "$OUT/vmlinux" "$OUT/initrd.img" "$OUT/disk.ext4")
 
 # Modules wanted in the initramfs (with their dependencies). Names use "_";
 # "-" in file names is treated the same. Built-in ones are skipped.
@@ -56,7 +57,7 @@ if [ "${XENO_GUEST_FORCE:-0}" != 1 ] && [ -f "$STAMP" ] && outputs_exist; then
 	fi
 fi
 
-for tool in apt-get apt-cache dpkg-deb cpio gzip mkfs.ext4 sha256sum awk; do
+for tool in apt-get apt-cache dpkg-deb cpio gzip mkfs.ext4 sha256sum awk python3; do
 	command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 mkdir -p "$CACHE" "$OUT"
@@ -128,6 +129,48 @@ MODDIR=$KROOT/lib/modules/$KVER
 VMLINUZ=$KROOT/boot/vmlinuz-$KVER
 [ -f "$VMLINUZ" ] || die "no $VMLINUZ in $kdeb"
 [ -d "$MODDIR" ] || die "no $MODDIR in $kdeb"
+
+# ---- uncompressed kernel -------------------------------------------------
+# QEMU boots an ELF vmlinux through its PVH entry note: no bzImage decompressing itself, which
+# under TCG is about half a second of every boot of the test guest. The payload's compression is
+# the kernel's choice (Debian 12's: lz4), so the tool goes by the payload's magic.
+extract_vmlinux() { # $1 = bzImage, $2 = output
+	python3 - "$1" "$2" <<'PY'
+import struct, subprocess, sys
+src, out = sys.argv[1], sys.argv[2]
+d = open(src, 'rb').read()
+if d[0x202:0x206] != b'HdrS':
+    sys.exit(f'{src}: not a bzImage')
+start = (d[0x1f1] + 1) * 512 + struct.unpack_from('<I', d, 0x248)[0]
+payload = d[start:start + struct.unpack_from('<I', d, 0x24c)[0]]
+tools = [(b'\x1f\x8b', ['gzip', '-dc']), (b'\xfd7zXZ\x00', ['xz', '-dc']), (b'\x28\xb5\x2f\xfd', ['zstd', '-dcq']),
+         (b'\x02\x21\x4c\x18', ['lz4', '-dc']), (b'\x5d\x00\x00', ['xz', '--format=lzma', '-dc'])]
+cmd = next((t for m, t in tools if payload.startswith(m)), None)
+if cmd is None:
+    sys.exit(f'{src}: unknown payload compression {payload[:4].hex()}')
+# the decompressors may complain of the size word the kernel appends: judge by the output
+elf = subprocess.run(cmd, input=payload, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+if elf[:4] != b'\x7fELF':
+    sys.exit(f'{src}: {cmd[0]} gave no ELF kernel')
+# PT_NOTE segments: the Xen note XEN_ELFNOTE_PHYS32_ENTRY (18) is what QEMU's PVH boot needs
+phoff, = struct.unpack_from('<Q', elf, 0x20)
+phentsize, phnum = struct.unpack_from('<HH', elf, 0x36)
+pvh = False
+for i in range(phnum):
+    ptype, _f, off, _v, _p, filesz = struct.unpack_from('<IIQQQQ', elf, phoff + i * phentsize)
+    if ptype != 4:
+        continue
+    pos = off
+    while pos + 12 <= off + filesz:
+        namesz, descsz, ntype = struct.unpack_from('<III', elf, pos)
+        name = elf[pos + 12:pos + 12 + namesz].rstrip(b'\0')
+        pvh |= name == b'Xen' and ntype == 18
+        pos += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3)
+if not pvh:
+    sys.exit(f'{src}: the kernel has no PVH entry note (CONFIG_PVH)')
+open(out, 'wb').write(elf)
+PY
+}
 
 # ---- busybox (static) ----------------------------------------------------
 BUSYBOX=
@@ -322,6 +365,9 @@ mkfs.ext4 -q -F -L xeno-data -E root_owner=0:0 -d "$WORK/disk" "$WORK/disk.ext4"
 # ---- publish -------------------------------------------------------------
 rm -f "$STAMP"
 install -m 0644 "$VMLINUZ" "$OUT/vmlinuz"
+say "writing vmlinux"
+extract_vmlinux "$VMLINUZ" "$WORK/vmlinux" || die "could not extract an uncompressed kernel from $VMLINUZ"
+mv -f "$WORK/vmlinux" "$OUT/vmlinux"
 mv -f "$WORK/initrd.img" "$OUT/initrd.img"
 mv -f "$WORK/disk.ext4" "$OUT/disk.ext4"
 printf '%s\n%s\n' "$(stamp_for "$kpkg")" "$kpkg" > "$STAMP"

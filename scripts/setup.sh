@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(qemu-system-x86 qemu-utils busybox-static e2fsprogs debootstrap openssh-client openssl curl cpio dnsmasq-base nftables iproute2 iperf3 util-linux kmod socat tcpdump acl xorriso systemd python3 bash-completion chromium etcd-server etcd-client)
+PKGS=(qemu-system-x86 qemu-utils busybox-static e2fsprogs lz4 zstd xz-utils debootstrap openssh-client openssl curl cpio dnsmasq-base nftables iproute2 iperf3 util-linux kmod socat tcpdump acl xorriso systemd python3 bash-completion chromium etcd-server etcd-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DomainDetail } from '../src/model/api.js';
-import { TestDaemon } from './helpers/harness.js';
+import { GUEST, TestDaemon } from './helpers/harness.js';
 import { NetWorld } from './net/world.js';
 
 describe('xenod killed during network operations converges (NAT mode)', { timeout: 900_000 }, () => {
@@ -78,7 +78,7 @@ describe('xenod killed during network operations converges (NAT mode)', { timeou
   it('create killed after the vifs were plugged, before QEMU: no tap, chain or dhcp entry is left', async () => {
     await d.createGuest('keep', { vif: "['']" });
     await d.waitConsole('keep', /xeno-guest: up/, 120_000);
-    const cfg = d.writeCfg('half', `name = "half"\nkernel = "${path.resolve('guest/out/vmlinuz')}"\nramdisk = "${path.resolve('guest/out/initrd.img')}"\nextra = "quiet"\nmemory = 128\nvif = [ '' ]\n`);
+    const cfg = d.writeCfg('half', `name = "half"\nkernel = "${GUEST.kernel}"\nramdisk = "${GUEST.ramdisk}"\nextra = "quiet"\nmemory = 128\nvif = [ '' ]\n`);
     await crashAt('boot:plugged', () => d.xeno(['create', cfg]));
     assert.equal(await d.row('half'), undefined);
     await assertMatches();

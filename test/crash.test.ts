@@ -14,7 +14,7 @@ import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import { qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { processGone } from '../src/host/proc.js';
 import type { DomainDetail, DomainInfo } from '../src/model/api.js';
-import { TestDaemon, sleep } from './helpers/harness.js';
+import { GUEST, TestDaemon, sleep } from './helpers/harness.js';
 
 const TRANSITIONAL = ['starting', 'dying', 'saving', 'migrating'];
 
@@ -90,7 +90,7 @@ describe('xenod killed at any instant of an operation converges at its next star
   for (const [point, kept] of points) {
     it(`create killed at ${point}: ${kept ? 'the started QEMU is adopted and listed' : 'nothing is left'}`, async () => {
       const name = `c-${point.replace(/\W/g, '-')}`;
-      const cfg = d.writeCfg(name, `name = "${name}"\nkernel = "${path.resolve('guest/out/vmlinuz')}"\nramdisk = "${path.resolve('guest/out/initrd.img')}"\nextra = "quiet"\nmemory = 128\nmaxmem = 160\n`);
+      const cfg = d.writeCfg(name, `name = "${name}"\nkernel = "${GUEST.kernel}"\nramdisk = "${GUEST.ramdisk}"\nextra = "quiet"\nmemory = 128\nmaxmem = 160\n`);
       await crashAt(d, point, () => d.xeno(['create', cfg]));
       const rows = await assertConverged(d);
       const r = rows.find((x) => x.name === name);

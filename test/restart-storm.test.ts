@@ -102,7 +102,7 @@ describe('restart storms', { timeout: 900_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stderr,
-      new RegExp(`warning: tiny has memory = 32 MiB, less than its kernel plus initrd need to boot \\(kernel ${GUEST.kernel} [\\d.]+ MiB \\(its init_size\\) \\+ initrd ${GUEST.ramdisk} [\\d.]+ MiB unpacked \\(gzip\\) = [\\d.]+ MiB\\)`),
+      new RegExp(`warning: tiny has memory = 32 MiB, less than its kernel plus initrd need to boot \\(kernel ${GUEST.kernel} [\\d.]+ MiB \\(its ELF segments\\) \\+ initrd ${GUEST.ramdisk} [\\d.]+ MiB unpacked \\(gzip\\) = [\\d.]+ MiB\\)`),
     );
     const ok = await d.xeno(['create', '-n', d.writeCfg('big', guestCfg('big'))]);
     assert.doesNotMatch(ok.stderr, /less than its kernel plus initrd/);

@@ -40,6 +40,28 @@ describe('boot memory estimate', () => {
     assert.deepEqual(kernelImageSize(kernel), { bytes: 3 * MiB, from: 'file' }, 'no boot header: the file size');
   });
 
+  it("counts an ELF kernel (PVH boot) at the span of its PT_LOAD segments, bss included", () => {
+    const phoff = 64;
+    const elf = Buffer.alloc(phoff + 3 * 56);
+    elf.writeUInt32BE(0x7f454c46, 0);
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little-endian
+    elf.writeBigUInt64LE(BigInt(phoff), 0x20);
+    elf.writeUInt16LE(56, 0x36);
+    elf.writeUInt16LE(3, 0x38);
+    const seg = (i: number, type: number, paddr: number, memsz: number) => {
+      elf.writeUInt32LE(type, phoff + i * 56);
+      elf.writeBigUInt64LE(BigInt(paddr), phoff + i * 56 + 0x18);
+      elf.writeBigUInt64LE(BigInt(memsz), phoff + i * 56 + 0x28);
+    };
+    seg(0, 1, 16 * MiB, 20 * MiB);
+    seg(1, 4, 0, 100 * MiB); // PT_NOTE: not loaded
+    seg(2, 1, 40 * MiB, 8 * MiB); // ends at 48 MiB: a 32 MiB span from 16 MiB
+    const f = path.join(dir, 'vmlinux');
+    writeFileSync(f, elf);
+    assert.deepEqual(kernelImageSize(f), { bytes: 32 * MiB, from: 'elf' });
+  });
+
   it('warns when memory is below kernel + unpacked initrd, naming the sizes, and not otherwise', async () => {
     const w = await bootMemoryWarning(cfg(12, kernel, gz));
     assert.match(w!, /memory = 12 MiB, less than .*kernel .* 3\.0 MiB \+ initrd .* 10\.0 MiB unpacked \(gzip\) = 13\.0 MiB/);

@@ -3,7 +3,9 @@
  * kernel image plus the unpacked initrd (the kernel must hold both at once while it unpacks the
  * initramfs; a guest short of that fails at once and, with on_reboot/on_crash = restart, restarts
  * in a loop). The kernel image counts at its size in memory: a bzImage's header says how much it
- * needs while it decompresses itself (boot protocol 2.10+ `init_size`), far more than its file. A gzip initrd is measured by unpacking it (zlib, streamed, nothing kept); for zstd,
+ * needs while it decompresses itself (boot protocol 2.10+ `init_size`), far more than its file; an
+ * uncompressed ELF kernel (PVH boot) counts at the span of its loaded segments. A gzip initrd is
+ * measured by unpacking it (zlib, streamed, nothing kept); for zstd,
  * xz, lzma, bzip2 or lz4 the compressed size is used and the warning says so.
  */
 import { createReadStream, openSync, readSync, closeSync, statSync } from 'node:fs';
@@ -71,20 +73,48 @@ async function measureInitrd(file: string): Promise<InitrdSize> {
   return { bytes, method: 'unpacked-gzip', compression };
 }
 
-/** Bytes a kernel image needs in memory: a bzImage's init_size when its header has one, else its file size. */
-export function kernelImageSize(file: string): { bytes: number; from: 'init_size' | 'file' } {
+/** The span an ELF64 kernel's PT_LOAD segments take in memory (a vmlinux booted through PVH), or undefined. */
+function elfLoadSpan(fd: number, size: number): number | undefined {
+  const e = Buffer.alloc(64);
+  if (size < e.length || readSync(fd, e, 0, e.length, 0) < e.length) return undefined;
+  if (e.readUInt32BE(0) !== 0x7f454c46 || e[4] !== 2 || e[5] !== 1) return undefined; // ELF, 64-bit, little-endian
+  const phoff = Number(e.readBigUInt64LE(0x20));
+  const phentsize = e.readUInt16LE(0x36);
+  const phnum = e.readUInt16LE(0x38);
+  if (phentsize < 56 || phnum === 0 || phoff + phentsize * phnum > size) return undefined;
+  const ph = Buffer.alloc(phentsize * phnum);
+  readSync(fd, ph, 0, ph.length, phoff);
+  let lo = Infinity;
+  let hi = 0;
+  for (let i = 0; i < phnum; i++) {
+    const o = i * phentsize;
+    if (ph.readUInt32LE(o) !== 1) continue; // PT_LOAD
+    const paddr = Number(ph.readBigUInt64LE(o + 0x18));
+    lo = Math.min(lo, paddr);
+    hi = Math.max(hi, paddr + Number(ph.readBigUInt64LE(o + 0x28)));
+  }
+  return hi > lo ? hi - lo : undefined;
+}
+
+/**
+ * Bytes a kernel image needs in memory: a bzImage's init_size when its header has one, an ELF
+ * kernel's loaded span, else its file size.
+ */
+export function kernelImageSize(file: string): { bytes: number; from: 'init_size' | 'elf' | 'file' } {
   const size = statSync(file).size;
   const fd = openSync(file, 'r');
   const h = Buffer.alloc(0x264);
   try {
     readSync(fd, h, 0, h.length, 0);
+    // "HdrS" at 0x202, protocol version at 0x206, init_size (u32) at 0x260 from version 2.10.
+    if (size >= h.length && h.toString('latin1', 0x202, 0x206) === 'HdrS' && h.readUInt16LE(0x206) >= 0x020a) {
+      const init = h.readUInt32LE(0x260);
+      if (init > size) return { bytes: init, from: 'init_size' };
+    }
+    const span = elfLoadSpan(fd, size);
+    if (span !== undefined) return { bytes: span, from: 'elf' };
   } finally {
     closeSync(fd);
-  }
-  // "HdrS" at 0x202, protocol version at 0x206, init_size (u32) at 0x260 from version 2.10.
-  if (size >= h.length && h.toString('latin1', 0x202, 0x206) === 'HdrS' && h.readUInt16LE(0x206) >= 0x020a) {
-    const init = h.readUInt32LE(0x260);
-    if (init > size) return { bytes: init, from: 'init_size' };
   }
   return { bytes: size, from: 'file' };
 }
@@ -103,7 +133,7 @@ export async function bootMemoryWarning(c: DomainConfig): Promise<string | null>
   const need = kernel.bytes + (initrd?.bytes ?? 0);
   if (c.memory * MiB >= need) return null;
   const mb = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
-  const parts = [`kernel ${c.kernel} ${mb(kernel.bytes)}${kernel.from === 'init_size' ? ' (its init_size)' : ''}`];
+  const parts = [`kernel ${c.kernel} ${mb(kernel.bytes)}${kernel.from === 'init_size' ? ' (its init_size)' : kernel.from === 'elf' ? ' (its ELF segments)' : ''}`];
   if (initrd) {
     const how =
       initrd.method === 'unpacked-gzip' ? 'unpacked (gzip)' :

@@ -20,7 +20,8 @@ const execFileP = promisify(execFile);
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const GUEST = {
-  kernel: path.join(REPO, 'guest/out/vmlinuz'),
+  // the ELF kernel (PVH entry): each boot skips the bzImage's self-decompression (guest/README.md)
+  kernel: path.join(REPO, 'guest/out/vmlinux'),
   ramdisk: path.join(REPO, 'guest/out/initrd.img'),
   disk: path.join(REPO, 'guest/out/disk.ext4'),
 };

@@ -13,7 +13,7 @@ import { QmpClient } from '../../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../../src/model/domain-config.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const KERNEL = path.join(REPO, 'guest/out/vmlinuz');
+export const KERNEL = path.join(REPO, 'guest/out/vmlinux');
 export const RAMDISK = path.join(REPO, 'guest/out/initrd.img');
 
 export function guestConfig(name: string, extra: string): DomainConfig {
