@@ -16,7 +16,7 @@ import { fenceMsFor } from '../src/pool/ha/service.js';
 import { procStart } from '../src/pool/ha/fence-watchdog.js';
 import { GUEST, guestCfg, sleep } from '../test/helpers/harness.js';
 import { PoolLab, type LabHost } from '../test/helpers/pool-lab.js';
-import { waitEtcdWritable } from '../test/helpers/pool-lab-etcd.js';
+import { memberStatus, waitEtcdWritable } from '../test/helpers/pool-lab-etcd.js';
 import { arg, capRow, infoRow, median, report } from './lib.js';
 
 interface Row { name: string; host: string | null; state: string }
@@ -72,9 +72,20 @@ class Bench {
     }, 120_000, 500);
   }
 
-  /** Kill the guest's host outright; ms to the guest's first heartbeat on another host, and to its new QEMU's start. */
-  async restartRound(ttl: number): Promise<{ ms: number; qemuMs: number; from: string; to: string }> {
+  /** The host whose etcd member leads now. */
+  async etcdLeader(): Promise<string> {
+    const st = await Promise.all(this.up().map((h) => memberStatus(this.lab, h)));
+    return st.find((s) => s.id === s.leader)?.host.name ?? '?';
+  }
+
+  /**
+   * Kill the guest's host outright; ms to the guest's first heartbeat on another host, and to its
+   * new QEMU's start; and whether the killed host's etcd member led (then etcd elects another
+   * leader, which extends every lease by its election timeout: the lost host's too).
+   */
+  async restartRound(ttl: number): Promise<{ ms: number; qemuMs: number; from: string; to: string; ledEtcd: boolean }> {
     const from = await until('the guest placed', () => this.where(), 120_000, 500);
+    const ledEtcd = (await this.etcdLeader()) === from;
     const others = this.lab.hosts.filter((h) => h.name !== from).map((h) => h.name);
     const marks = this.consoleMarks();
     const t0 = performance.now();
@@ -87,7 +98,7 @@ class Bench {
     const pid = (await this.lab.daemon(to).row(GUESTNAME))?.pid;
     const qemuMs = pid ? (Number(procStart(pid)) * 1000) / CLK_TCK - up0 : NaN;
     await this.revive(this.lab.host(from), ttl);
-    return { ms, qemuMs, from, to };
+    return { ms, qemuMs, from, to, ledEtcd };
   }
 
   /** Cut the guest's host's link for `ms`: did it fence? (then waits for the guest to run again) */
@@ -132,7 +143,7 @@ export async function run(): Promise<void> {
       const r = await b.restartRound(ttl);
       times.push(r.ms);
       qemu.push(r.qemuMs);
-      process.stdout.write(`round ${i + 1}: ${r.from} killed -> new QEMU on ${r.to} after ${(r.qemuMs / 1000).toFixed(2)} s, its first heartbeat after ${(r.ms / 1000).toFixed(2)} s\n`);
+      process.stdout.write(`round ${i + 1}: ${r.from} killed -> new QEMU on ${r.to} after ${(r.qemuMs / 1000).toFixed(2)} s, its first heartbeat after ${(r.ms / 1000).toFixed(2)} s${r.ledEtcd ? ` (${r.from} led etcd)` : ''}\n`);
     }
     const s = [...times].sort((x, y) => x - y);
     let lo = Math.max(500, fence - 3000);

@@ -8,8 +8,10 @@
  *     assigned, each in a txn guarded by the leader key and the entry's mod revision.
  * The leader acts only once its own renewals have been fresh for `holdoffMs` without a break, so a
  * host that came out of the same outage has had time to hear it and fence (docs/pool-ha.md).
+ * A pass runs every `loopMs` and at once on what can call for one (watches): a lease's keys gone
+ * (`hosts/`, `running/` deletes), an `ha/` entry written, leadership changed. Passes never overlap.
  */
-import type { Namespace } from 'etcd3';
+import type { Namespace, Watcher } from 'etcd3';
 import { monoMs } from './clock.js';
 import { LeaderElection } from './election.js';
 import { FenceGuard } from './fence.js';
@@ -57,6 +59,9 @@ export class HaAgent {
   readonly guard: FenceGuard;
   readonly election: LeaderElection;
   private timer?: NodeJS.Timeout;
+  private watchers: Watcher[] = [];
+  private passing = false;
+  private passAgain = false;
   private freshSince = monoMs();
   private fencedGuests = new Set<string>();
   private handedOver = new Set<string>();
@@ -91,13 +96,41 @@ export class HaAgent {
     const port = await this.witness.start();
     this.guard.start();
     await this.election.start();
-    this.timer = setInterval(() => void this.tick(), this.o.loopMs ?? 500);
+    this.election.on('change', () => this.pass());
+    // the watches only hasten a pass: the timer is what a cut watch cannot stop
+    this.watchers = await Promise.all([
+      this.o.ns.watch().prefix('hosts/').only('delete').create(),
+      this.o.ns.watch().prefix('running/').only('delete').create(),
+      this.o.ns.watch().prefix(HA_PREFIX).only('put').create(),
+    ]);
+    for (const w of this.watchers) {
+      w.on('data', () => this.pass());
+      w.on('error', () => undefined);
+    }
+    this.timer = setInterval(() => this.pass(), this.o.loopMs ?? 500);
     return port;
+  }
+
+  /** A pass now, or right after the one running (so that what woke it is seen). */
+  private pass(): void {
+    if (this.passing) {
+      this.passAgain = true;
+      return;
+    }
+    this.passing = true;
+    void this.tick().catch(() => undefined).finally(() => {
+      this.passing = false;
+      if (this.passAgain) {
+        this.passAgain = false;
+        this.pass();
+      }
+    });
   }
 
   /** graceful: resign and revoke the lease (its keys go now); else just stop, as a dying host does. */
   async stop(graceful: boolean): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    await Promise.all(this.watchers.map((w) => w.cancel().catch(() => undefined)));
     this.guard.stop();
     this.witness.stop();
     await this.election.stop(graceful);
