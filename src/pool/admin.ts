@@ -161,11 +161,17 @@ function hostFiles(dir: string, meta: PoolMeta, host: string, cluster: 'new' | '
 
 /**
  * etcd's argv for a host's member: TLS for clients and peers with the pool CA, client certificates
- * required on both (the CN of a client's is its user), generous timings for loaded hosts, and
- * pre-vote (off by default in etcd 3.4): without it a member cut off from the others keeps raising
- * its raft term, and when it comes back that term makes the leader step down; the election that
- * follows left etcd without a leader for up to ~7 s for EVERY host, enough for a healthy host to fence
- * its HA guests (docs/pool-ha.md). With pre-vote a member that cannot win does not raise its term.
+ * required on both (the CN of a client's is its user), etcd's own default timings (heartbeat
+ * 100 ms, election timeout 1 s), and pre-vote. The election timeout bounds how long etcd is without
+ * a leader when the leader's host dies (a follower waits 1-2 s, randomized, before it campaigns):
+ * every host's renewals wait for the new leader meanwhile, and that wait must stay well under the
+ * fence time F (6 s at the default TTL). At 2.5 s (randomized up to 5 s), the lab's surviving hosts
+ * went 6 s without a renewal and fenced, and the new leader's lease promotion (every lease extended
+ * by the election timeout) delayed the lost host's restart too. Pre-vote (off by default in 3.4):
+ * without it a member cut off from the others keeps raising its raft term, and when it comes back
+ * that term makes the leader step down; the election that follows left etcd without a leader for
+ * up to ~7 s for EVERY host, enough for a healthy host to fence its HA guests (docs/pool-ha.md).
+ * With pre-vote a member that cannot win does not raise its term.
  */
 export function etcdMemberArgs(meta: PoolMeta, host: string, dataDir: string, f: { ca: string; cert: string; key: string }, cluster: 'new' | 'existing', initialCluster?: string): string[] {
   const a = meta.hosts[host]!;
@@ -177,7 +183,7 @@ export function etcdMemberArgs(meta: PoolMeta, host: string, dataDir: string, f:
     '--initial-cluster', initial, '--initial-cluster-state', cluster, '--initial-cluster-token', `xeno-${meta.pool}`,
     '--client-cert-auth', '--trusted-ca-file', f.ca, '--cert-file', f.cert, '--key-file', f.key,
     '--peer-client-cert-auth', '--peer-trusted-ca-file', f.ca, '--peer-cert-file', f.cert, '--peer-key-file', f.key,
-    '--heartbeat-interval', '250', '--election-timeout', '2500', '--pre-vote', '--logger', 'zap', '--log-outputs', 'stderr',
+    '--heartbeat-interval', '100', '--election-timeout', '1000', '--pre-vote', '--logger', 'zap', '--log-outputs', 'stderr',
   ];
 }
 

@@ -26,14 +26,18 @@ export async function memberStatus(lab: PoolLab, m: LabHost): Promise<{ host: La
   return { host: m, id: BigInt(s!.Status.header.member_id).toString(16), leader: BigInt(s!.Status.leader).toString(16) };
 }
 
-/** Forces a leader change among the live members (etcdctl move-leader); returns [from, to] hosts. */
-export async function moveLeader(lab: PoolLab, live: LabHost[]): Promise<[string, string]> {
+/**
+ * Forces a leader change among the live members (etcdctl move-leader), to `to` if given (nothing
+ * to do if it leads already); returns [from, to] hosts.
+ */
+export async function moveLeader(lab: PoolLab, live: LabHost[], to?: LabHost): Promise<[string, string]> {
   let last: unknown;
   for (let attempt = 0; attempt < 40; attempt++) {
     try {
       const st = await Promise.all(live.map((m) => memberStatus(lab, m)));
       const leader = st.find((s) => s.id === s.leader);
-      const target = st.find((s) => s.id !== s.leader);
+      if (to && leader?.host === to) return [to.name, to.name];
+      const target = st.find((s) => s.id !== s.leader && (!to || s.host === to));
       if (leader && target) {
         await labEtcdctl(lab, leader.host, [leader.host], ['move-leader', target.id]);
         const after = await memberStatus(lab, target.host);
