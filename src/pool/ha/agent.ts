@@ -9,7 +9,7 @@
  * The leader acts only once its own renewals have been fresh for `holdoffMs` without a break, so a
  * host that came out of the same outage has had time to hear it and fence (docs/pool-ha.md).
  * A pass runs every `loopMs` and at once on what can call for one (watches): a lease's keys gone
- * (`hosts/`, `running/` deletes), an `ha/` entry written, leadership changed. Passes never overlap.
+ * (`hosts/`, `running/` deletes), an `ha/` entry written, leadership changed.
  */
 import type { Namespace, Watcher } from 'etcd3';
 import { monoMs } from './clock.js';
@@ -60,8 +60,7 @@ export class HaAgent {
   readonly election: LeaderElection;
   private timer?: NodeJS.Timeout;
   private watchers: Watcher[] = [];
-  private passing = false;
-  private passAgain = false;
+  private passSoon = false;
   private freshSince = monoMs();
   private fencedGuests = new Set<string>();
   private handedOver = new Set<string>();
@@ -111,19 +110,17 @@ export class HaAgent {
     return port;
   }
 
-  /** A pass now, or right after the one running (so that what woke it is seen). */
+  /**
+   * A pass soon: the events of one etcd revision (a lease's keys all go at once) make one pass. A
+   * pass already running does not hold this one back: a call stuck on an unreachable member (up to
+   * its deadline) must not delay the next pass, as the timer's passes never waited either.
+   */
   private pass(): void {
-    if (this.passing) {
-      this.passAgain = true;
-      return;
-    }
-    this.passing = true;
-    void this.tick().catch(() => undefined).finally(() => {
-      this.passing = false;
-      if (this.passAgain) {
-        this.passAgain = false;
-        this.pass();
-      }
+    if (this.passSoon) return;
+    this.passSoon = true;
+    setImmediate(() => {
+      this.passSoon = false;
+      void this.tick().catch(() => undefined);
     });
   }
 
