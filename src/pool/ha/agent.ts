@@ -61,6 +61,7 @@ export class HaAgent {
   private timer?: NodeJS.Timeout;
   private watchers: Watcher[] = [];
   private passSoon = false;
+  private stopped = false;
   private freshSince = monoMs();
   private fencedGuests = new Set<string>();
   private handedOver = new Set<string>();
@@ -116,7 +117,7 @@ export class HaAgent {
    * its deadline) must not delay the next pass, as the timer's passes never waited either.
    */
   private pass(): void {
-    if (this.passSoon) return;
+    if (this.passSoon || this.stopped) return;
     this.passSoon = true;
     setImmediate(() => {
       this.passSoon = false;
@@ -127,7 +128,9 @@ export class HaAgent {
   /** graceful: resign and revoke the lease (its keys go now); else just stop, as a dying host does. */
   async stop(graceful: boolean): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await Promise.all(this.watchers.map((w) => w.cancel().catch(() => undefined)));
+    this.stopped = true;
+    // not awaited: with etcd out of reach a cancel may wait long, and a stop must not
+    for (const w of this.watchers) void w.cancel().catch(() => undefined);
     this.guard.stop();
     this.witness.stop();
     await this.election.stop(graceful);
