@@ -96,7 +96,10 @@ export class HaAgent {
     const port = await this.witness.start();
     this.guard.start();
     await this.election.start();
-    this.election.on('change', () => this.pass());
+    this.election.on('change', (leading) => {
+      this.note(leading ? 'now the pool leader' : `no longer the pool leader (${this.election.leader() ?? 'none'} is)`);
+      this.pass();
+    });
     // the watches only hasten a pass: the timer is what a cut watch cannot stop
     this.watchers = await Promise.all([
       this.o.ns.watch().prefix('hosts/').only('delete').create(),
@@ -177,10 +180,14 @@ export class HaAgent {
   private async tick(): Promise<void> {
     const fresh = this.keeper.renewAge() <= this.keeper.renewEveryMs * 2;
     if (!fresh) {
+      if (this.freshSince !== Infinity) this.note(`renewals stale (last ${Math.round(this.keeper.renewAge())} ms ago; since: ${this.keeper.failureSummary()}): no HA action until fresh for the hold-off`);
       this.freshSince = Infinity;
       return;
     }
-    if (this.freshSince === Infinity) this.freshSince = monoMs();
+    if (this.freshSince === Infinity) {
+      this.freshSince = monoMs();
+      this.note('renewals fresh again');
+    }
     try {
       if (this.fencedGuests.size) await this.releaseFenced();
       if (this.handedOver.size) await this.giveUp(this.handedOver);

@@ -70,7 +70,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   /** Grants the first lease (fails if etcd does not answer) and starts renewing. */
   async start(): Promise<string> {
     const id = (await this.adopt()) ?? (await this.grant());
-    this.timer = setInterval(() => void this.renew(), this.renewEveryMs);
+    this.timer = setInterval(() => void this.renew(RETRIES), this.renewEveryMs);
     return id;
   }
 
@@ -160,7 +160,14 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     return old;
   }
 
-  private async renew(): Promise<void> {
+  /**
+   * One renewal; a failed one is sent again at once, up to `retries` times: etcd3 picks a member at
+   * random for each stream and tries a failed member again 300 ms later (client-options.ts), so
+   * with one member dead a third of the renewals went to it, and two refused in a row (one in nine)
+   * made the renewals stale (2 s) though two members answered. The retry goes to another member
+   * (etcd3 marks the refusing one failed).
+   */
+  private async renew(retries = 0): Promise<void> {
     if (this.stopped || this.inFlight >= MAX_IN_FLIGHT) return;
     const lease = this.current;
     const id = this.currentId;
@@ -175,6 +182,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     this.inFlight++;
     this.sentSinceOk++;
     const sentAt = monoMs();
+    let retry = false;
     try {
       const alive = await this.renewOnce(id, this.renewTimeoutMs);
       if (lease !== this.current) return;
@@ -193,9 +201,12 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       // etcd unreachable or slow for now; the fence guard watches renewAge()
       const why = (e instanceof Error ? e.message : String(e)).slice(0, 120);
       if (this.failures.size < 8 || this.failures.has(why)) this.failures.set(why, (this.failures.get(why) ?? 0) + 1);
+      // only a quick refusal (a dead member): the timer's next renewal is due before a slow one's end
+      retry = retries > 0 && lease === this.current && monoMs() - sentAt < this.renewEveryMs / 2;
     } finally {
       this.inFlight--;
     }
+    if (retry) await this.renew(retries - 1);
   }
 
   /** One keep-alive on a stream of its own: true if etcd renewed the lease, false if it is gone. */
@@ -227,6 +238,9 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
 /** How long after its gRPC deadline a renewal is given up here, if gRPC has not said so. */
 const BACKSTOP_MS = 500;
+
+/** How often a failed renewal is sent again at once (on another member), per interval. */
+const RETRIES = 2;
 
 /** Renewals at once at most: enough to ride out answers a few intervals late. */
 const MAX_IN_FLIGHT = 4;
