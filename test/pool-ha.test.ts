@@ -6,8 +6,9 @@
  *     (move-leader), then every etcd member is stopped for 30 s and started again: no guest moves,
  *     stops or restarts (same host, domain id and QEMU process, heartbeats going on, no fence or
  *     HA restart logged, every host logged that it held);
- *   - a host killed outright (every process in its namespace): its HA guest runs again on another
- *     host, exactly once, its heartbeat back; a guest on a surviving host is untouched.
+ *   - a host killed outright (every process in its namespace) right after its HA guest migrated
+ *     in: the guest runs again on another host, exactly once, its heartbeat back; a guest on a
+ *     surviving host is untouched.
  * (The isolation proof, QEMU exit before the new start, is test/pool-ha-fence.test.ts.)
  */
 import assert from 'node:assert/strict';
@@ -138,34 +139,38 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
     await untouched(before, marks, 'etcd back after 30 s');
   });
 
-  test('its HA guest runs again on another host, once, with its heartbeat; the other hosts fence nothing, the other guest is untouched', async () => {
+  test('its HA guest, just migrated in, runs again on another host, once, with its heartbeat; the other hosts fence nothing, the other guest is untouched', async () => {
     const plainBefore = (await poolList('host1')).find((r) => r.name === 'plain')!;
     assert.equal(plainBefore.host, 'host3');
     assert.equal((await poolList('host1')).find((r) => r.name === 'hag')?.host, 'host2');
 
     // the hardest case: the lost host's etcd member leads, so etcd is also without a leader until
     // the others elect one, and every survivor's renewals wait for it meanwhile
-    await moveLeader(lab, lab.hosts, lab.host('host2'));
+    await moveLeader(lab, lab.hosts, lab.host('host1'));
+    // and hag has only just arrived there: killed at once after its live migration, before any
+    // periodic sync of host1 (every 2 s), hag's ha/ entry must already name host1 (it named host2,
+    // alive, whose sync then took hag for migrated away and deleted the entry: never restarted)
+    assert.match(await lab.daemon('host2').ok(['migrate', 'hag', 'host1', '--live']), /Migrated domain hag to 10\.197\.0\.1:8002/);
     const marks = logMarks();
-    await lab.killHost(lab.host('host2'));
+    await lab.killHost(lab.host('host1'));
     let row: PoolRow | undefined;
     await until('hag running on another host', async () => {
-      row = (await poolList('host1').catch(() => [])).find((r) => r.name === 'hag');
-      return !!row && row.host !== null && row.host !== 'host2' && row.state !== 'off';
+      row = (await poolList('host2').catch(() => [])).find((r) => r.name === 'hag');
+      return !!row && row.host !== null && row.host !== 'host1' && row.state !== 'off';
     }, 180_000, 500);
     const target = row!.host!;
     await lab.daemon(target).waitConsole('hag', /heartbeat \d+/, 180_000);
 
     // once: it runs on exactly one host, and stays so
     await new Promise((r) => setTimeout(r, 15_000));
-    const rows = (await poolList('host1')).filter((r) => r.name === 'hag');
+    const rows = (await poolList('host2')).filter((r) => r.name === 'hag');
     assert.equal(rows.length, 1, JSON.stringify(rows));
     assert.equal(rows[0]!.host, target);
-    const locals = await Promise.all(['host1', 'host3'].map(async (h) => (JSON.parse(await lab.daemon(h).ok(['list', '--json'])) as Array<{ name: string }>).filter((d) => d.name === 'hag').length));
-    assert.deepEqual(locals.reduce((a, b) => a + b, 0), 1, `hag on host1/host3: ${locals.join('/')}`);
-    const plainAfter = (await poolList('host1')).find((r) => r.name === 'plain')!;
+    const locals = await Promise.all(['host2', 'host3'].map(async (h) => (JSON.parse(await lab.daemon(h).ok(['list', '--json'])) as Array<{ name: string }>).filter((d) => d.name === 'hag').length));
+    assert.deepEqual(locals.reduce((a, b) => a + b, 0), 1, `hag on host2/host3: ${locals.join('/')}`);
+    const plainAfter = (await poolList('host2')).find((r) => r.name === 'plain')!;
     assert.deepEqual([plainAfter.host, plainAfter.id], [plainBefore.host, plainBefore.id], 'plain untouched');
-    for (const h of ['host1', 'host3']) {
+    for (const h of ['host2', 'host3']) {
       const i = lab.hosts.indexOf(lab.host(h));
       assert.doesNotMatch(newLog(marks)[i]!, /fence \(|fence: /, `${h} fenced while etcd elected a new leader:\n${haLines(marks)}`);
     }

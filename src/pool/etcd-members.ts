@@ -18,7 +18,7 @@ export interface MemberJoin {
 }
 
 export async function ensureMember(root: Etcd3, host: string, peerUrl: string): Promise<MemberJoin> {
-  const list = (await root.cluster.memberList({})).members ?? [];
+  const list = (await whenReachable(() => root.cluster.memberList({}))).members ?? [];
   let mine = list.find((m) => (m.peerURLs ?? []).includes(peerUrl));
   if (mine?.name && mine.name !== host) throw new XenoError('BAD_REQUEST', `etcd member ${mine.name} already uses ${peerUrl}: it is not ${host}'s`);
   const unstarted = list.find((m) => !m.name && m !== mine);
@@ -35,6 +35,23 @@ export async function ensureMember(root: Etcd3, host: string, peerUrl: string): 
   // the only member without a name is this one (another unstarted one was refused above)
   const initialCluster = members.map((m) => `${m.name || host}=${(m.peerURLs ?? [])[0]}`).join(',');
   return { added, started: Boolean(mine?.name), initialCluster };
+}
+
+/**
+ * The documented flow starts the members, then joins at once: a member not listening yet refuses
+ * the connection (gRPC UNAVAILABLE), and etcd3 picks an endpoint at random. Asked again for up to
+ * 30 s; any other error, or a cluster still unreachable then, is thrown.
+ */
+async function whenReachable<T>(call: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await call();
+    } catch (e) {
+      if (!/UNAVAILABLE|ECONNREFUSED/.test(String(e)) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /**

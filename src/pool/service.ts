@@ -123,9 +123,13 @@ export class PoolService {
     return m;
   }
 
-  /** An incoming migration's commit: running/<name> names this host at once (member.ts). */
-  migratedIn(name: string, domid: number): Promise<void> {
-    return this.member.claimMigratedIn(name, domid);
+  /** Set by pool HA: what else an incoming migration's commit claims for this host (its ha/ entry). */
+  onMigratedIn?: (name: string) => Promise<void>;
+
+  /** An incoming migration's commit: running/<name> names this host at once (member.ts), then HA's claim. */
+  async migratedIn(name: string, domid: number): Promise<void> {
+    await this.member.claimMigratedIn(name, domid);
+    await this.onMigratedIn?.(name);
   }
 
   /** pool-eject: refused while the host runs guests; its membership and record go. */

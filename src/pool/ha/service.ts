@@ -95,6 +95,16 @@ export class HaService {
       if (why) agent.handOver(rec.name);
       return why;
     };
+    // a guest migrated in is this host's to have restarted from its commit on, not 2 s later at the
+    // next sync: its host dying in between left ha/ naming the source, alive, whose sync then took
+    // the guest for migrated away and deleted the entry (the guest was never restarted)
+    this.pool.onMigratedIn = async (name) => {
+      try {
+        if (this.ts.resolve(name).config.ha) await this.claimEntry(name);
+      } catch (e) {
+        this.log.warn(`ha: ${name} migrated in, its ha/ entry not claimed yet (the next sync does): ${errorMessage(e)}`);
+      }
+    };
     this.pool.etcd.useLease(() => agent.keeper.lease());
     agent.keeper.on('lost', () => this.pool.etcd.leaseLost(new Error('the host lease expired or was revoked')));
     this.timer = setInterval(() => void this.sync(), 2000);
@@ -161,6 +171,16 @@ export class HaService {
     return { name, memoryMiB: def.maxmem, priority: def.haPriority, antiAffinity: def.antiAffinity };
   }
 
+  /** ha/<name> names this host (not assigned, not held), in one txn against the entry as read. */
+  private async claimEntry(name: string): Promise<void> {
+    const ns = this.pool.etcd.ns;
+    const raw = (await ns.get(HA_PREFIX + name).exec()).kvs[0];
+    const e = raw ? (JSON.parse(raw.value.toString()) as HaEntry) : undefined;
+    if (e?.host === this.pool.host && !e.assigned && !e.held) return;
+    const next: HaEntry = { host: this.pool.host, assigned: false, epoch: (e?.epoch ?? 0) + 1 };
+    await ns.if(HA_PREFIX + name, 'Mod', '==', raw ? Number(raw.mod_revision) : 0).then(ns.put(HA_PREFIX + name).value(JSON.stringify(next))).commit();
+  }
+
   /** ha/ entries and disk locks in step with what runs here (only while renewing, not fenced). */
   private async sync(): Promise<void> {
     const agent = this.agent;
@@ -173,13 +193,7 @@ export class HaService {
       const me = this.pool.host;
       const local = new Set(this.ts.list().filter((d) => d.id !== 0).map((d) => d.name));
       const running = await this.pool.running();
-      for (const name of this.localHaGuests()) {
-        const raw = (await ns.get(HA_PREFIX + name).exec()).kvs[0];
-        const e = raw ? (JSON.parse(raw.value.toString()) as HaEntry) : undefined;
-        if (e?.host === me && !e.assigned && !e.held) continue;
-        const next: HaEntry = { host: me, assigned: false, epoch: (e?.epoch ?? 0) + 1 };
-        await ns.if(HA_PREFIX + name, 'Mod', '==', raw ? Number(raw.mod_revision) : 0).then(ns.put(HA_PREFIX + name).value(JSON.stringify(next))).commit();
-      }
+      for (const name of this.localHaGuests()) await this.claimEntry(name);
       for (const kv of (await ns.getAll().prefix(HA_PREFIX).exec()).kvs) {
         const name = kv.key.toString().split(HA_PREFIX).pop()!;
         const e = JSON.parse(kv.value.toString()) as HaEntry;
