@@ -14,25 +14,14 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { REPO } from './helpers/harness.js';
-import { runSteps } from './helpers/lab-script.js';
+import { chapter, fencedBlocks, prepareSteps, runSteps } from './helpers/lab-script.js';
 import { NetWorld } from './net/world.js';
-
-/** The fenced blocks of one language in a markdown text, in order. */
-function blocks(markdown: string, lang: string): string[] {
-  return [...markdown.matchAll(new RegExp(`^\`\`\`${lang}\\n([\\s\\S]*?)^\`\`\`$`, 'gm'))].map((m) => m[1]!);
-}
 
 // A cold debootstrap (the first run on a machine) takes tens of minutes on a loaded host.
 test('docs/tutorial.md chapter 10: a real Debian guest from create-image, as written', { timeout: 3_000_000 }, async () => {
   const md = readFileSync(path.join(REPO, 'docs/tutorial.md'), 'utf8');
-  const ch10 = md.indexOf('## 10. ');
-  assert.ok(ch10 > 0, 'the tutorial has its chapter 10');
-  // Chapter 0 without its ./scripts/setup.sh: the suite's scripts/test.sh ran it already, and run
-  // again from inside a test it may rebuild dist/ (or npm ci node_modules/) under other running tests.
-  const prepare = blocks(md.slice(0, md.indexOf('## 1. ')), 'sh');
-  assert.match(prepare[0] ?? '', /^\.\/scripts\/setup\.sh$/m);
-  prepare[0] = prepare[0]!.replace(/^\.\/scripts\/setup\.sh\n/m, '');
-  const debian = blocks(md.slice(ch10), 'bash');
+  const prepare = prepareSteps(md);
+  const debian = fencedBlocks(chapter(md, 10), 'bash');
   assert.ok(prepare.length >= 2 && debian.length >= 4, 'chapter 0 and chapter 10 have their steps');
   const world = await NetWorld.create('lab10');
   const tmp = mkdtempSync(path.join(tmpdir(), 'xeno-lab10-t-'));

@@ -19,3 +19,28 @@ export async function runSteps(netns: string, steps: string[], tmp: string): Pro
   const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
   return { code, output };
 }
+
+/** The fenced blocks of one language in a markdown text, in order. */
+export function fencedBlocks(markdown: string, lang: string): string[] {
+  return [...markdown.matchAll(new RegExp(`^\`\`\`${lang}\\n([\\s\\S]*?)^\`\`\`$`, 'gm'))].map((m) => m[1]!);
+}
+
+/** A chapter of the tutorial ("## N. ..." up to the next "## "), or '' if it has none. */
+export function chapter(markdown: string, n: number): string {
+  const start = markdown.indexOf(`\n## ${n}. `);
+  if (start < 0) return '';
+  const next = markdown.indexOf('\n## ', start + 1);
+  return markdown.slice(start, next < 0 ? undefined : next);
+}
+
+/**
+ * Chapter 0's blocks without its ./scripts/setup.sh: the suite's scripts/test.sh ran it already,
+ * and run again from inside a test it may rebuild dist/ (or npm ci node_modules/) under other
+ * running tests.
+ */
+export function prepareSteps(markdown: string): string[] {
+  const prepare = fencedBlocks(chapter(markdown, 0), 'sh');
+  if (!/^\.\/scripts\/setup\.sh$/m.test(prepare[0] ?? '')) throw new Error("chapter 0's first step is no longer ./scripts/setup.sh");
+  prepare[0] = prepare[0]!.replace(/^\.\/scripts\/setup\.sh\n/m, '');
+  return prepare;
+}

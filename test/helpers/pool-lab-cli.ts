@@ -1,9 +1,10 @@
 /**
- * scripts/lab-pool up|down: the test pool lab (pool-lab.ts) for a human. `up` builds the three
- * hosts with the same code as the tests, but with every etcd member and xenod detached (logs in
- * the lab's directory) so they outlive this command, and writes what it made to the state file;
- * `down` removes exactly that: every process in the lab's namespaces, their cgroups, the
- * namespaces, the directory.
+ * scripts/lab-pool up|env|kill|down: the test pool lab (pool-lab.ts) for a human. `up` builds the
+ * three hosts with the same code as the tests, but with every etcd member and xenod detached (logs
+ * in the lab's directory) so they outlive this command, and writes what it made to the state file;
+ * `env HOST` prints the shell exports that point the CLI at a host (for `eval`); `kill HOST` is a
+ * power cut (every process in its namespace SIGKILLed); `down` removes exactly what `up` made:
+ * every process in the lab's namespaces, their cgroups, the namespaces, the directory.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { DomainCgroups, cgroupInstanceName } from '../../src/host/cgroups.js';
 import { currentHostFiles } from '../../src/pool/admin.js';
 import { cgroupLayout } from './host-probes.js';
 import { REPO, sleep } from './harness.js';
-import { PoolLab } from './pool-lab.js';
+import { PoolLab, killNamespace } from './pool-lab.js';
 
 const STATE = process.env.XENO_LAB_POOL_STATE ?? '/run/xeno-lab-pool.json';
 
@@ -22,7 +23,34 @@ interface LabState {
   sw: string;
   /** Every namespace of the lab, written before anything runs in them (down removes them all). */
   namespaces: string[];
+  images: string;
   hosts: Array<{ name: string; ns: string; address: string; socket: string; stateDir: string }>;
+}
+
+function labState(): LabState {
+  if (!existsSync(STATE)) throw new Error(`no pool lab is up (${STATE}): scripts/lab-pool up first`);
+  return JSON.parse(readFileSync(STATE, 'utf8')) as LabState;
+}
+
+function labHost(name: string | undefined): LabState['hosts'][number] {
+  const st = labState();
+  const h = st.hosts.find((x) => x.name === name);
+  if (!h) throw new Error(`usage: scripts/lab-pool env|kill HOST, HOST one of ${st.hosts.map((x) => x.name).join(', ')}`);
+  return h;
+}
+
+/** Shell-quoted (the lab's paths are mkdtemp's, but a TMPDIR may hold anything). */
+const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+function env(name: string | undefined): void {
+  const h = labHost(name);
+  process.stdout.write(`export XENO_SOCKET=${sq(h.socket)}\nexport POOL_IMAGES=${sq(labState().images)}\nexport HOST_STATE=${sq(h.stateDir)}\n`);
+}
+
+async function kill(name: string | undefined): Promise<void> {
+  const h = labHost(name);
+  await killNamespace(h.ns);
+  process.stdout.write(`${h.name}: every process in its namespace killed (xenod, its QEMUs, its etcd member)\n`);
 }
 
 function connects(sock: string): Promise<boolean> {
@@ -36,7 +64,7 @@ function connects(sock: string): Promise<boolean> {
 async function up(): Promise<void> {
   if (existsSync(STATE)) throw new Error(`a pool lab is already up (${STATE}): scripts/lab-pool down first`);
   const lab = await PoolLab.up({ daemons: false, detached: true });
-  const state: LabState = { dir: lab.dir, sw: lab.sw, namespaces: [...lab.hosts.map((h) => h.ns), lab.sw], hosts: [] };
+  const state: LabState = { dir: lab.dir, sw: lab.sw, namespaces: [...lab.hosts.map((h) => h.ns), lab.sw], images: lab.images, hosts: [] };
   writeFileSync(STATE, JSON.stringify(state, null, 2) + '\n');
   try {
     for (const h of lab.hosts) {
@@ -58,7 +86,7 @@ async function up(): Promise<void> {
   }
   process.stdout.write(`pool lab up: pool ${lab.pool}, directory ${lab.poolDir}, images in ${lab.images}\n`);
   for (const h of state.hosts) process.stdout.write(`  ${h.name} ${h.address}: XENO_SOCKET=${h.socket} xeno host-list\n`);
-  process.stdout.write('scripts/lab-pool down removes it all.\n');
+  process.stdout.write('eval "$(scripts/lab-pool env HOST)" points xeno at a host; scripts/lab-pool down removes it all.\n');
 }
 
 async function down(): Promise<void> {
@@ -76,7 +104,14 @@ async function down(): Promise<void> {
 }
 
 const cmd = process.argv[2];
-(cmd === 'up' ? up() : cmd === 'down' ? down() : Promise.reject(new Error('usage: scripts/lab-pool up|down'))).catch((e: unknown) => {
+const commands: Record<string, () => Promise<void> | void> = { up, down, env: () => env(process.argv[3]), kill: () => kill(process.argv[3]) };
+Promise.resolve()
+  .then(() => {
+    const run = cmd && commands[cmd];
+    if (!run) throw new Error('usage: scripts/lab-pool up|env HOST|kill HOST|down');
+    return run();
+  })
+  .catch((e: unknown) => {
   process.stderr.write(`lab-pool: ${(e as Error).message}\n`);
   process.exit(1);
 });

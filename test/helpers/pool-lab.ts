@@ -214,29 +214,15 @@ export class PoolLab {
 
   /** Every process in these namespaces killed, the namespaces deleted (scripts/lab-pool down). */
   static async removeNamespaces(namespaces: string[], dir: string): Promise<void> {
-    const lab = new PoolLab({ hosts: 0 });
-    rmSync(lab.dir, { recursive: true, force: true });
     for (const ns of namespaces) {
-      await lab.killNamespace(ns);
+      await killNamespace(ns);
       await ip(['netns', 'del', ns]).catch(() => undefined);
     }
     rmSync(dir, { recursive: true, force: true });
   }
 
-  private async killNamespace(ns: string): Promise<void> {
-    for (let round = 0; round < 3; round++) {
-      const r = await execFileP('ip', ['netns', 'pids', ns]).catch(() => ({ stdout: '' }));
-      const pids = r.stdout.split('\n').filter(Boolean).map(Number);
-      if (!pids.length) return;
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      await sleep(300);
-    }
+  private killNamespace(ns: string): Promise<void> {
+    return killNamespace(ns);
   }
 
   /** Everything down: daemons and their guests, etcd members, namespaces, files. */
@@ -256,6 +242,23 @@ export class PoolLab {
   /** The last lines an etcd member wrote (for a failure's message). */
   etcdTail(h: LabHost): string {
     return h.etcdLog.join('').split('\n').slice(-20).join('\n');
+  }
+}
+
+/** Every process in a namespace SIGKILLed (a host's power cut), until none is left. */
+export async function killNamespace(ns: string): Promise<void> {
+  for (let round = 0; round < 3; round++) {
+    const r = await execFileP('ip', ['netns', 'pids', ns]).catch(() => ({ stdout: '' }));
+    const pids = r.stdout.split('\n').filter(Boolean).map(Number);
+    if (!pids.length) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    await sleep(300);
   }
 }
 
