@@ -118,6 +118,7 @@ export class HaService {
    */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.pool.onMigratedIn = undefined;
     const ns = this.pool.etcd.ns;
     for (const name of this.localHaGuests()) {
       const held: HaEntry = { host: this.pool.host, assigned: false, epoch: Date.now(), held: true };
