@@ -40,7 +40,7 @@ export async function ensureMember(root: Etcd3, host: string, peerUrl: string): 
 /**
  * The documented flow starts the members, then joins at once: a member not listening yet refuses
  * the connection (gRPC UNAVAILABLE), and etcd3 picks an endpoint at random. Asked again for up to
- * 30 s; any other error, or a cluster still unreachable then, is thrown.
+ * 30 s; any other error is thrown at once, a cluster still unreachable then says so.
  */
 async function whenReachable<T>(call: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + 30_000;
@@ -48,7 +48,8 @@ async function whenReachable<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (e) {
-      if (!/UNAVAILABLE|ECONNREFUSED/.test(String(e)) || Date.now() > deadline) throw e;
+      if (!/UNAVAILABLE|ECONNREFUSED/.test(String(e))) throw e;
+      if (Date.now() > deadline) throw new XenoError('HOST_ERROR', `the pool's etcd did not answer for 30 s (are its members started, at the URLs given?): ${e instanceof Error ? e.message : String(e)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
