@@ -32,23 +32,23 @@ function labState(): LabState {
   return JSON.parse(readFileSync(STATE, 'utf8')) as LabState;
 }
 
-function labHost(name: string | undefined): LabState['hosts'][number] {
-  const st = labState();
-  const h = st.hosts.find((x) => x.name === name);
-  if (!h) throw new Error(`usage: scripts/lab-pool env|kill HOST, HOST one of ${st.hosts.map((x) => x.name).join(', ')}`);
-  return h;
+function labHost(name: string | undefined): { state: LabState; host: LabState['hosts'][number] } {
+  const state = labState();
+  const host = state.hosts.find((x) => x.name === name);
+  if (!host) throw new Error(`usage: scripts/lab-pool env|kill HOST, HOST one of ${state.hosts.map((x) => x.name).join(', ')}`);
+  return { state, host };
 }
 
 /** Shell-quoted (the lab's paths are mkdtemp's, but a TMPDIR may hold anything). */
 const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 function env(name: string | undefined): void {
-  const h = labHost(name);
-  process.stdout.write(`export XENO_SOCKET=${sq(h.socket)}\nexport POOL_IMAGES=${sq(labState().images)}\nexport HOST_STATE=${sq(h.stateDir)}\n`);
+  const { state, host } = labHost(name);
+  process.stdout.write(`export XENO_SOCKET=${sq(host.socket)}\nexport POOL_IMAGES=${sq(state.images)}\nexport HOST_STATE=${sq(host.stateDir)}\n`);
 }
 
 async function kill(name: string | undefined): Promise<void> {
-  const h = labHost(name);
+  const { host: h } = labHost(name);
   await killNamespace(h.ns);
   process.stdout.write(`${h.name}: every process in its namespace killed (xenod, its QEMUs, its etcd member)\n`);
 }
@@ -94,7 +94,7 @@ async function down(): Promise<void> {
     process.stdout.write('no pool lab is up\n');
     return;
   }
-  const state = JSON.parse(readFileSync(STATE, 'utf8')) as LabState;
+  const state = labState();
   await PoolLab.removeNamespaces(state.namespaces, state.dir);
   const layout = cgroupLayout();
   for (const h of state.hosts) if (layout) await new DomainCgroups(layout, cgroupInstanceName(h.stateDir)).removeAll().catch(() => undefined);
@@ -107,7 +107,7 @@ const cmd = process.argv[2];
 const commands: Record<string, () => Promise<void> | void> = { up, down, env: () => env(process.argv[3]), kill: () => kill(process.argv[3]) };
 Promise.resolve()
   .then(() => {
-    const run = cmd && commands[cmd];
+    const run = cmd !== undefined && Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
     if (!run) throw new Error('usage: scripts/lab-pool up|env HOST|kill HOST|down');
     return run();
   })
