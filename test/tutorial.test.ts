@@ -10,16 +10,11 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { REPO } from './helpers/harness.js';
-import { runSteps } from './helpers/lab-script.js';
+import { fencedBlocks, runSteps } from './helpers/lab-script.js';
 import { NetWorld } from './net/world.js';
 
-/** The ```sh blocks of a markdown file, in order. */
-export function shellBlocks(markdown: string): string[] {
-  return [...markdown.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
-}
-
 test('docs/tutorial.md: every step of the lab works as written', { timeout: 600_000 }, async () => {
-  const blocks = shellBlocks(readFileSync(path.join(REPO, 'docs/tutorial.md'), 'utf8'));
+  const blocks = fencedBlocks(readFileSync(path.join(REPO, 'docs/tutorial.md'), 'utf8'), 'sh');
   assert.ok(blocks.length >= 8, 'the lab has its steps');
   const world = await NetWorld.create('lab');
   // The lab's own mktemp lands here, so whatever it leaves is ours to remove.

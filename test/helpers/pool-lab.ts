@@ -199,7 +199,7 @@ export class PoolLab {
 
   /** The host is gone at once: every process in its namespace (xenod, its QEMUs, etcd) SIGKILLed. */
   async killHost(h: LabHost): Promise<void> {
-    await this.killNamespace(h.ns);
+    await killNamespace(h.ns);
     h.etcd = undefined;
   }
 
@@ -221,17 +221,13 @@ export class PoolLab {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  private killNamespace(ns: string): Promise<void> {
-    return killNamespace(ns);
-  }
-
   /** Everything down: daemons and their guests, etcd members, namespaces, files. */
   async down(): Promise<void> {
     const problems: string[] = [];
     for (const h of this.hosts) {
       await this.stopEtcd(h).catch(() => undefined);
       if (h.daemon) await h.daemon.cleanup().catch((e: unknown) => problems.push(String(e)));
-      await this.killNamespace(h.ns);
+      await killNamespace(h.ns);
       await ip(['netns', 'del', h.ns]).catch(() => undefined);
     }
     await ip(['netns', 'del', this.sw]).catch(() => undefined);
