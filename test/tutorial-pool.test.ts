@@ -1,5 +1,5 @@
 /**
- * Chapter 11 of docs/tutorial.md, run as written: its ```bash blocks, after chapter 0's ```sh
+ * Chapter 10 of docs/tutorial.md, run as written: its ```bash blocks, after chapter 0's ```sh
  * blocks (the lab's helpers; its setup.sh is the suite's own first step), in one bash.
  * scripts/lab-pool builds three hosts (namespaces, a 3-member etcd with TLS, a xenod each) with its
  * state file in the test's own directory; an HA guest is defined for the pool, placed, evacuated
@@ -20,11 +20,11 @@ import { test } from 'node:test';
 import { REPO } from './helpers/harness.js';
 import { chapter, fencedBlocks, prepareSteps, runSteps } from './helpers/lab-script.js';
 
-test('docs/tutorial.md chapter 11: a pool of three hosts, evacuation and HA restart, as written', { timeout: 900_000 }, async () => {
+test('docs/tutorial.md chapter 10: a pool of three hosts, evacuation and HA restart, as written', { timeout: 900_000 }, async () => {
   const md = readFileSync(path.join(REPO, 'docs/tutorial.md'), 'utf8');
   const prepare = prepareSteps(md);
-  const pool = fencedBlocks(chapter(md, 11), 'bash');
-  assert.ok(pool.length >= 5, 'chapter 11 has its steps');
+  const pool = fencedBlocks(chapter(md, 10), 'bash');
+  assert.ok(pool.length >= 5, 'chapter 10 has its steps');
   const tmp = mkdtempSync(path.join(tmpdir(), 'xeno-lab11-t-'));
   // never the machine's own lab (/run/xeno-lab-pool.json): the steps inherit this
   const state = path.join(tmp, 'lab-pool.json');
@@ -32,7 +32,7 @@ test('docs/tutorial.md chapter 11: a pool of three hosts, evacuation and HA rest
   process.env.XENO_LAB_POOL_STATE = state;
   try {
     const { code, output } = await runSteps(undefined, [...prepare, ...pool], tmp);
-    assert.equal(code, 0, `chapter 11 failed:\n${output.slice(-4000)}`);
+    assert.equal(code, 0, `chapter 10 failed:\n${output.slice(-4000)}`);
     const step = (n: number) => output.slice(output.indexOf(`### step ${prepare.length + n}\n`), output.indexOf(`### step ${prepare.length + n + 1}\n`));
 
     assert.match(step(1), /^host1\s+up\s+10\.197\.0\.1/m);

@@ -22,6 +22,16 @@ export async function runSteps(netns: string | undefined, steps: string[], tmp: 
   return { code, output };
 }
 
+/** What the step whose block contains `has` printed (runSteps announces each step). */
+export function stepOutput(output: string, steps: string[], has: string): string {
+  const i = steps.findIndex((b) => b.includes(has));
+  if (i < 0) throw new Error(`no step has ${JSON.stringify(has)}`);
+  const start = output.indexOf(`### step ${i + 1}\n`);
+  if (start < 0) return '';
+  const end = output.indexOf(`### step ${i + 2}\n`, start);
+  return output.slice(start, end < 0 ? undefined : end);
+}
+
 /** The fenced blocks of one language in a markdown text, in order. */
 export function fencedBlocks(markdown: string, lang: string): string[] {
   return [...markdown.matchAll(new RegExp(`^\`\`\`${lang}\\n([\\s\\S]*?)^\`\`\`$`, 'gm'))].map((m) => m[1]!);
