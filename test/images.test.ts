@@ -115,12 +115,13 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
       await must(['ip', '-n', ns, 'addr', 'add', `${a}/30`, 'dev', 'mig0']);
       await must(['ip', '-n', ns, 'link', 'set', 'mig0', 'up']);
     }
-    // A guest that ignores the ACPI button is asked through its agent after 3 s here (30 s by default).
-    const nat = "(network-script 'network-nat netdev=eth0')\n(vif-script vif-nat)\n(xeno-agent-shutdown-delay 3)\n";
-    d = new TestDaemon({ wrap: ['ip', 'netns', 'exec', w.host], args: ['--accel', 'tcg', '--web', `127.0.0.1:${WEB_PORT}`], configText: `${nat}(xeno-relocation-key-file '${relocKey}')\n` });
+    // A guest that ignores the ACPI button is asked through its agent after 3 s on d (30 s by
+    // default); b waits 120 s, so that its shutdown (the last test) shows the button was heard.
+    const nat = "(network-script 'network-nat netdev=eth0')\n(vif-script vif-nat)\n";
+    d = new TestDaemon({ wrap: ['ip', 'netns', 'exec', w.host], args: ['--accel', 'tcg', '--web', `127.0.0.1:${WEB_PORT}`], configText: `${nat}(xeno-agent-shutdown-delay 3)\n(xeno-relocation-key-file '${relocKey}')\n` });
     b = new TestDaemon({
       wrap: ['ip', 'netns', 'exec', w2.host], args: ['--accel', 'tcg'],
-      configText: `${nat}(xend-relocation-server yes)\n(xend-relocation-address '${MIG_B}')\n(xend-relocation-port ${MIG_PORT})\n(xeno-relocation-key-file '${relocKey}')\n`,
+      configText: `${nat}(xeno-agent-shutdown-delay 120)\n(xend-relocation-server yes)\n(xend-relocation-address '${MIG_B}')\n(xend-relocation-port ${MIG_PORT})\n(xeno-relocation-key-file '${relocKey}')\n`,
     });
     await Promise.all([d.start(), b.start()]);
   });
@@ -167,6 +168,8 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
     // The login prompt comes before the last services are up: wait for systemd's start-up to end.
     assert.match(await ssh('systemctl is-system-running --wait || true'), /^(running|degraded)$/);
     assert.equal(await ssh('systemctl is-active multi-user.target'), 'active');
+    // D-Bus is in the image, so logind runs and hears the ACPI power button (the last test's shutdown).
+    assert.equal(await ssh('systemctl is-active dbus systemd-logind'), 'active\nactive');
     assert.equal(await ssh('hostname'), 'web');
     assert.match(await ssh('cat /proc/cmdline'), /root=LABEL=xeno-root/);
   });
@@ -200,8 +203,10 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
     assert.match((await w.tcpFetch(w.host, ip, 22, 30_000, { firstLine: true })) ?? '', /^SSH-2\.0-OpenSSH/);
   });
 
-  it('reboots through the agent when the ACPI button goes unheard: a new boot, its services back', async () => {
+  it('reboots through the agent when the ACPI button goes unheard (logind masked): a new boot, its services back', async () => {
     const boot = await ssh('cat /proc/sys/kernel/random/boot_id');
+    // Nothing in the guest hears the button now, for this boot and the next (unmasked below).
+    await ssh('systemctl mask --now systemd-logind');
     await d.ok(['reboot', 'web']);
     // Until sshd answers from a new boot (ssh fails while the guest is down or starting).
     const deadline = Date.now() + BOOT_MS;
@@ -218,6 +223,7 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
     assert.match(events, /web ignored the ACPI power button: reboot asked through its guest agent/, events);
     assert.match(events, /guest rebooted: on_reboot=restart/, events);
     assert.match(await ssh('systemctl is-system-running --wait || true'), /^(running|degraded)$/);
+    await ssh('systemctl unmask systemd-logind && systemctl start systemd-logind');
     assert.equal(await ssh('systemctl is-active nginx ssh qemu-guest-agent'), 'active\nactive\nactive');
     assert.match(await http(), /Welcome to nginx/);
     assert.equal(await agentAddress(d), ip, 'the same NAT address after the restart');
@@ -285,7 +291,7 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
     assert.equal(await agentAddress(b), ip);
   });
 
-  it('shuts down cleanly (through the agent when the ACPI button goes unheard: minbase has no dbus, so no logind)', async () => {
+  it('shuts down cleanly: logind hears the ACPI power button', async () => {
     // Edited inside the guest before it stops: the next boot (below, another xenod) must run it.
     await ssh("sed -i 's/ console=ttyS0$/ console=ttyS0 xeno.marker=1/' /boot/grub/grub.cfg && sync");
     await shutdownGone(b, 'web');
@@ -293,6 +299,7 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
     assert.deepEqual(await netLeftovers(w2.host), [], 'no vif, no xeno nft table left once the guest is gone');
     const events = await b.ok(['dmesg']);
     t_diag(events.split('\n').filter((l) => / web\(/.test(l) && /shutdown|reboot/.test(l)).join('\n'));
+    assert.doesNotMatch(events, /web ignored the ACPI power button/, 'the button was heard: no agent fallback');
   });
 
   it('an xm-era config (pygrub, root=/dev/xvda1, console=hvc0, bridge=xenbr0, hostname) boots the same disk unchanged', async () => {

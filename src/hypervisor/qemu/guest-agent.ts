@@ -130,7 +130,7 @@ export class GuestAgent {
 
   /**
    * guest-shutdown (a poweroff, or a reboot); when the guest's shutdown(8) fails (systemd's needs
-   * logind, so D-Bus: a minimal Debian has neither), `systemctl poweroff|reboot` through guest-exec,
+   * logind, so D-Bus: a minbase Debian has neither), `systemctl poweroff|reboot` through guest-exec,
    * which talks to PID 1 directly.
    */
   async shutdown(mode: 'powerdown' | 'reboot' = 'powerdown'): Promise<void> {
