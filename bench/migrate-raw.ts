@@ -11,6 +11,8 @@ import path from 'node:path';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import { UNCAPPED_BANDWIDTH } from '../src/hypervisor/qemu/migration-status.js';
+import { PSK_IDENTITY } from '../src/migration/protocol.js';
+import { hostCpuFlags, tlsPskPriority } from '../src/hypervisor/qemu/tls-priority.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { sleep } from '../test/helpers/harness.js';
 import { rawCgroup } from './lib.js';
@@ -114,12 +116,27 @@ export class RawQemu {
     });
   }
 
-  /** Live-migrate `src` into a fresh QEMU over plain TCP: the figures and the new QEMU. */
-  async migrate(src: Raw, mode: Mode, maxDowntimeMs: number): Promise<[RawFigures, Raw]> {
+  /**
+   * The stream over TLS-PSK as xeno sets it up (tls-creds-psk objects from a creds dir with its
+   * dh-params.pem, xeno's GnuTLS priority; XENO_BENCH_TLS_PRIORITY tries another).
+   */
+  private static async useTls(qmp: QmpClient, endpoint: 'client' | 'server', dir: string): Promise<void> {
+    await qmp.execute('object-del', { id: 'rawtls0' }).catch(() => undefined);
+    await qmp.execute('object-add', { 'qom-type': 'tls-creds-psk', id: 'rawtls0', endpoint, dir, priority: process.env.XENO_BENCH_TLS_PRIORITY ?? tlsPskPriority(hostCpuFlags()), ...(endpoint === 'client' ? { username: PSK_IDENTITY } : {}) });
+    await qmp.execute('migrate-set-parameters', { 'tls-creds': 'rawtls0' });
+  }
+
+  /**
+   * Live-migrate `src` into a fresh QEMU over plain TCP (or, given `tlsDir`, over TLS-PSK as xeno
+   * does, to show what the encryption itself costs): the figures and the new QEMU.
+   */
+  async migrate(src: Raw, mode: Mode, maxDowntimeMs: number, tlsDir?: string): Promise<[RawFigures, Raw]> {
     const t0 = performance.now();
     const dst = await this.start(true);
     await RawQemu.tune(src.qmp, mode, true, maxDowntimeMs);
     await RawQemu.tune(dst.qmp, mode, false, maxDowntimeMs);
+    if (tlsDir) await Promise.all([RawQemu.useTls(src.qmp, 'client', tlsDir), RawQemu.useTls(dst.qmp, 'server', tlsDir)]);
+    else await src.qmp.execute('migrate-set-parameters', { 'tls-creds': '' });
     await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
     let port = 0;
     while (!port) {

@@ -20,6 +20,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import type { MigrateResult } from '../src/migration/client.js';
+import { writePskDir } from '../src/migration/protocol.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { freePort, sleep } from '../test/helpers/harness.js';
 import { STOP_LOAD, loadCommand, parseLoads, serialRun, waitSerial } from './guest-load.js';
@@ -42,6 +43,7 @@ export async function run(): Promise<void> {
   const keyDone = onInterrupt(async () => rmSync(keyDir, { recursive: true, force: true }));
   const keyFile = path.join(keyDir, 'relocation.psk');
   writeFileSync(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+  const tlsDir = writePskDir(path.join(keyDir, 'raw-tls'), randomBytes(32).toString('hex'));
   const ports = [await freePort(), await freePort()];
   const cfg = (port: number) => `(xend-relocation-server yes)\n(xend-relocation-port ${port})\n(xend-relocation-address '127.0.0.1')\n(xeno-relocation-key-file '${keyFile}')\n`;
   const ends = [benchDaemon({ configText: cfg(ports[0]!) }), benchDaemon({ configText: cfg(ports[1]!) })];
@@ -77,6 +79,8 @@ export async function run(): Promise<void> {
         }
         const rT: number[] = [];
         const rDown: number[] = [];
+        const tT: number[] = [];
+        const tDown: number[] = [];
         const xT: number[] = [];
         const xDown: number[] = [];
         const xGuestDown: number[] = [];
@@ -94,6 +98,13 @@ export async function run(): Promise<void> {
             rThrottle.push(f.throttle);
             if (f.postcopy) rSwitched++;
           };
+          // The same raw migration over TLS-PSK as xeno sets it up: how much of xeno's total is the encryption.
+          const rawTlsSide = async () => {
+            const [f, next] = await rawq!.migrate(raw!, mode, maxDowntimeMs, tlsDir);
+            raw = next;
+            tT.push(f.seconds * 1000);
+            tDown.push(f.guestDowntimeMs);
+          };
           const xenoSide = async () => {
             const t0 = performance.now();
             const res = await ends[at]!.client.post<MigrateResult>('/v1/domains/bmig/migrate', {
@@ -109,14 +120,16 @@ export async function run(): Promise<void> {
             if (res.postcopy) xSwitched++;
             for (const [k, v] of Object.entries(res.phasesMs ?? {})) phases[k]?.push(v);
           };
-          for (const side of r % 2 ? [xenoSide, rawSide] : [rawSide, xenoSide]) {
+          for (const side of r % 2 ? [xenoSide, rawTlsSide, rawSide] : [rawSide, rawTlsSide, xenoSide]) {
             await side();
             await sleep(1000);
           }
-          process.stderr.write(`migrate ${label} round ${r + 1}/${rounds}: raw ${rT[r]!.toFixed(0)} ms (downtime ${rDown[r]!.toFixed(0)} ms) | xeno ${xT[r]!.toFixed(0)} ms (downtime ${xDown[r]!.toFixed(0)} ms, guest ${xGuestDown[r]!.toFixed(0)} ms)\n`);
+          process.stderr.write(`migrate ${label} round ${r + 1}/${rounds}: raw ${rT[r]!.toFixed(0)} ms (downtime ${rDown[r]!.toFixed(0)} ms) | raw TLS ${tT[r]!.toFixed(0)} ms | xeno ${xT[r]!.toFixed(0)} ms (downtime ${xDown[r]!.toFixed(0)} ms, guest ${xGuestDown[r]!.toFixed(0)} ms)\n`);
         }
         ratioRow(b('total'), median(rT), median(xT), 1.1);
         plusRow(b(mode === 'postcopy' ? 'downtime (switch to running there)' : 'QEMU downtime'), median(rDown), median(xDown), 10);
+        infoRow(b('raw QEMU over TLS-PSK as xeno sets it up: total'), median(tT), median(xT));
+        infoRow(b('raw QEMU over TLS-PSK: QEMU downtime'), median(tDown), median(xDown));
         for (const [k, v] of Object.entries(phases)) if (v.length) infoRow(b(`xeno phase ${k}`), null, median(v));
         infoRow(b('xeno guest downtime incl. commit + resume'), null, median(xGuestDown));
         if (mode === 'postcopy') infoRow({ ...b('rounds that switched to postcopy'), unit: 'count' }, rSwitched, xSwitched);
@@ -124,6 +137,7 @@ export async function run(): Promise<void> {
         report(`live migration of a ${MEM} MiB guest, load ${label} (${accel}, ${rounds} rounds, medians; raw = plain TCP, xeno = TLS-PSK)`, [
           ['raw QEMU: target start -> running there (ms)', median(rT)],
           ['xeno: migrate request -> running there (ms)', median(xT)],
+          ['raw QEMU over TLS-PSK: target start -> running there (ms)', median(tT)],
           ['raw downtime (ms)', median(rDown)],
           ['xeno downtime (ms)', median(xDown)],
           ['raw / xeno cpu-throttle-percentage', `${median(rThrottle)} / ${median(xThrottle)}`],

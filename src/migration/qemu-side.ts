@@ -9,6 +9,7 @@ import { XenoError } from '../common/errors.js';
 import type { Vm } from '../hypervisor/backend.js';
 import { UNCAPPED_BANDWIDTH, waitMigration, type QueryMigrate } from '../hypervisor/qemu/migration-status.js';
 import { PSK_IDENTITY, TLS_OBJECT_ID } from './protocol.js';
+import { hostCpuFlags, tlsPskPriority } from '../hypervisor/qemu/tls-priority.js';
 
 const MiB = 1024 * 1024;
 /** QEMU's own default downtime-limit (ms). */
@@ -71,7 +72,7 @@ export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: stri
     });
   } else await vm.command('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: false }] });
   await vm.command('object-add', {
-    'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir,
+    'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir, priority: tlsPskPriority(hostCpuFlags()),
     ...(endpoint === 'client' ? { username: PSK_IDENTITY } : {}),
   });
   await vm.command('migrate-set-parameters', {

@@ -17,6 +17,7 @@ import { BOOT_ORDER_RE, effectiveCmdline, type DomainConfig } from '../../model/
 import { XenoError } from '../../common/errors.js';
 import type { Accel } from '../backend.js';
 import { defaultFacts, deviceOpt, diskBlockdevs, diskDevice, type DiskHostFacts } from './disk-argv.js';
+import { hostCpuFlags, tlsPskPriority } from './tls-priority.js';
 
 export interface NicBackend {
   devid: number;
@@ -210,7 +211,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     argv.push('-device', `${plainOpt('NIC model', nic.model ?? 'virtio-net-pci')},netdev=net${devid},mac=${plainOpt('mac', nic.mac)},id=nic${devid}${bootOpt(boot, `net${devid}`)}`);
   }
   if (input.startPaused || input.incoming) argv.push('-S');
-  if (input.incoming && input.tlsPskDir) argv.push('-object', `tls-creds-psk,id=xenomig0,endpoint=server,dir=${escapeOpt(input.tlsPskDir)}`);
+  if (input.incoming && input.tlsPskDir) argv.push('-object', `tls-creds-psk,id=xenomig0,endpoint=server,dir=${escapeOpt(input.tlsPskDir)},priority=${tlsPskPriority(hostCpuFlags())}`);
   if (input.incoming) argv.push('-incoming', 'defer');
   return argv;
 }
