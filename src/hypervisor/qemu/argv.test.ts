@@ -5,6 +5,7 @@ import type { CacheMode, DiskSpec, DomainConfig } from '../../model/domain-confi
 import type { AioMode, DiskHostFacts } from './disk-argv.js';
 import { buildQemuArgv, guestCmdline } from './argv.js';
 import { decideAccel } from './accel.js';
+import { hostCpuFlags, tlsPskPriority } from './tls-priority.js';
 
 const base: DomainConfig = {
   name: 'web', type: 'pv', memory: 128, maxmem: 256, vcpus: 1, maxvcpus: 2, kernel: '/k', ramdisk: '/r', extra: 'quiet',
@@ -56,7 +57,7 @@ test('kvm gets the host cpu; incoming and paused starts stop the vcpus', () => {
 
 test('an incoming QEMU can get TLS-PSK credentials for the migration stream', () => {
   const argv = buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], incoming: true, tlsPskDir: '/run/x/t,ls' });
-  assert.deepEqual(opt(argv, '-object'), ['tls-creds-psk,id=xenomig0,endpoint=server,dir=/run/x/t,,ls']);
+  assert.deepEqual(opt(argv, '-object'), [`tls-creds-psk,id=xenomig0,endpoint=server,dir=/run/x/t,,ls,priority=${tlsPskPriority(hostCpuFlags())}`]);
   assert.deepEqual(opt(buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], tlsPskDir: '/d' }), '-object'), [], 'only for an incoming QEMU');
   assert.deepEqual(opt(buildQemuArgv({ domid: 3, config: base, uuid: 'u', machineType: 'm', accel: 'tcg', paths, nics: [], incoming: true }), '-object'), []);
 });
