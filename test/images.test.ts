@@ -357,4 +357,28 @@ describe('a Debian guest from create-image, booted through pygrub', { timeout: 4
       });
     }
   });
+
+  it('boots by itself as an HVM guest: SeaBIOS, then its own GRUB reading its grub.cfg, with a VNC display an RFB client reaches', async () => {
+    const cfg = d.writeCfg('hvmweb', [
+      'name = "hvmweb"', 'type = "hvm"', 'memory = 512', 'vcpus = 1', 'vnc = 1', 'serial = "pty"', "vif = ['']",
+      `disk = ['format=qcow2,vdev=xvda,access=rw,target=${path.join(work, 'web.qcow2')}']`, '',
+    ].join('\n'));
+    await d.ok(['create', cfg]);
+    try {
+      await d.waitConsole('hvmweb', /web login:/, BOOT_MS);
+      at = w.host;
+      ip = await agentAddress(d, 'hvmweb');
+      // BOOT_IMAGE is GRUB's (pygrub and kernel= boots pass no such thing); the marker, the line the guest itself added to its grub.cfg
+      assert.equal(await ssh('cat /proc/cmdline'), 'BOOT_IMAGE=/vmlinuz root=LABEL=xeno-root ro console=tty0 console=ttyS0 xeno.marker=1');
+      assert.doesNotMatch(d.log, /hvmweb.*pygrub/);
+      const [info] = JSON.parse(await d.ok(['list', '-l', 'hvmweb'])) as Array<{ vnc?: string }>;
+      const m = /^127\.0\.0\.1:(59\d\d)$/.exec(info!.vnc ?? '');
+      assert.ok(m, `list -l shows where the display listens: ${info!.vnc}`);
+      // The RFB 3.8 handshake up to the security types, from the daemon's namespace (the display listens on its loopback).
+      const rfb = await w.run(w.host, ['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${m[1]}; head -c 12 <&3; printf 'RFB 003.008\\n' >&3; head -c 2 <&3 | od -An -tu1`], { timeoutMs: 30_000 });
+      assert.match(rfb.stdout, /^RFB 003\.008\n\s*1\s+1\s*$/, `the server's version, then one security type: None (${JSON.stringify(rfb.stdout)})`);
+    } finally {
+      await d.xeno(['destroy', 'hvmweb']);
+    }
+  });
 });

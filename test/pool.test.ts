@@ -126,6 +126,9 @@ describe('a pool of three hosts', { timeout: 900_000 }, () => {
     assert.equal((await lab.daemon('host1').row('g1'))?.state, 'running');
     // its console too, both ways, through host1's door: the typed line's echo holds only "6*7", so
     // a 42 alone on a line proves host1's guest shell ran what host3's CLI typed
+    // typed once the guest's shell is up: a shell starting flushes what was typed before it (seen
+    // on a loaded host: the line arrived as "o $((6*7))")
+    await lab.daemon('host1').waitConsole('g1', /xeno# /, 120_000);
     const con = await lab.daemon('host3').xeno(['console', 'g1'], { input: 'echo $((6*7))\n', timeoutMs: 15_000 });
     assert.match(con.stdout, /^42\r?$/m, `host3's console of g1: ${con.stdout.slice(-300)} ${con.stderr}`);
     assert.match(con.stdout, /heartbeat \d+/);

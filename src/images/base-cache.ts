@@ -20,13 +20,14 @@ export const DEB_CACHE = 'debs';
  * What every xeno image has: systemd, a kernel, ssh, the guest agent; D-Bus, without which
  * systemd-logind does not start and nothing hears the ACPI power button (`xeno shutdown` would
  * wait for the agent fallback; debootstrap's minbase leaves dbus out, systemd only recommends
- * it); zstd so that initramfs-tools compresses with it (without it, gzip -9: slower to build and
+ * it); GRUB's BIOS images and modules (grub-pc-bin, no grub-install: see grub-bios.ts), so the
+ * disk also boots by itself as an HVM guest; zstd so that initramfs-tools compresses with it (without it, gzip -9: slower to build and
  * to unpack at each TCG boot).
  */
-export const BASE_PACKAGES = ['systemd', 'systemd-sysv', 'udev', 'dbus', 'linux-image-amd64', 'openssh-server', 'qemu-guest-agent', 'zstd'];
+export const BASE_PACKAGES = ['systemd', 'systemd-sysv', 'udev', 'dbus', 'grub-pc-bin', 'linux-image-amd64', 'openssh-server', 'qemu-guest-agent', 'zstd'];
 
 /** Bumped when the way a base is built changes, so a base built the old way is not reused. */
-const RECIPE = 3;
+const RECIPE = 4;
 
 /**
  * Written into the tree before debootstrap runs, so the kernel's postinst builds a small initramfs:

@@ -10,6 +10,7 @@ import { HOSTNAME_RE } from '../config/validate-fields.js';
 import { hostMirror } from './apt-mirror.js';
 import { DEFAULT_CACHE_DIR, DIST_RE, checkPackages, ensureBase, run } from './base-cache.js';
 import { ROOT_LABEL, customise, type GuestNet } from './guest-files.js';
+import { prepareGrubBios, writeGrubBios } from './grub-bios.js';
 import { writeMbrDisk } from './mbr.js';
 
 export interface CreateImageOptions {
@@ -126,6 +127,7 @@ export async function createImage(o: CreateImageOptions, progress: (step: Step, 
     lap('copy');
     progress('customise', `hostname ${o.hostname}, ${net.address ? `static ${net.address}` : 'DHCP'}`);
     await customise(path.join(work, 'root'), { hostname: o.hostname, net, sshKey, password: o.password });
+    await prepareGrubBios(path.join(work, 'root'));
     let kernel: { kernel: string; ramdisk: string } | undefined;
     if (o.bootloader === 'kernel') {
       // PV-style boot with kernel= / ramdisk= copied beside the image.
@@ -138,6 +140,7 @@ export async function createImage(o: CreateImageOptions, progress: (step: Step, 
     progress('mkfs', `ext4 in partition 1 of ${o.size}, labelled ${ROOT_LABEL}`);
     const part = writeMbrDisk(raw, bytes);
     await run(['mkfs.ext4', '-q', '-F', '-L', ROOT_LABEL, '-E', `offset=${part.offset}`, '-d', path.join(work, 'root'), raw, `${Math.floor(part.partitionBytes / 1024)}k`]);
+    writeGrubBios(path.join(work, 'root'), raw);
     lap('mkfs');
     if (o.format === 'qcow2') {
       progress('convert', 'qemu-img convert -O qcow2');

@@ -2,8 +2,8 @@
  * The per-image customisation of a copied root tree: host name, networking (systemd-networkd,
  * DHCP or static), fstab by label, serial gettys on ttyS0 (and hvc0, by systemd's generator), the udev rule that onlines
  * hot-added CPUs, root's ssh key / password, fresh ssh host keys and machine id, and a minimal
- * /boot/grub/grub.cfg for pygrub. GRUB itself is not installed: grub-install needs a block device
- * (a loop device here), and pygrub only reads the config and the files it names.
+ * /boot/grub/grub.cfg, read by pygrub and by the GRUB grub-bios.ts writes on the disk (grub-install
+ * and update-grub are not run: the first needs a block device, a loop device here).
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -70,7 +70,7 @@ export function grubCfg(root: string): string {
   const k = existsSync(path.join(root, 'vmlinuz')) ? '/vmlinuz' : `/boot/vmlinuz-${latest}`;
   const i = existsSync(path.join(root, 'initrd.img')) ? '/initrd.img' : `/boot/initrd.img-${latest}`;
   return [
-    '# Written by xeno create-image for pygrub (GRUB is not installed in this image).',
+    "# Written by xeno create-image, for pygrub and for the GRUB in the disk's boot sectors.",
     'set default=0',
     'set timeout=0',
     "menuentry 'Debian GNU/Linux' {",
