@@ -7,8 +7,9 @@
  *     stops or restarts (same host, domain id and QEMU process, heartbeats going on, no fence or
  *     HA restart logged, every host logged that it held);
  *   - a host killed outright (every process in its namespace) right after its HA guest migrated
- *     in: the guest runs again on another host, exactly once, its heartbeat back; a guest on a
- *     surviving host is untouched.
+ *     in (the target claimed its ha/ entry at the commit; then, as if that claim had been lost, the
+ *     entry names the source again): the guest runs again on another host, exactly once, its
+ *     heartbeat back; a guest on a surviving host is untouched.
  * (The isolation proof, QEMU exit before the new start, is test/pool-ha-fence.test.ts.)
  */
 import assert from 'node:assert/strict';
@@ -18,7 +19,9 @@ import { after, before, describe, test } from 'node:test';
 import { procStart } from '../src/pool/ha/fence-watchdog.js';
 import { GUEST, guestCfg, sleep } from './helpers/harness.js';
 import { PoolLab, type LabHost } from './helpers/pool-lab.js';
-import { moveLeader, waitEtcdWritable } from './helpers/pool-lab-etcd.js';
+import { labEtcdctl, moveLeader, waitEtcdWritable } from './helpers/pool-lab-etcd.js';
+import { poolPrefix } from '../src/pool/etcd.js';
+import { HA_PREFIX, type HaEntry } from '../src/pool/ha/restart.js';
 import { until } from './helpers/relocation-lab.js';
 
 interface PoolRow {
@@ -86,12 +89,12 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
   const fenceLog = (dir: string) => (existsSync(path.join(dir, 'ha-fence.log')) ? readFileSync(path.join(dir, 'ha-fence.log'), 'utf8').split('\n').filter((l) => / fence: /.test(l)).join('\n') : '');
   const FAULTS = /fence \(|fence: |assigned |starting \w+ \(assigned|exited unexpectedly|restarted/;
 
-  /** No guest moved, stopped or restarted since `before`, each keeps beating; no HA action was logged. */
   /** The HA lines of every host's log since `marks` (a failure's evidence). */
   const haLines = (marks: number[]) =>
     newLog(marks)
-      .map((text, i) => `--- ${lab.hosts[i]!.name}\n` + text.split('\n').filter((l) => /fence|hold|lease|renew|etcd|assigned|restart|exited/.test(l)).slice(-40).join('\n'))
+      .map((text, i) => `--- ${lab.hosts[i]!.name}\n` + text.split('\n').filter((l) => /fence|hold|lease|renew|etcd|assigned|restart|exited|hag\b|ha:/.test(l)).slice(-40).join('\n'))
       .join('\n');
+  /** No guest moved, stopped or restarted since `before`, each keeps beating; no HA action was logged. */
   const untouched = async (before: Awaited<ReturnType<typeof snapshot>>, marks: number[], when: string) => {
     for (const g of before) {
       assert.ok(g.pid && g.start, `${g.name} had a QEMU`);
@@ -151,13 +154,22 @@ describe('pool HA: host-evacuate, etcd faults, and a host killed outright', { ti
     // periodic sync of host1 (every 2 s), hag's ha/ entry must already name host1 (it named host2,
     // alive, whose sync then took hag for migrated away and deleted the entry: never restarted)
     assert.match(await lab.daemon('host2').ok(['migrate', 'hag', 'host1', '--live']), /Migrated domain hag to 10\.197\.0\.1:8002/);
+    const haKey = `${poolPrefix(lab.pool)}${HA_PREFIX}hag`;
+    const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+    const entry = JSON.parse(await labEtcdctl(lab, h2, lab.hosts, ['get', haKey, '--print-value-only'])) as HaEntry;
+    assert.equal(entry.host, 'host1', 'the target claimed ha/hag at the commit');
     const marks = logMarks();
-    await lab.killHost(lab.host('host1'));
+    await lab.killHost(h1);
+    // and as if that claim had been lost (the target's commit hook is bounded: on a slow etcd the
+    // source is told ok without it): ha/hag names the source again, alive; the source hands it to
+    // where running/ says hag runs, or the host's death would restart nothing
+    await waitEtcdWritable(lab, [h2, h3]);
+    await labEtcdctl(lab, h2, [h2, h3], ['put', haKey, JSON.stringify({ ...entry, host: 'host2', epoch: entry.epoch + 1 })]);
     let row: PoolRow | undefined;
     await until('hag running on another host', async () => {
       row = (await poolList('host2').catch(() => [])).find((r) => r.name === 'hag');
       return !!row && row.host !== null && row.host !== 'host1' && row.state !== 'off';
-    }, 180_000, 500);
+    }, 180_000, 500).catch((e: Error) => assert.fail(`${e.message} (last row ${JSON.stringify(row)}); the hosts logged:\n${haLines(marks)}`));
     const target = row!.host!;
     await lab.daemon(target).waitConsole('hag', /heartbeat \d+/, 180_000);
 

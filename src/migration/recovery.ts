@@ -48,6 +48,11 @@ export function markOutgoing(ts: Toolstack, rec: DomainRecord, intent: OutgoingI
   setExtra(ts, rec, { ...rec.extra, [OUT]: intent });
 }
 
+/** A migration out of this host is under way (before or after its commit). */
+export function isMigratingOut(rec: DomainRecord): boolean {
+  return rec.extra[OUT] !== undefined;
+}
+
 export function clearOutgoing(ts: Toolstack, rec: DomainRecord): void {
   const { [OUT]: _gone, ...rest } = rec.extra;
   setExtra(ts, rec, rest);

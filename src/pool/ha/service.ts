@@ -9,6 +9,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../common/errors.js';
+import { isMigratingOut } from '../../migration/recovery.js';
 import type { Toolstack } from '../../toolstack/toolstack.js';
 import type { MemberRecord } from '../member.js';
 import type { PoolService } from '../service.js';
@@ -194,13 +195,25 @@ export class HaService {
       const me = this.pool.host;
       const local = new Set(this.ts.list().filter((d) => d.id !== 0).map((d) => d.name));
       const running = await this.pool.running();
-      for (const name of this.localHaGuests()) await this.claimEntry(name);
+      // (not a guest migrating out: its target may have claimed the entry already, and this
+      // claim would take it back just before the guest leaves)
+      for (const name of this.localHaGuests()) if (!isMigratingOut(this.ts.resolve(name))) await this.claimEntry(name);
       for (const kv of (await ns.getAll().prefix(HA_PREFIX).exec()).kvs) {
         const name = kv.key.toString().split(HA_PREFIX).pop()!;
         const e = JSON.parse(kv.value.toString()) as HaEntry;
-        // stopped on purpose, or migrated away: no longer ours to have restarted
-        if (e.host === me && !e.assigned && !local.has(name) && !running.has(name)) {
-          await ns.if(HA_PREFIX + name, 'Mod', '==', Number(kv.mod_revision)).then(ns.delete().key(HA_PREFIX + name)).commit();
+        if (e.host !== me || e.assigned || local.has(name)) continue;
+        const there = running.get(name)?.host;
+        const guard = ns.if(HA_PREFIX + name, 'Mod', '==', Number(kv.mod_revision));
+        if (there && there !== me) {
+          // migrated away, and its target's own claim at the commit did not happen (its hook is
+          // bounded, the target may die right after): the entry follows running/, so that the
+          // target's death restarts the guest instead of leaving it to this host, alive
+          const next: HaEntry = { host: there, assigned: false, epoch: e.epoch + 1 };
+          await guard.then(ns.put(HA_PREFIX + name).value(JSON.stringify(next))).commit();
+          this.log.info(`ha: ${name} runs on ${there} (migrated away): its ha/ entry names ${there}`);
+        } else if (!there) {
+          // stopped on purpose: no longer anyone's to have restarted
+          await guard.then(ns.delete().key(HA_PREFIX + name)).commit();
         }
       }
       for (const kv of (await ns.getAll().prefix(LOCK_PREFIX).exec()).kvs) {
