@@ -4,7 +4,7 @@
  * reach on purpose, through the one error mapper); the accelerator in `xeno info` and the TCG
  * warning at `xeno create`; and memory accounting at its edge: with dom0-min-mem set so that exactly
  * two guests fit, a third create, a restore and a mem-max one MiB over the edge are refused, and
- * admitted once there is room.
+ * admitted once there is room; three creates issued at once start two and refuse one.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -183,5 +183,20 @@ describe('memory accounting at its edge: exactly two guests fit', () => {
     await d.ok(['destroy', 'm4']);
     await d.ok(['restore', file]);
     assert.equal((await d.row('m3'))!.state, 'running');
+  });
+
+  it('three creates issued at once where two fit: two run, one is refused and leaves nothing', async () => {
+    // the QEMUs start side by side (only the checks and the record are under the memory lock):
+    // the charge must be taken when the record is made, not once QEMU is up
+    for (const n of ['m2', 'm3']) await d.ok(['destroy', n]);
+    const names = ['c1', 'c2', 'c3'];
+    const rs = await Promise.all(names.map((n) => d.xeno(['create', d.writeCfg(n, guestCfg(n))])));
+    const ok = names.filter((_, i) => rs[i]!.code === 0);
+    const refused = names.filter((_, i) => rs[i]!.code !== 0);
+    assert.equal(ok.length, 2, rs.map((r) => r.stderr).join('\n'));
+    assert.match(rs[names.indexOf(refused[0]!)]!.stderr, new RegExp(`not enough free host memory to create ${refused[0]}`));
+    assert.equal(await d.row(refused[0]!), undefined);
+    for (const n of ok) assert.equal((await d.row(n))!.state, 'running');
+    assert.equal((await info(d)).free_memory, Math.floor(charge / 2));
   });
 });

@@ -230,28 +230,34 @@ export class Toolstack {
   }
 
   async create(raw: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
-    return this.withHostMemory(async () => {
+    // The image probes depend on no other domain: before the lock, so that creates issued at once
+    // probe side by side. The checks against the others (name, memory) are made again under it.
+    const checked = this.validateForCreate(raw);
+    if (opts.machineType !== undefined) validateMachineType(opts.machineType);
+    await checkDiskImages(checked, this.deps.config);
+    // Only the checks and the record are under the host-memory lock: the inserted record carries
+    // the charge from then on, so QEMU's start (the long part) runs beside the other creates'.
+    const rec = await this.withHostMemory(async () => {
       const c = this.validateForCreate(raw);
-      if (opts.machineType !== undefined) validateMachineType(opts.machineType);
-      await checkDiskImages(c, this.deps.config);
       const id = this.store.allocateDomid();
-      const rec: DomainRecord = {
+      const r: DomainRecord = {
         id, name: c.name, uuid: c.uuid ?? randomUUID(), config: c, state: 'starting', pid: null,
         machineType: opts.machineType ?? this.deps.backend.caps.machineType, accel: this.deps.backend.caps.accel,
         startTime: Date.now() / 1000, runDir: this.runDirFor(id), extra: {},
       };
-      this.store.insert(rec);
-      crashPoint('create:recorded');
-      try {
-        await this.locks.run(id, () => this.boot(rec, opts));
-      } catch (e) {
-        await this.teardown(rec).catch(() => undefined);
-        this.store.remove(id);
-        throw e;
-      }
-      this.event(rec, 'create', `created ${rec.name} as domain ${id} (${rec.accel}, ${rec.machineType})`);
-      return this.store.get(id)!;
+      this.store.insert(r);
+      return r;
     });
+    crashPoint('create:recorded');
+    try {
+      await this.locks.run(rec.id, () => this.boot(rec, opts));
+    } catch (e) {
+      await this.teardown(rec).catch(() => undefined);
+      this.store.remove(rec.id);
+      throw e;
+    }
+    this.event(rec, 'create', `created ${rec.name} as domain ${rec.id} (${rec.accel}, ${rec.machineType})`);
+    return this.store.get(rec.id)!;
   }
 
   /** Start QEMU for a record (create, restart). */
