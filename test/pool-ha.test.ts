@@ -16,12 +16,12 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { poolPrefix } from '../src/pool/etcd.js';
 import { procStart } from '../src/pool/ha/fence-watchdog.js';
+import { HA_PREFIX, type HaEntry } from '../src/pool/ha/restart.js';
 import { GUEST, guestCfg, sleep } from './helpers/harness.js';
 import { PoolLab, type LabHost } from './helpers/pool-lab.js';
 import { labEtcdctl, moveLeader, waitEtcdWritable } from './helpers/pool-lab-etcd.js';
-import { poolPrefix } from '../src/pool/etcd.js';
-import { HA_PREFIX, type HaEntry } from '../src/pool/ha/restart.js';
 import { until } from './helpers/relocation-lab.js';
 
 interface PoolRow {
