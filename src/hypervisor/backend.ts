@@ -18,6 +18,9 @@ export interface HostCaps {
   machineType: string;
 }
 
+/** The fd number QEMU gets LaunchRequest.incomingFd as (after stdin, stdout, stderr). */
+export const INCOMING_FD = 3;
+
 export interface LaunchRequest {
   domid: number;
   uuid: string;
@@ -30,6 +33,11 @@ export interface LaunchRequest {
   incoming?: boolean;
   /** With incoming: a directory holding keys.psk for a TLS-PSK migration stream. */
   tlsPskDir?: string;
+  /**
+   * With incoming: an open file QEMU inherits as its fd 3 (INCOMING_FD), read by
+   * `migrate-incoming fd:3` (a restore: QEMU reads the save file itself, positioned at its payload).
+   */
+  incomingFd?: number;
   /** Where QEMU's stderr goes. */
   logFile: string;
   /** Per vdev: disk backend facts; absent = probed on this host at launch (qemu/disk-probe.ts). */

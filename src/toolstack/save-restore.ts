@@ -25,8 +25,7 @@ import type { Vm } from '../hypervisor/backend.js';
 import { validateMachineType } from '../config/validate.js';
 import type { DomainConfig } from '../model/domain-config.js';
 import { compareQemuVersions, type ProgressFn, type SaveFileInfo, type SaveHeader } from './savefile/format.js';
-import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
-import { RestoreSource } from './savefile/offload.js';
+import { loadVmFromFile, openIncomingFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { openSaveFile } from './savefile/reader.js';
 import { partialPathFor, syncDir, writeDurable } from './savefile/writer.js';
 import { sleepUnlessAborted } from './long-ops.js';
@@ -334,20 +333,22 @@ export class SaveRestore {
     const plan = opts.plan ?? (await this.plan(file));
     const { info } = plan;
     const h = info.header;
-    // Read and hash the file while QEMU starts.
-    const prepared = await RestoreSource.prepare(info.path, info);
+    // QEMU reads the file itself (fd 3); the worker hashes it meanwhile, from while QEMU starts.
+    const incoming = await openIncomingFile(info);
     let rec: DomainRecord;
     try {
-      rec = await this.ts.create(plan.launchConfig, { incoming: true, state: 'starting', machineType: h.machineType });
+      rec = await this.ts.create(plan.launchConfig, { incoming: true, incomingFd: incoming.fd, state: 'starting', machineType: h.machineType });
     } catch (e) {
-      await prepared.close();
+      await incoming.load.prepared?.close();
       throw isXenoError(e) ? fail(e.code, `cannot restore ${info.path}: ${e.message}`, e.details) : e;
+    } finally {
+      incoming.closeFd();
     }
     const t1 = performance.now();
     const paused = opts.paused === true || h.state === 'paused';
     try {
       const vm = this.ts.liveOf(rec).vm;
-      const loaded = await loadVmFromFile(vm, info.path, info, opts.onProgress, { prepared });
+      const loaded = await loadVmFromFile(vm, info.path, info, opts.onProgress, incoming.load);
       if (!paused) await vm.resume();
       const t2 = performance.now();
       this.ts.deps.store.update(rec.id, {

@@ -20,7 +20,7 @@ import type { DomainDefinition } from '../model/definition.js';
 import { DOMAIN_NAME_RE, type DiskSpec, type DomainConfig } from '../model/domain-config.js';
 import type { Definitions } from './definitions.js';
 import { KeyedLock } from './locks.js';
-import { loadVmFromFile, saveVmToFile } from './savefile/migrate-unix.js';
+import { loadVmFromFile, openIncomingFile, saveVmToFile } from './savefile/migrate-unix.js';
 import { openSaveFile } from './savefile/reader.js';
 import { activeCommit, mergeSnapshot } from './snapshot-merge.js';
 import { SNAP_NAME_RE, SnapshotStore, type Snapshot, type SnapshotDisk } from './snapshot-store.js';
@@ -306,10 +306,19 @@ export class Snapshots {
       // Start from the snapshot's state, with its config and the fresh overlays.
       const base: DomainConfig = { ...s.config, disks: s.config.disks.map((d) => (disks.has(d.vdev) ? { ...d, ...disks.get(d.vdev)! } : d)) };
       const launch = this.ts.validateForCreate({ ...base, maxmem: info.header.maxmemMb, memory: Math.min(base.memory, info.header.maxmemMb) });
-      const rec = await this.ts.create(launch, { incoming: true, state: 'starting', machineType: info.header.machineType });
+      const incoming = await openIncomingFile(info);
+      let rec: DomainRecord;
+      try {
+        rec = await this.ts.create(launch, { incoming: true, incomingFd: incoming.fd, state: 'starting', machineType: info.header.machineType });
+      } catch (e) {
+        await incoming.load.prepared?.close();
+        throw e;
+      } finally {
+        incoming.closeFd();
+      }
       try {
         const vm = this.ts.liveOf(rec).vm;
-        await loadVmFromFile(vm, info.path, info);
+        await loadVmFromFile(vm, info.path, info, undefined, incoming.load);
         const paused = info.header.state === 'paused';
         if (!paused) await vm.resume();
         this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config: base });

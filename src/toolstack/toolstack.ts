@@ -42,6 +42,15 @@ export interface ToolstackDeps {
   hooks?: DomainHooks;
 }
 
+/** How a QEMU is started: create -p, a restore or incoming migration (waits for its state). */
+export interface BootOptions {
+  paused?: boolean;
+  incoming?: boolean;
+  /** With incoming: the open save file QEMU reads its state from (see LaunchRequest.incomingFd). */
+  incomingFd?: number;
+  state?: DomainRecord['state'];
+}
+
 export interface Live {
   vm: Vm;
   console: ConsoleHub;
@@ -229,7 +238,7 @@ export class Toolstack {
     return c;
   }
 
-  async create(raw: DomainConfig, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state']; machineType?: string } = {}): Promise<DomainRecord> {
+  async create(raw: DomainConfig, opts: BootOptions & { machineType?: string } = {}): Promise<DomainRecord> {
     // The image probes depend on no other domain: before the lock, so that creates issued at once
     // probe side by side. The checks against the others (name, memory) are made again under it.
     const checked = this.validateForCreate(raw);
@@ -261,7 +270,7 @@ export class Toolstack {
   }
 
   /** Start QEMU for a record (create, restart). */
-  private async boot(rec: DomainRecord, opts: { paused?: boolean; incoming?: boolean; state?: DomainRecord['state'] }): Promise<void> {
+  private async boot(rec: DomainRecord, opts: BootOptions): Promise<void> {
     const c = rec.config;
     mkdirSync(rec.runDir, { recursive: true, mode: 0o700 });
     mkdirSync(path.dirname(this.consoleLogFor(rec.name)), { recursive: true });
@@ -270,7 +279,7 @@ export class Toolstack {
     const logFile = runQemuLog(rec.runDir);
     const vm = await this.deps.backend.launch({
       domid: rec.id, uuid: rec.uuid, config: prepared.config ?? c, runDir: rec.runDir, machineType: rec.machineType,
-      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, logFile,
+      nics: prepared.nics, startPaused: opts.paused, incoming: opts.incoming, incomingFd: opts.incomingFd, logFile,
       // Recorded before QMP answers: a xenod dying now leaves a QEMU the next one can find.
       onSpawn: (pid) => {
         rec.pid = pid;

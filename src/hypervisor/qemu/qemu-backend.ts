@@ -159,7 +159,7 @@ export class QemuBackend implements HypervisorBackend {
     const cmd = [...(this.runAs ? runAsPrefix(this.runAs) : []), this.binary, ...this.argv(req)];
     const child = spawn(cmd[0]!, cmd.slice(1), {
       detached: true, // own session: no signal aimed at xenod's process group reaches the guests
-      stdio: ['ignore', logFd, logFd],
+      stdio: req.incomingFd === undefined ? ['ignore', logFd, logFd] : ['ignore', logFd, logFd, req.incomingFd],
     });
     const spawnedAt = performance.now();
     closeSync(logFd);

@@ -17,8 +17,9 @@ export type ToWorker =
   | { op: 'save-open'; file: string; header: SaveHeader; sockPath: string }
   | { op: 'save-finish' }
   | { op: 'save-abort' }
-  | { op: 'restore-prepare'; file: string; info: SaveFileInfo }
+  | { op: 'restore-prepare'; file: string; info: SaveFileInfo; hashOnly?: boolean; sameAs?: { dev: number; ino: number } }
   | { op: 'restore-stream'; sockPath: string }
+  | { op: 'restore-verify' }
   | { op: 'restore-close' };
 
 export interface WireError {
@@ -193,8 +194,20 @@ async function handle(m: ToWorker): Promise<void> {
       return;
     case 'restore-prepare': {
       const info: SaveFileInfo = { ...m.info, headerRaw: Buffer.from(m.info.headerRaw) };
-      prepared = await PreparedPayload.start(m.file, info);
+      prepared = await PreparedPayload.start(m.file, info, { hashOnly: m.hashOnly, sameAs: m.sameAs });
       send({ ev: 'prepared' });
+      return;
+    }
+    case 'restore-verify': {
+      // QEMU reads the file itself: the hash of what the read-ahead has read, checked against the trailer.
+      if (!prepared) throw new XenoError('INTERNAL', 'no restore prepared');
+      const p = prepared;
+      const total = p.info.payloadLength;
+      const report = throttled((bytes) => send({ ev: 'progress', bytes, total }));
+      p.onRead = report;
+      const sha256 = await p.verify();
+      send({ ev: 'progress', bytes: p.readBytes, total });
+      send({ ev: 'streamed', bytes: p.readBytes, sha256 });
       return;
     }
     case 'restore-stream': {

@@ -1,23 +1,24 @@
 /**
  * The QMP side of save and restore. QEMU runs sandboxed (`spawn=deny`: no `exec:` URI) and Node
- * cannot pass file descriptors, so both directions go through a Unix socket in the domain's run
- * directory:
- *  - save: xenod listens, QEMU `migrate`s to `unix:PATH` and xenod writes what arrives into a
- *    SaveWriter (hashing, trailer, fsync, rename);
- *  - restore: QEMU, started with `-incoming defer`, listens after `migrate-incoming unix:PATH`;
- *    xenod connects and streams the payload in, verifying the file's checksum on the way.
+ * cannot pass file descriptors over QMP (`getfd`), so:
+ *  - save: xenod listens on a Unix socket in the domain's run directory, QEMU `migrate`s to
+ *    `unix:PATH` and xenod writes what arrives into a SaveWriter (hashing, trailer, fsync, rename);
+ *  - restore: QEMU, started with `-incoming defer`, is either given the save file at its spawn
+ *    (fd 3, `migrate-incoming fd:3`: it reads the payload itself while xenod hashes the file), or
+ *    listens after `migrate-incoming unix:PATH` and xenod streams the payload in, hashing it.
  * The bytes themselves move in a worker thread (offload.ts, io-worker.ts); this side is QMP.
  * Neither function pauses or resumes the guest: the caller decides (the guest is paused before a
  * save, and resumed after a restore only once the checksum has been verified).
  */
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { XenoError, errorMessage, isXenoError } from '../../common/errors.js';
-import type { Vm } from '../../hypervisor/backend.js';
+import { INCOMING_FD, type Vm } from '../../hypervisor/backend.js';
 import { qemuPaths } from '../../hypervisor/qemu/qemu-backend.js';
 import { liftBandwidthCap, waitMigration, type QueryMigrate } from '../../hypervisor/qemu/migration-status.js';
 import type { ProgressFn, SaveFileInfo, SaveHeader } from './format.js';
 import { RestoreSource, SaveSink } from './offload.js';
+import { openPayloadFd } from './reader.js';
 import type { SaveWriterResult } from './writer.js';
 
 const SUN_PATH_MAX = 107;
@@ -62,6 +63,8 @@ export interface SaveOptions extends MigrateOptions {
 export interface LoadOptions extends MigrateOptions {
   /** A read-ahead started (RestoreSource.prepare) while QEMU was starting; closed in all cases. */
   prepared?: RestoreSource;
+  /** QEMU's own descriptor of the file, positioned at the payload (INCOMING_FD): QEMU reads it. */
+  qemuFd?: number;
 }
 
 
@@ -158,22 +161,27 @@ export async function saveVmToFile(vm: Vm, file: string, header: SaveHeader, onP
 }
 
 /**
- * Load a save file into a VM started with `-incoming defer` (`incoming: true`): QEMU listens on a
- * Unix socket, xenod connects and streams the payload, hashing it; resolves once the checksum has
- * matched and QEMU reports the incoming migration completed. The VM is left paused. On a checksum
- * or format error (SAVE_FORMAT) the VM holds state that must not run: destroy it.
+ * Load a save file into a VM started with `-incoming defer` (`incoming: true`), and resolve once the
+ * file's checksum has matched and QEMU reports the incoming migration completed. The VM is left
+ * paused. On a checksum or format error (SAVE_FORMAT) the VM holds state that must not run: destroy
+ * it. Two ways in:
+ *  - `qemuFd` (a VM launched with the file as LaunchRequest.incomingFd, `prepared` with
+ *    qemuReads): QEMU reads the payload from the file itself (`migrate-incoming fd:N`) while the
+ *    worker hashes the same file beside it, so no byte is copied through xenod;
+ *  - otherwise QEMU listens on a Unix socket and the worker streams the payload in, hashing it.
  */
 export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, onProgress?: ProgressFn, opts: LoadOptions = {}): Promise<RestoreVmResult> {
   const t0 = performance.now();
-  const sockPath = socketPathFor(vm, 'restore.sock', opts);
-  rmSync(sockPath, { force: true });
+  const sockPath = opts.qemuFd === undefined ? socketPathFor(vm, 'restore.sock', opts) : undefined;
+  if (sockPath) rmSync(sockPath, { force: true });
   let source = opts.prepared;
   try {
+    if (!source && opts.qemuFd !== undefined) throw new XenoError('INTERNAL', 'a restore from an inherited fd needs its hash prepared');
     source ??= await RestoreSource.prepare(file, info);
-    await vm.command('migrate-incoming', { uri: `unix:${sockPath}` });
+    await vm.command('migrate-incoming', { uri: sockPath ? `unix:${sockPath}` : `fd:${opts.qemuFd}` });
     let streamed: { bytes: number; sha256: string };
     try {
-      streamed = await source.stream(sockPath, onProgress);
+      streamed = sockPath ? await source.stream(sockPath, onProgress) : await source.verify(onProgress);
     } catch (e) {
       if (isXenoError(e) && e.code === 'SAVE_FORMAT') throw e;
       const why = await qemuSide(vm);
@@ -189,7 +197,34 @@ export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, o
     return { ...streamed, totalTimeMs: q['total-time'], downtimeMs: q.downtime, elapsedMs: performance.now() - t0 };
   } finally {
     await source?.close();
-    rmSync(sockPath, { force: true });
+    if (sockPath) rmSync(sockPath, { force: true });
+  }
+}
+
+/**
+ * A checked save file opened for a QEMU to read at its spawn (LaunchRequest.incomingFd), with its
+ * hash already running in a worker (started while QEMU starts). Pass `fd` to the launch, then
+ * `load` to loadVmFromFile; `closeFd` once QEMU is spawned (it holds its own copy) or on failure.
+ */
+export interface IncomingFile {
+  fd: number;
+  load: LoadOptions;
+  closeFd(): void;
+}
+
+export async function openIncomingFile(info: SaveFileInfo): Promise<IncomingFile> {
+  const { fd, dev, ino } = openPayloadFd(info);
+  let closed = false;
+  const closeFd = () => {
+    if (!closed) closeSync(fd);
+    closed = true;
+  };
+  try {
+    const prepared = await RestoreSource.prepare(info.path, info, { dev, ino });
+    return { fd, load: { prepared, qemuFd: INCOMING_FD }, closeFd };
+  } catch (e) {
+    closeFd();
+    throw e;
   }
 }
 

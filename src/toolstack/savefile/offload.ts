@@ -3,7 +3,8 @@
  *  - SaveSink: FILE.partial opened and a Unix socket listened on, in the worker; QEMU's stream is
  *    written, hashed, then finished (trailer, fsync, rename) or aborted (partial file removed).
  *  - RestoreSource: the file read and hashed ahead in the worker (started while QEMU starts), then
- *    streamed into QEMU's socket and checked against the trailer.
+ *    streamed into QEMU's socket, or only hashed while QEMU reads the file itself, and checked
+ *    against the trailer.
  * One idle worker is kept ready, so a save or restore does not wait for a thread to start.
  */
 import { rmSync } from 'node:fs';
@@ -211,11 +212,15 @@ export class RestoreSource {
     readonly info: SaveFileInfo,
   ) {}
 
-  /** Open the file and start reading and hashing it ahead, in a worker. */
-  static async prepare(file: string, info: SaveFileInfo): Promise<RestoreSource> {
+  /**
+   * Open the file and start reading and hashing it ahead, in a worker. With `qemuReads`, QEMU
+   * reads the payload from its own descriptor of this file (same dev and inode): the worker only
+   * hashes, as fast as it can, and verify() checks the result.
+   */
+  static async prepare(file: string, info: SaveFileInfo, qemuReads?: { dev: number; ino: number }): Promise<RestoreSource> {
     const io = take();
     try {
-      await io.request({ op: 'restore-prepare', file, info }, 'prepared');
+      await io.request({ op: 'restore-prepare', file, info, hashOnly: qemuReads !== undefined, sameAs: qemuReads }, 'prepared');
     } catch (e) {
       give(io, false);
       throw e;
@@ -230,6 +235,19 @@ export class RestoreSource {
     });
     try {
       const r = await this.io.request({ op: 'restore-stream', sockPath }, 'streamed');
+      return { bytes: r.bytes, sha256: r.sha256 };
+    } finally {
+      off();
+    }
+  }
+
+  /** The whole payload hashed (QEMU read it itself): resolves once the trailer checked out. */
+  async verify(onProgress?: ProgressFn): Promise<{ bytes: number; sha256: string }> {
+    const off = this.io.listen((m) => {
+      if (m.ev === 'progress') onProgress?.({ bytes: m.bytes, done: m.bytes, total: m.total });
+    });
+    try {
+      const r = await this.io.request({ op: 'restore-verify' }, 'streamed');
       return { bytes: r.bytes, sha256: r.sha256 };
     } finally {
       off();

@@ -6,6 +6,7 @@
  * resumed only after streamPayload() resolves.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -142,6 +143,13 @@ export interface PrepareOptions {
   chunkSize?: number;
   /** Bytes read and hashed ahead of the consumer (default 64 MiB). */
   readAhead?: number;
+  /**
+   * Only hash: QEMU reads the payload from the file itself (openPayloadFd), so nothing is queued
+   * and the whole file is hashed as fast as it can be read; next() returns null at once.
+   */
+  hashOnly?: boolean;
+  /** The file must be this one (dev and inode of the descriptor QEMU was given). */
+  sameAs?: { dev: number; ino: number };
 }
 
 /**
@@ -163,8 +171,11 @@ export class PreparedPayload {
   private readonly loop: Promise<void>;
   private readonly chunkSize: number;
   private readonly readAhead: number;
+  private readonly hashOnly: boolean;
   /** Bytes read (and hashed) so far. */
   readBytes = 0;
+  /** Called after each read with readBytes. */
+  onRead?: (bytes: number) => void;
 
   private constructor(
     readonly file: string,
@@ -174,6 +185,7 @@ export class PreparedPayload {
   ) {
     this.chunkSize = opts.chunkSize ?? 1024 * 1024;
     this.readAhead = Math.max(this.chunkSize, opts.readAhead ?? 64 * 1024 * 1024);
+    this.hashOnly = opts.hashOnly === true;
     this.pos = info.payloadOffset;
     this.end = info.payloadOffset + info.payloadLength;
     this.hash.update(info.headerRaw);
@@ -188,6 +200,9 @@ export class PreparedPayload {
       if (st.size !== info.fileSize) {
         throw new XenoError('SAVE_FORMAT', `${abs} changed since it was checked (${info.fileSize} bytes then, ${st.size} now)`);
       }
+      if (opts.sameAs && (st.dev !== opts.sameAs.dev || st.ino !== opts.sameAs.ino)) {
+        throw new XenoError('SAVE_FORMAT', `${abs} was replaced since it was opened for QEMU`);
+      }
     } catch (e) {
       await fh.close();
       throw e;
@@ -196,6 +211,7 @@ export class PreparedPayload {
   }
 
   private async readLoop(): Promise<void> {
+    const reused = this.hashOnly ? Buffer.allocUnsafe(this.chunkSize) : undefined;
     try {
       while (this.pos < this.end && !this.closed) {
         if (this.queued >= this.readAhead) {
@@ -203,16 +219,18 @@ export class PreparedPayload {
           continue;
         }
         const len = Math.min(this.chunkSize, this.end - this.pos);
-        const buf = Buffer.allocUnsafe(len);
+        const buf = reused ?? Buffer.allocUnsafe(len);
         const { bytesRead } = await this.fh.read(buf, 0, len, this.pos);
         if (this.closed) return;
         if (bytesRead === 0) {
           throw new XenoError('SAVE_FORMAT', `${this.file} is truncated: ${this.readBytes} of ${this.info.payloadLength} payload bytes could be read`);
         }
-        const chunk = bytesRead === len ? buf : buf.subarray(0, bytesRead);
+        const chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
         this.hash.update(chunk);
         this.pos += bytesRead;
         this.readBytes += bytesRead;
+        this.onRead?.(this.readBytes);
+        if (reused) continue;
         this.queue.push(chunk);
         this.queued += bytesRead;
         this.wake('consumer');
@@ -274,6 +292,37 @@ export class PreparedPayload {
     this.wake('consumer');
     await this.loop.catch(() => undefined);
     await this.fh.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Open a checked save file for QEMU to read its payload from (`migrate-incoming fd:`): the file
+ * position is left at the payload's first byte, once the header read through this very
+ * descriptor has been found to be the one openSaveFile() checked. The caller closes the fd.
+ */
+export function openPayloadFd(info: SaveFileInfo): { fd: number; dev: number; ino: number } {
+  let fd: number;
+  try {
+    fd = openSync(info.path, 'r');
+  } catch (e) {
+    throw new XenoError('HOST_ERROR', `cannot read ${info.path}: ${errorMessage(e)}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    const head = Buffer.alloc(info.payloadOffset);
+    let got = 0;
+    while (got < head.length) {
+      const n = readSync(fd, head, got, head.length - got, null); // null: from the file position, advancing it
+      if (n === 0) break;
+      got += n;
+    }
+    if (st.size !== info.fileSize || got !== head.length || !head.equals(info.headerRaw)) {
+      throw new XenoError('SAVE_FORMAT', `${info.path} changed since it was checked`);
+    }
+    return { fd, dev: st.dev, ino: st.ino };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
   }
 }
 

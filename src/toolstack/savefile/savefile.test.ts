@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -17,7 +17,7 @@ import {
   encodeHeader,
   type SaveHeader,
 } from './format.js';
-import { openSaveFile, streamPayload } from './reader.js';
+import { PreparedPayload, openPayloadFd, openSaveFile, streamPayload } from './reader.js';
 import { SaveWriter, partialPathFor } from './writer.js';
 import { skipOrFail } from '../../../test/helpers/skips.js';
 
@@ -190,6 +190,45 @@ describe('save file format', () => {
       writeFileSync(f, buf.subarray(0, n));
       await rejectsFormat(openSaveFile(f), /truncated/);
     }
+  });
+
+  it('opens the payload for QEMU at its first byte and hashes it beside (hash-only), refusing flips and swaps', async () => {
+    const file = path.join(dir, 'fd.save');
+    const chunks = payloadChunks(3 * 1024 * 1024 + 17); // not a whole number of read chunks
+    await writeSave(file, chunks);
+    const info = await openSaveFile(file);
+    const opened = openPayloadFd(info);
+    try {
+      // What QEMU reads from its copy of the descriptor: the payload, from the file position on.
+      const got = Buffer.alloc(info.payloadLength);
+      let n = 0;
+      while (n < got.length) {
+        const r = readSync(opened.fd, got, n, got.length - n, null);
+        if (r === 0) break;
+        n += r;
+      }
+      assert.ok(got.equals(Buffer.concat(chunks)), 'the descriptor is positioned at the payload');
+    } finally {
+      closeSync(opened.fd);
+    }
+    const hashed = await PreparedPayload.start(file, info, { hashOnly: true, sameAs: opened });
+    assert.equal(await hashed.next(), null, 'nothing is queued: QEMU reads the file itself');
+    assert.equal(await hashed.verify(), info.trailerSha256);
+    await hashed.close();
+
+    const bad = readFileSync(file);
+    bad[info.payloadOffset + 2 * 1024 * 1024 + 5] ^= 0x10;
+    const flipped = path.join(dir, 'fd-flip.save');
+    writeFileSync(flipped, bad);
+    const fi = await openSaveFile(flipped);
+    const h2 = await PreparedPayload.start(flipped, fi, { hashOnly: true });
+    await rejectsFormat(h2.verify(), /checksum does not match/);
+    await h2.close();
+
+    // The hash must be of the file QEMU was given, and the header read through that descriptor the one checked.
+    await rejectsFormat(PreparedPayload.start(flipped, fi, { hashOnly: true, sameAs: opened }), /was replaced since it was opened/);
+    writeFileSync(flipped, Buffer.concat([Buffer.from('XENOSAVE'), bad.subarray(8, 20), Buffer.from('x'), bad.subarray(21)]));
+    assert.throws(() => openPayloadFd(fi), /changed since it was checked/);
   });
 
   it('notices a file truncated between the check and the stream', async () => {
