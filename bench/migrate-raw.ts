@@ -52,6 +52,12 @@ export interface RawFigures {
   guestDowntimeMs: number;
   throttle: number;
   postcopy: boolean;
+  /** The target QEMU's start, until its QMP answers, ms. */
+  targetStartMs: number;
+  /** QEMU's own total-time of the migration (from `migrate` to completed), ms. */
+  qemuTotalMs: number;
+  /** RAM bytes QEMU sent. */
+  bytes: number;
 }
 
 export async function waitMigrated(qmp: QmpClient, stats: boolean, onPoll?: (q: Q) => Promise<void>): Promise<Q> {
@@ -133,6 +139,7 @@ export class RawQemu {
   async migrate(src: Raw, mode: Mode, maxDowntimeMs: number, tlsDir?: string): Promise<[RawFigures, Raw]> {
     const t0 = performance.now();
     const dst = await this.start(true);
+    const targetStartMs = performance.now() - t0;
     await RawQemu.tune(src.qmp, mode, true, maxDowntimeMs);
     await RawQemu.tune(dst.qmp, mode, false, maxDowntimeMs);
     if (tlsDir) await Promise.all([RawQemu.useTls(src.qmp, 'client', tlsDir), RawQemu.useTls(dst.qmp, 'server', tlsDir)]);
@@ -164,6 +171,6 @@ export class RawQemu {
     const seconds = (performance.now() - t0) / 1000;
     await this.stop(src);
     const guestDowntimeMs = switchedAt !== undefined ? runningAt! - switchedAt : q.downtime ?? 0;
-    return [{ seconds, guestDowntimeMs, throttle: q['cpu-throttle-percentage'] ?? 0, postcopy: switchedAt !== undefined }, dst];
+    return [{ seconds, guestDowntimeMs, throttle: q['cpu-throttle-percentage'] ?? 0, postcopy: switchedAt !== undefined, targetStartMs, qemuTotalMs: q['total-time'] ?? NaN, bytes: q.ram?.transferred ?? NaN }, dst];
   }
 }

@@ -84,6 +84,11 @@ export async function run(): Promise<void> {
         const xT: number[] = [];
         const xDown: number[] = [];
         const xGuestDown: number[] = [];
+        const tQemu: number[] = [];
+        const xQemu: number[] = [];
+        const tStart: number[] = [];
+        const tBytes: number[] = [];
+        const xBytes: number[] = [];
         const rThrottle: number[] = [];
         const xThrottle: number[] = [];
         let rSwitched = 0;
@@ -104,18 +109,30 @@ export async function run(): Promise<void> {
             raw = next;
             tT.push(f.seconds * 1000);
             tDown.push(f.guestDowntimeMs);
+            tQemu.push(f.qemuTotalMs);
+            tStart.push(f.targetStartMs);
+            tBytes.push(f.bytes / 1048576);
           };
           const xenoSide = async () => {
             const t0 = performance.now();
             const res = await ends[at]!.client.post<MigrateResult>('/v1/domains/bmig/migrate', {
               host: '127.0.0.1', port: ports[1 - at], live: true, maxDowntimeMs,
               ...(mode === 'postcopy' ? { postcopy: true } : {}), ...(parallelOf(mode) > 1 ? { parallel: parallelOf(mode) } : {}),
+            }).catch((e: unknown) => {
+              // What both daemons said, before their directories go.
+              for (const [i, d] of ends.entries()) {
+                process.stderr.write(`--- xenod ${i} log (tail) ---\n${d.log.split('\n').slice(-40).join('\n')}\n`);
+                process.stderr.write(`--- bmig's console on xenod ${i} (tail) ---\n${d.consoleLog('bmig').split('\n').slice(-60).join('\n')}\n`);
+              }
+              throw e;
             });
             xT.push(performance.now() - t0);
             at = 1 - at;
             // A postcopy's guest-seen downtime is the switch to `running` there (QEMU 7.2's figure spans the whole postcopy phase).
             xDown.push(res.postcopy ? res.guestDowntimeMs ?? 0 : res.downtimeMs ?? 0);
             xGuestDown.push(res.guestDowntimeMs ?? 0);
+            xQemu.push(res.totalTimeMs ?? NaN);
+            xBytes.push((res.bytes ?? NaN) / 1048576);
             xThrottle.push(res.throttlePercent ?? 0);
             if (res.postcopy) xSwitched++;
             for (const [k, v] of Object.entries(res.phasesMs ?? {})) phases[k]?.push(v);
@@ -130,6 +147,9 @@ export async function run(): Promise<void> {
         plusRow(b(mode === 'postcopy' ? 'downtime (switch to running there)' : 'QEMU downtime'), median(rDown), median(xDown), 10);
         infoRow(b('raw QEMU over TLS-PSK as xeno sets it up: total'), median(tT), median(xT));
         infoRow(b('raw QEMU over TLS-PSK: QEMU downtime'), median(tDown), median(xDown));
+        infoRow(b('QEMU total-time, migrate -> completed (raw over TLS-PSK)'), median(tQemu), median(xQemu));
+        infoRow(b('raw over TLS-PSK: target QEMU start -> QMP'), null, median(tStart));
+        infoRow({ ...b('RAM sent (raw over TLS-PSK)'), unit: 'MiB' }, median(tBytes), median(xBytes));
         for (const [k, v] of Object.entries(phases)) if (v.length) infoRow(b(`xeno phase ${k}`), null, median(v));
         infoRow(b('xeno guest downtime incl. commit + resume'), null, median(xGuestDown));
         if (mode === 'postcopy') infoRow({ ...b('rounds that switched to postcopy'), unit: 'count' }, rSwitched, xSwitched);

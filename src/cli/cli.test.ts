@@ -2,18 +2,41 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Command } from 'commander';
 import { formatList, formatUptime } from './format.js';
-import { expandPrefix } from './prefix.js';
+import { COMMAND_FAMILIES, COMMAND_NAMES } from './commands/index.js';
+import { commandWord, expandPrefix, namesOf } from './prefix.js';
+import { buildProgram } from './program.js';
 
 const program = new Command('xeno');
 for (const n of ['create', 'console', 'list', 'destroy', 'domid', 'domname', 'dmesg']) program.command(n);
+const names = namesOf(program);
 
 test('unambiguous prefixes expand to the command, ambiguous ones are refused', () => {
-  assert.deepEqual(expandPrefix(program, ['li', '-l']), ['list', '-l']);
-  assert.deepEqual(expandPrefix(program, ['cr', 'x.cfg']), ['create', 'x.cfg']);
-  assert.deepEqual(expandPrefix(program, ['-s', '/tmp/s', 'des', 'web']), ['-s', '/tmp/s', 'destroy', 'web']);
-  assert.deepEqual(expandPrefix(program, ['list']), ['list']);
-  assert.throws(() => expandPrefix(program, ['c']), /ambiguous: create, console/);
-  assert.throws(() => expandPrefix(program, ['dom']), /ambiguous/);
+  assert.deepEqual(expandPrefix(names, ['li', '-l']), ['list', '-l']);
+  assert.deepEqual(expandPrefix(names, ['cr', 'x.cfg']), ['create', 'x.cfg']);
+  assert.deepEqual(expandPrefix(names, ['-s', '/tmp/s', 'des', 'web']), ['-s', '/tmp/s', 'destroy', 'web']);
+  assert.deepEqual(expandPrefix(names, ['list']), ['list']);
+  assert.throws(() => expandPrefix(names, ['c']), /ambiguous: create, console/);
+  assert.throws(() => expandPrefix(names, ['dom']), /ambiguous/);
+  assert.equal(commandWord(['-s', '/tmp/s', 'list', '-l']), 'list');
+  assert.equal(commandWord(['--help']), undefined);
+});
+
+test("the command table's names are what each family registers; a command line builds its family only", () => {
+  for (const f of COMMAND_FAMILIES) {
+    const p = new Command('xeno');
+    f.register(p);
+    assert.deepEqual(p.commands.map((c) => [c.name(), ...c.aliases()]), f.commands.map((c) => [...c]));
+  }
+  const full = buildProgram();
+  const all = namesOf(full).filter((c) => !c.name.startsWith('__'));
+  assert.deepEqual(all, COMMAND_NAMES.map((c) => ({ name: c.name, aliases: [...c.aliases] })), 'same commands, same (help) order');
+  for (const c of COMMAND_NAMES) {
+    const one = buildProgram(c.aliases[0] ?? c.name);
+    assert.ok(one.commands.some((x) => x.name() === c.name), `${c.name} is built for its own command line`);
+    assert.ok(one.commands.length < full.commands.length, `only ${c.name}'s family`);
+  }
+  assert.equal(buildProgram('help').commands.length, full.commands.length, 'help shows every command');
+  assert.equal(buildProgram('no-such').commands.length, full.commands.length, 'an unknown word is refused with every command known');
 });
 
 test('xm list columns: Name 40 wide, ID/Mem/VCPUs 5, State 10, Time(s) 9', () => {

@@ -5,20 +5,21 @@
 import { CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
 import { EXIT_ERROR, EXIT_NO_DAEMON, EXIT_USAGE } from './examples.js';
-import { expandPrefix } from './prefix.js';
+import { COMMAND_NAMES } from './commands/index.js';
+import { commandWord, expandPrefix } from './prefix.js';
 import { buildProgram } from './program.js';
 
 class UsageError extends Error {}
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
   let args: string[];
   try {
-    args = expandPrefix(program, argv);
+    args = expandPrefix(COMMAND_NAMES, argv);
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
-  await program.parseAsync(args, { from: 'user' });
+  // Only the named command's family is built; help, completion and unknown words get all of them.
+  await buildProgram(commandWord(args)).parseAsync(args, { from: 'user' });
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

@@ -5,7 +5,8 @@ import { registerCommands } from './commands/index.js';
 import { completions } from './complete.js';
 import { exampleText, exitCodesText } from './examples.js';
 
-export function buildProgram(): Command {
+/** `only`: a command word; when a family has that command, only that family is registered (commands/index.ts). */
+export function buildProgram(only?: string): Command {
   const program = new Command('xeno')
     .description('xeno: manage virtual machines the Xen way (xm/xl commands), talking to xenod')
     .version(XENO_VERSION)
@@ -16,7 +17,7 @@ export function buildProgram(): Command {
     const sock = cmd.optsWithGlobals<{ socket?: string }>().socket;
     if (sock) process.env.XENO_SOCKET = sock;
   });
-  registerCommands(program);
+  registerCommands(program, only);
   program
     .command('__complete', { hidden: true })
     .argument('<cword>')

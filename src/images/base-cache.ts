@@ -128,7 +128,9 @@ export async function ensureBase(opts: { dist: string; packages: string[]; mirro
   return withBuildLock(`${dir}.lock`, onLine, async () => {
     if (ready()) return { dir, cached: true };
     const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
+    // Under the lock no other build of this base runs: any tmp dir of it is a killed build's.
+    const stem = `${path.basename(dir)}.tmp-`;
+    for (const f of readdirSync(opts.cacheDir)) if (f.startsWith(stem)) rmSync(path.join(opts.cacheDir, f), { recursive: true, force: true });
     // The .debs are kept between builds (a base for another package list, or a rebuilt one,
     // downloads only what it lacks); debootstrap checks each against the signed index as always.
     const debs = path.join(opts.cacheDir, DEB_CACHE);

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { STEPS, createImage, type Step } from '../../images/create-image.js';
+import type { Step } from '../../images/create-image.js';
 import { json, out } from '../context.js';
 
 interface Opts {
@@ -29,7 +29,7 @@ interface Opts {
   json?: boolean;
 }
 
-async function progressReporter(): Promise<{ step: (s: Step, detail: string) => void; stop: () => void }> {
+async function progressReporter(STEPS: readonly Step[]): Promise<{ step: (s: Step, detail: string) => void; stop: () => void }> {
   if (!process.stderr.isTTY) {
     let last: Step | undefined;
     return {
@@ -81,7 +81,9 @@ export function registerImageCommands(program: Command): void {
       if (o.bootloader !== 'pygrub' && o.bootloader !== 'kernel') throw new Error('create-image: --bootloader is pygrub or kernel');
       if (o.format !== 'qcow2' && o.format !== 'raw') throw new Error('create-image: --format is qcow2 or raw');
       const password = o.password ? randomBytes(12).toString('base64url') : undefined;
-      const p = await progressReporter();
+      // Loaded here: every other command's start need not initialise the image builder.
+      const { STEPS, createImage } = await import('../../images/create-image.js');
+      const p = await progressReporter(STEPS);
       const t0 = performance.now();
       let r;
       try {
