@@ -337,12 +337,9 @@ export class SaveRestore {
     const incoming = await openIncomingFile(info);
     let rec: DomainRecord;
     try {
-      rec = await this.ts.create(plan.launchConfig, { incoming: true, incomingFd: incoming.fd, state: 'starting', machineType: h.machineType });
+      rec = await incoming.launch((fd) => this.ts.create(plan.launchConfig, { incoming: true, incomingFd: fd, state: 'starting', machineType: h.machineType }));
     } catch (e) {
-      await incoming.load.prepared?.close();
       throw isXenoError(e) ? fail(e.code, `cannot restore ${info.path}: ${e.message}`, e.details) : e;
-    } finally {
-      incoming.closeFd();
     }
     const t1 = performance.now();
     const paused = opts.paused === true || h.state === 'paused';
@@ -362,6 +359,7 @@ export class SaveRestore {
         elapsedMs: t2 - t0, launchMs: t1 - t0, loadMs: t2 - t1,
       };
     } catch (e) {
+      await incoming.load.prepared?.close(); // (loadVmFromFile closes it; not when it never ran)
       await this.ts.destroy(String(rec.id)).catch(() => undefined);
       const msg = `cannot restore ${info.path}: ${errorMessage(e)}; the new domain was destroyed, nothing was left running`;
       this.ts.event(rec, 'restore-failed', msg);

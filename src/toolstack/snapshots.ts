@@ -307,15 +307,7 @@ export class Snapshots {
       const base: DomainConfig = { ...s.config, disks: s.config.disks.map((d) => (disks.has(d.vdev) ? { ...d, ...disks.get(d.vdev)! } : d)) };
       const launch = this.ts.validateForCreate({ ...base, maxmem: info.header.maxmemMb, memory: Math.min(base.memory, info.header.maxmemMb) });
       const incoming = await openIncomingFile(info);
-      let rec: DomainRecord;
-      try {
-        rec = await this.ts.create(launch, { incoming: true, incomingFd: incoming.fd, state: 'starting', machineType: info.header.machineType });
-      } catch (e) {
-        await incoming.load.prepared?.close();
-        throw e;
-      } finally {
-        incoming.closeFd();
-      }
+      const rec = await incoming.launch((fd) => this.ts.create(launch, { incoming: true, incomingFd: fd, state: 'starting', machineType: info.header.machineType }));
       try {
         const vm = this.ts.liveOf(rec).vm;
         await loadVmFromFile(vm, info.path, info, undefined, incoming.load);
@@ -324,6 +316,7 @@ export class Snapshots {
         this.ts.deps.store.update(rec.id, { state: paused ? 'paused' : 'running', config: base });
         return { name: g.name, snapshot: snap, id: rec.id, state: paused ? ('paused' as const) : ('running' as const) };
       } catch (e) {
+        await incoming.load.prepared?.close(); // (loadVmFromFile closes it; not when it never ran)
         await this.ts.destroy(String(rec.id)).catch(() => undefined);
         throw new XenoError(isXenoError(e) ? e.code : 'QEMU_ERROR', `revert of ${g.name} to ${snap}: its disks are reverted but its memory state could not be loaded (${errorMessage(e)}); the guest is stopped`);
       }

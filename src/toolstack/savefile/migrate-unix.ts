@@ -203,29 +203,40 @@ export async function loadVmFromFile(vm: Vm, file: string, info: SaveFileInfo, o
 
 /**
  * A checked save file opened for a QEMU to read at its spawn (LaunchRequest.incomingFd), with its
- * hash already running in a worker (started while QEMU starts). Pass `fd` to the launch, then
- * `load` to loadVmFromFile; `closeFd` once QEMU is spawned (it holds its own copy) or on failure.
+ * hash already running in a worker (started while QEMU starts). `launch` starts that QEMU with the
+ * descriptor; then `load` goes to loadVmFromFile.
  */
 export interface IncomingFile {
-  fd: number;
   load: LoadOptions;
-  closeFd(): void;
+  /**
+   * Run `start` (which spawns QEMU with `fd` as its incomingFd), then close xenod's copy of the
+   * descriptor (QEMU holds its own); on failure the hash is stopped too.
+   */
+  launch<T>(start: (fd: number) => Promise<T>): Promise<T>;
 }
 
 export async function openIncomingFile(info: SaveFileInfo): Promise<IncomingFile> {
   const { fd, dev, ino } = openPayloadFd(info);
-  let closed = false;
-  const closeFd = () => {
-    if (!closed) closeSync(fd);
-    closed = true;
-  };
+  let prepared: RestoreSource;
   try {
-    const prepared = await RestoreSource.prepare(info.path, info, { dev, ino });
-    return { fd, load: { prepared, qemuFd: INCOMING_FD }, closeFd };
+    prepared = await RestoreSource.prepare(info.path, info, { dev, ino });
   } catch (e) {
-    closeFd();
+    closeSync(fd);
     throw e;
   }
+  return {
+    load: { prepared, qemuFd: INCOMING_FD },
+    async launch(start) {
+      try {
+        return await start(fd);
+      } catch (e) {
+        await prepared.close();
+        throw e;
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
 }
 
 /** What QEMU says went wrong with an incoming migration (it exits when a load fails). */
