@@ -145,7 +145,8 @@ export interface PrepareOptions {
   readAhead?: number;
   /**
    * Only hash: QEMU reads the payload from the file itself (openPayloadFd), so nothing is queued
-   * and the whole file is hashed as fast as it can be read; next() returns null at once.
+   * and the whole file is hashed as fast as it can be read; next() yields no chunk (it returns
+   * null once the file has been read).
    */
   hashOnly?: boolean;
   /** The file must be this one (dev and inode of the descriptor QEMU was given). */
