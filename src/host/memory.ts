@@ -5,11 +5,18 @@
 import { readFileSync } from 'node:fs';
 import { XenoError } from '../common/errors.js';
 
+/** MemTotal changes only with memory hot-plug: read again after this long (a list of 100 guests and every create ask). */
+const TOTAL_TTL_MS = 1000;
+let total: { mb: number; at: number } | undefined;
+
 export function hostTotalMemoryMb(): number {
+  const now = performance.now();
+  if (total && now - total.at < TOTAL_TTL_MS) return total.mb;
   const text = readFileSync('/proc/meminfo', 'utf8');
   const m = /^MemTotal:\s+(\d+) kB/m.exec(text);
   if (!m) throw new XenoError('HOST_ERROR', 'cannot read MemTotal from /proc/meminfo');
-  return Math.floor(Number(m[1]) / 1024);
+  total = { mb: Math.floor(Number(m[1]) / 1024), at: now };
+  return total.mb;
 }
 
 export interface MemoryCharge {

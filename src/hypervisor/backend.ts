@@ -80,6 +80,11 @@ export interface Vm extends EventEmitter {
   command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
   runState(): Promise<VmRunState>;
   /**
+   * The balloon's actual size in bytes, from what QEMU last said (events and answers) while that is
+   * fresh, else asked; undefined when QEMU has no balloon or did not answer.
+   */
+  balloonActual(timeoutMs?: number): Promise<number | undefined>;
+  /**
    * What the guest did, for a QEMU found stopped (runstate shutdown or guest-panicked) by a daemon
    * that was not watching; null while it runs.
    */

@@ -87,15 +87,17 @@ export interface QmpFigures {
   blockstats?: BlockStatsEntry[];
 }
 
-/** The QMP part of a sample (balloon, block stats); each command bounded by `timeoutMs`. */
-/** `blockstats: false` (a domain with no disk configured) saves a QMP round trip per domain per tick. */
+/**
+ * The QMP part of a sample: the balloon (from what QEMU last said, no round trip while that is
+ * fresh: vm.ts) and the block stats (a query, only for a domain with a disk); each bounded by `timeoutMs`.
+ */
 export async function qmpFigures(vm: Vm, timeoutMs: number, opts: { blockstats?: boolean } = {}): Promise<QmpFigures> {
   const [b, s] = await Promise.allSettled([
-    vm.command<{ actual: number }>('query-balloon', undefined, timeoutMs),
+    vm.balloonActual(timeoutMs),
     opts.blockstats === false ? Promise.reject(new Error('no disk')) : vm.command<BlockStatsEntry[]>('query-blockstats', undefined, timeoutMs),
   ]);
   return {
-    balloonActual: b.status === 'fulfilled' ? b.value.actual : undefined,
+    balloonActual: b.status === 'fulfilled' ? b.value : undefined,
     blockstats: s.status === 'fulfilled' ? s.value : undefined,
   };
 }

@@ -38,14 +38,28 @@ export function hostInfo(ts: Toolstack): HostInfo {
   };
 }
 
+/** Domain-0's CPU figures are reused for this long: os.cpus() parses /proc/stat and /proc/cpuinfo, ten lists at once need it once. */
+const HOST_CPUS_TTL_MS = 250;
+let hostCpusAt = -Infinity;
+let hostCpusLast = { count: 0, cpuTime: 0 };
+
+function hostCpus(): { count: number; cpuTime: number } {
+  const now = performance.now();
+  if (now - hostCpusAt >= HOST_CPUS_TTL_MS) {
+    const cpus = os.cpus();
+    hostCpusLast = { count: cpus.length, cpuTime: cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0) };
+    hostCpusAt = now;
+  }
+  return hostCpusLast;
+}
+
 /** `records`: the domains as the caller just read them (list reads the store once). */
 export function domain0Info(ts: Toolstack, records?: DomainRecord[]): DomainInfo {
   const acc = ts.memoryAccount(undefined, records);
-  const cpus = os.cpus();
-  const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
+  const { count, cpuTime } = hostCpus();
   return {
     id: 0, name: 'Domain-0', uuid: '00000000-0000-0000-0000-000000000000', state: 'running', stateFlags: 'r-----',
-    memory: acc.dom0, maxmem: acc.total, vcpus: cpus.length, maxvcpus: cpus.length, cpuTime: round1(cpuTime),
+    memory: acc.dom0, maxmem: acc.total, vcpus: count, maxvcpus: count, cpuTime: round1(cpuTime),
     uptime: Math.round(os.uptime()), startTime: Date.now() / 1000 - os.uptime(),
   };
 }
@@ -105,12 +119,8 @@ export async function domainDetail(ts: Toolstack, rec: DomainRecord): Promise<Do
   let balloonActual: number | undefined;
   const l = ts.liveById(rec.id);
   if (l && !l.vm.exited) {
-    try {
-      const b = await l.vm.command<{ actual: number }>('query-balloon', undefined, 2000);
-      balloonActual = Math.round(b.actual / 1048576);
-    } catch {
-      /* no balloon answer: leave it out */
-    }
+    const bytes = await l.vm.balloonActual(2000); // no answer: left out
+    if (bytes !== undefined) balloonActual = Math.round(bytes / 1048576);
   }
   const guest = l && !l.vm.exited ? await guestAgentInfo(ts, rec) : undefined;
   return { ...base, config: rec.config, balloonActual, ...(guest ? { guest } : {}) };

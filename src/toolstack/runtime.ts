@@ -39,8 +39,8 @@ export const UNPLUGGED_KEY = 'vcpuUnpluggedPid';
  * (the guest stays paused, even destroy queues behind it).
  */
 export function unplugTrap(rec: DomainRecord, qemuVersion: string): boolean {
-  const major = Number(/^(\d+)\./.exec(qemuVersion)?.[1] ?? 0);
-  return rec.accel === 'tcg' && major < 8 && rec.pid !== null && rec.extra[UNPLUGGED_KEY] === rec.pid;
+  if (rec.accel !== 'tcg' || rec.pid === null || rec.extra[UNPLUGGED_KEY] !== rec.pid) return false;
+  return Number(/^(\d+)\./.exec(qemuVersion)?.[1] ?? 0) < 8;
 }
 
 /** Refuses a save or migration QEMU cannot finish (see unplugTrap), before anything is touched. */

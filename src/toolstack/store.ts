@@ -64,19 +64,28 @@ interface Row {
   extra: string;
 }
 
+/** Freezes a parsed JSON value all the way down: a stored config or extra is replaced, never edited. */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
+
 function fromRow(r: Row): DomainRecord {
   return {
     id: r.id,
     name: r.name,
     uuid: r.uuid,
-    config: JSON.parse(r.config) as DomainConfig,
+    config: deepFreeze(JSON.parse(r.config) as DomainConfig),
     state: r.state as DomainState,
     pid: r.pid,
     machineType: r.machine_type,
     accel: r.accel,
     startTime: r.start_time,
     runDir: r.run_dir,
-    extra: JSON.parse(r.extra) as Record<string, unknown>,
+    extra: deepFreeze(JSON.parse(r.extra) as Record<string, unknown>),
   };
 }
 
@@ -91,6 +100,12 @@ export class StateStore {
   private readonly statements = new Map<string, Database.Statement>();
   private readonly eventLimit: number;
   private eventsFailing = false;
+  /**
+   * The domains table as last written, parsed once: xenod is its only writer, and a list, a sampler
+   * tick or a lookup then costs neither SQL nor JSON.parse (with 100 guests, most of a list's time).
+   * Readers get a copy of the record; its config and extra are frozen and shared.
+   */
+  private cache?: Map<number, DomainRecord>;
 
   constructor(file: string, opts: StoreOptions = {}) {
     this.eventLimit = opts.eventLimit ?? 10_000;
@@ -125,11 +140,25 @@ export class StateStore {
     })();
   }
 
+  private domains(): Map<number, DomainRecord> {
+    if (!this.cache) {
+      this.cache = new Map();
+      for (const r of this.sql(`SELECT * FROM domains ORDER BY id`).all() as Row[]) this.cache.set(r.id, fromRow(r));
+    }
+    return this.cache;
+  }
+
   insert(d: DomainRecord): void {
+    const config = JSON.stringify(d.config);
+    const extra = JSON.stringify(d.extra);
     this.sql(
       `INSERT INTO domains (id, name, uuid, config, state, pid, machine_type, accel, start_time, run_dir, extra)
        VALUES (@id, @name, @uuid, @config, @state, @pid, @machineType, @accel, @startTime, @runDir, @extra)`,
-    ).run({ ...d, config: JSON.stringify(d.config), extra: JSON.stringify(d.extra) });
+    ).run({ ...d, config, extra });
+    const cache = this.domains();
+    cache.set(d.id, fromRow({ ...d, config, extra, machine_type: d.machineType, start_time: d.startTime, run_dir: d.runDir }));
+    // kept in id order (as SELECT ... ORDER BY id gave it): an id below the last one puts it in its place
+    if ([...cache.keys()].some((id) => id > d.id)) this.cache = new Map([...cache].sort((a, b) => a[0] - b[0]));
   }
 
   update(id: number, patch: Partial<Omit<DomainRecord, 'id'>>): void {
@@ -139,31 +168,38 @@ export class StateStore {
     };
     const sets: string[] = [];
     const values: Record<string, unknown> = { id };
+    const next: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(patch)) {
       const col = cols[k];
       if (!col) continue;
       sets.push(`${col} = @${k}`);
       values[k] = k === 'config' || k === 'extra' ? JSON.stringify(v) : v;
+      next[k] = k === 'config' || k === 'extra' ? deepFreeze(JSON.parse(values[k] as string)) : v;
     }
-    if (sets.length) this.sql(`UPDATE domains SET ${sets.join(', ')} WHERE id = @id`).run(values);
+    if (!sets.length) return;
+    this.sql(`UPDATE domains SET ${sets.join(', ')} WHERE id = @id`).run(values);
+    const cache = this.domains();
+    const old = cache.get(id);
+    if (old) cache.set(id, { ...old, ...next } as DomainRecord);
   }
 
   remove(id: number): void {
     this.sql(`DELETE FROM domains WHERE id = ?`).run(id);
+    this.domains().delete(id);
   }
 
   get(id: number): DomainRecord | undefined {
-    const r = this.sql(`SELECT * FROM domains WHERE id = ?`).get(id) as Row | undefined;
-    return r && fromRow(r);
+    const r = this.domains().get(id);
+    return r && { ...r };
   }
 
   byName(name: string): DomainRecord | undefined {
-    const r = this.sql(`SELECT * FROM domains WHERE name = ?`).get(name) as Row | undefined;
-    return r && fromRow(r);
+    for (const r of this.domains().values()) if (r.name === name) return { ...r };
+    return undefined;
   }
 
   all(): DomainRecord[] {
-    return (this.sql(`SELECT * FROM domains ORDER BY id`).all() as Row[]).map(fromRow);
+    return Array.from(this.domains().values(), (r) => ({ ...r }));
   }
 
   /**

@@ -11,11 +11,13 @@ import { XenoError } from '../../common/errors.js';
 import { processGone, waitProcessGone } from '../../host/proc.js';
 import type { GuestStopReason, VcpuThread, Vm, VmRunState } from '../backend.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
+import { BalloonCache } from './balloon-cache.js';
 
 export class QemuVm extends EventEmitter implements Vm {
   private gone = false;
   private readonly exitPromise: Promise<void>;
   exitStatus?: string;
+  private readonly balloon = new BalloonCache((t) => this.command<{ actual: number }>('query-balloon', undefined, t));
 
   constructor(
     readonly pid: number,
@@ -62,6 +64,7 @@ export class QemuVm extends EventEmitter implements Vm {
   }
 
   private onEvent(e: QmpEvent): void {
+    this.balloon.onEvent(e);
     this.emit('qmp-event', e);
     if (e.event === 'SHUTDOWN') {
       const reason = String(e.data.reason ?? '');
@@ -74,7 +77,17 @@ export class QemuVm extends EventEmitter implements Vm {
   }
 
   command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T> {
-    return this.qmp.execute<T>(cmd, args, timeoutMs);
+    this.balloon.onCommand(cmd);
+    const answer = this.qmp.execute<T>(cmd, args, timeoutMs);
+    if (cmd !== 'query-balloon') return answer;
+    return answer.then((b) => {
+      this.balloon.set((b as { actual: number }).actual);
+      return b;
+    });
+  }
+
+  balloonActual(timeoutMs = 2000): Promise<number | undefined> {
+    return this.gone ? Promise.resolve(undefined) : this.balloon.read(timeoutMs);
   }
 
   async runState(): Promise<VmRunState> {
