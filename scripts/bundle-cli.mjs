@@ -1,10 +1,13 @@
-// Bundles the CLI into one CommonJS file (dist/cli-bundle/xeno-code.cjs): one file to load instead of
-// dozens, and no ES-module loader to start, so `xeno list` costs little more than Node's start-up.
-// dist/cli-bundle/xeno.cjs (packaging/cli/load.cjs) runs it from a V8 code cache made here.
+// Bundles the CLI into CommonJS files: one file to load instead of dozens, and no ES-module loader to
+// start, so `xeno list` costs little more than Node's start-up. dist/cli-bundle/xeno-code.cjs has every
+// command, xeno-core.cjs the core families' only (commands/names.ts: CORE_FAMILIES, 60 KB of 150).
+// dist/cli-bundle/xeno.cjs (packaging/cli/load.cjs) picks one by the command word and runs it from a
+// V8 code cache made here. Runs after tsc: it reads the core words from dist/src.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { build } from 'esbuild';
+import { CORE_WORDS } from '../dist/src/cli/commands/names.js';
 
 // child_process and crypto cost `xeno list` some 20 ms to load, and only some commands use them
 // (commander requires child_process for subcommand executables xeno does not have); cli-progress
@@ -33,28 +36,43 @@ module.exports = new Proxy({}, {
   },
 };
 
-await build({
-  entryPoints: ['src/cli/main.ts'],
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  outfile: 'dist/cli-bundle/xeno-code.cjs',
-  logLevel: 'warning',
-  // The pool's etcd client (and gRPC) stays outside, loaded by the pool commands only.
-  external: ['etcd3'],
-  plugins: [lazyModules],
-  minifyWhitespace: true,
-  minifySyntax: true,
-});
+// Two bundles: every command, and the core families' only (a smaller file to read and run).
+const BUNDLES = [
+  { entry: 'src/cli/main.ts', out: 'dist/cli-bundle/xeno-code.cjs', cacheRun: ['info'] },
+  { entry: 'src/cli/main-core.ts', out: 'dist/cli-bundle/xeno-core.cjs', cacheRun: ['list'] },
+];
+for (const b of BUNDLES) {
+  await build({
+    entryPoints: [b.entry],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    outfile: b.out,
+    logLevel: 'warning',
+    // The pool's etcd client (and gRPC) stays outside, loaded by the pool commands only.
+    external: ['etcd3'],
+    plugins: [lazyModules],
+    minifyWhitespace: true,
+    minifySyntax: true,
+    minifyIdentifiers: true,
+  });
+}
 
-copyFileSync('packaging/cli/load.cjs', 'dist/cli-bundle/xeno.cjs');
-// The code cache, written after a `list` ran (against no daemon: its path compiled, nothing asked):
-// V8 caches the functions compiled by then, not only the top level.
-const cache = 'dist/cli-bundle/xeno-code.cjs.cache';
-rmSync(cache, { force: true });
-try {
-  execFileSync(process.execPath, ['dist/cli-bundle/xeno.cjs', 'list'], { env: { ...process.env, XENO_SOCKET: '/nonexistent/xeno-build.sock', XENO_WRITE_CODE_CACHE: cache }, stdio: 'ignore' });
-} catch {
-  /* exits non-zero: no daemon, as meant */
+// The loader, told which words are the core bundle's.
+const loader = readFileSync('packaging/cli/load.cjs', 'utf8');
+const marker = 'const CORE_WORDS = new Set([]);';
+if (!loader.includes(marker)) throw new Error(`packaging/cli/load.cjs has no "${marker}" line to fill in`);
+writeFileSync('dist/cli-bundle/xeno.cjs', loader.replace(marker, `const CORE_WORDS = new Set(${JSON.stringify(CORE_WORDS)});`));
+// Each code cache, written after a command of that bundle ran (against no daemon: its path compiled,
+// nothing asked): V8 caches the functions compiled by then, not only the top level.
+for (const b of BUNDLES) {
+  const cache = `${b.out}.cache`;
+  rmSync(cache, { force: true });
+  try {
+    execFileSync(process.execPath, ['dist/cli-bundle/xeno.cjs', ...b.cacheRun], { env: { ...process.env, XENO_SOCKET: '/nonexistent/xeno-build.sock', XENO_WRITE_CODE_CACHE: cache }, stdio: 'ignore' });
+  } catch {
+    /* exits non-zero: no daemon, as meant */
+  }
+  if (!existsSync(cache)) throw new Error(`no code cache was written for ${b.out}`);
 }

@@ -25,6 +25,8 @@ const FILES: Array<[string, 'file' | 'exec' | 'link' | 'dir']> = [
   ['usr/lib/xeno/dist/cli-bundle/xeno.cjs', 'file'],
   ['usr/lib/xeno/dist/cli-bundle/xeno-code.cjs', 'file'],
   ['usr/lib/xeno/dist/cli-bundle/xeno-code.cjs.cache', 'file'],
+  ['usr/lib/xeno/dist/cli-bundle/xeno-core.cjs', 'file'],
+  ['usr/lib/xeno/dist/cli-bundle/xeno-core.cjs.cache', 'file'],
   ['usr/lib/xeno/dist/src/daemon/main.js', 'file'],
   ['usr/lib/xeno/node_modules/better-sqlite3/package.json', 'file'],
   ['usr/lib/xeno/node_modules/fastify/package.json', 'file'],

@@ -1,4 +1,4 @@
-/** The command table: every command family, one line each. */
+/** The command table: every command family joined to its registration. */
 import type { Command } from 'commander';
 import { registerBlockCommands } from './block.js';
 import { registerConsoleCommands } from './console.js';
@@ -16,39 +16,25 @@ import { registerSaveRestoreCommands } from './save-restore.js';
 import { registerSnapshotCommands } from './snapshot.js';
 import { registerTopCommands } from './top.js';
 import { registerWebCommands } from './web.js';
+import { COMMAND_NAMES, FAMILY_COMMANDS, type FamilyKey } from './names.js';
+import { familiesRegistrar, type Family, type Registrar } from './registrar.js';
+
+const REGISTER: Record<FamilyKey, (p: Command) => void> = {
+  domain: registerDomainCommands, host: registerHostCommands, network: registerNetworkCommands, console: registerConsoleCommands,
+  runtime: registerRuntimeCommands, block: registerBlockCommands, saveRestore: registerSaveRestoreCommands,
+  migration: registerMigrationCommands, snapshot: registerSnapshotCommands, top: registerTopCommands, manage: registerManageCommands,
+  web: registerWebCommands, poolAdmin: registerPoolAdminCommands, pool: registerPoolCommands, evacuate: registerEvacuateCommands,
+  images: registerImageCommands,
+};
 
 /**
  * Every command family with the commands (and aliases) it registers, in help order. A command line
  * that names one command registers its family only: `xeno list` need not build the other 50
- * commands' options and help (some 5 ms of its start). The names are checked against what each
- * family really registers (cli.test.ts).
+ * commands' options and help (some 5 ms of its start).
  */
-export const COMMAND_FAMILIES: ReadonlyArray<{ commands: ReadonlyArray<readonly [string, ...string[]]>; register: (p: Command) => void }> = [
-  { register: registerDomainCommands, commands: [['create'], ['list', 'li'], ['shutdown'], ['reboot'], ['destroy'], ['pause'], ['unpause'], ['domid'], ['domname'], ['uptime'], ['config']] },
-  { register: registerHostCommands, commands: [['info'], ['log'], ['dmesg']] },
-  { register: registerNetworkCommands, commands: [['network-list'], ['network-attach'], ['network-detach'], ['network-rules']] },
-  { register: registerConsoleCommands, commands: [['console']] },
-  { register: registerRuntimeCommands, commands: [['mem-set'], ['mem-max'], ['vcpu-list'], ['vcpu-set'], ['vcpu-pin'], ['sched-credit']] },
-  { register: registerBlockCommands, commands: [['block-list'], ['block-attach'], ['block-detach'], ['cd-insert'], ['cd-eject'], ['image-create'], ['image-info']] },
-  { register: registerSaveRestoreCommands, commands: [['save'], ['restore']] },
-  { register: registerMigrationCommands, commands: [['migrate']] },
-  { register: registerSnapshotCommands, commands: [['snapshot-create'], ['snapshot-list'], ['snapshot-revert'], ['snapshot-delete']] },
-  { register: registerTopCommands, commands: [['top']] },
-  { register: registerManageCommands, commands: [['new'], ['start'], ['delete'], ['host-stop']] },
-  { register: registerWebCommands, commands: [['web-token']] },
-  { register: registerPoolAdminCommands, commands: [['pool-create'], ['pool-join']] },
-  { register: registerPoolCommands, commands: [['host-list'], ['host-disable'], ['host-enable'], ['pool-eject']] },
-  { register: registerEvacuateCommands, commands: [['host-evacuate']] },
-  { register: registerImageCommands, commands: [['create-image']] },
-];
+export const COMMAND_FAMILIES: readonly Family[] = (Object.keys(FAMILY_COMMANDS) as FamilyKey[]).map((k) => ({ key: k, commands: FAMILY_COMMANDS[k], register: REGISTER[k] }));
 
-/** Every command's name and aliases, without registering any. */
-export const COMMAND_NAMES: ReadonlyArray<{ name: string; aliases: readonly string[] }> = COMMAND_FAMILIES.flatMap((f) =>
-  f.commands.map(([name, ...aliases]) => ({ name, aliases })),
-);
+export { COMMAND_NAMES };
 
 /** Register every family, or (given the command a line names) only the family that has it. */
-export function registerCommands(program: Command, only?: string): void {
-  const family = only === undefined ? undefined : COMMAND_FAMILIES.find((f) => f.commands.some((c) => c.includes(only)));
-  for (const f of family ? [family] : COMMAND_FAMILIES) f.register(program);
-}
+export const registerCommands: Registrar = familiesRegistrar(COMMAND_FAMILIES);
