@@ -10,7 +10,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { QemuBackend, qemuPaths } from '../src/hypervisor/qemu/qemu-backend.js';
 import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
-import { REPO } from '../test/helpers/harness.js';
+import { REPO, sleep } from '../test/helpers/harness.js';
 import { arg, benchDaemon, guestConfig, infoRow, median, plusRow, report } from './lib.js';
 
 function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
@@ -19,6 +19,8 @@ function timeRun(argv: string[], env: NodeJS.ProcessEnv): number {
   if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${String(r.stderr)}`);
   return performance.now() - t0;
 }
+
+const SETTLE_MS = 500;
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -33,6 +35,7 @@ async function rawQuit(backend: QemuBackend, dir: string, i: number): Promise<nu
   const argv = backend.argv({ domid: 800 + i, uuid: '00000000-0000-4000-8000-000000000800', config: guestConfig('rawq', 64), runDir, machineType: backend.caps.machineType, nics: [], logFile: '/dev/null' });
   const child = spawn(backend.binary, argv, { stdio: 'ignore' });
   const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
+  await sleep(SETTLE_MS);
   const exited = new Promise((r) => child.once('exit', r));
   const t0 = performance.now();
   await qmp.execute('quit').catch(() => undefined);
@@ -67,7 +70,9 @@ export async function run(): Promise<void> {
       t.unpauseApi!.push(await timed(() => d.client.post('/v1/domains/c0/unpause')));
     }
     // destroy: a fresh guest each time, paused as the raw QEMU is (-S, never cont): the same QMP quit, and no
-    // booting guest taking the CPU from the CLI that destroys it
+    // booting guest taking the CPU from the CLI that destroys it. Each waits SETTLE_MS after its create: a
+    // QEMU keeps setting itself up for a while after its QMP answers (and create returns), and that work
+    // took the CPU from the CLI's own start (+10 ms), which node -e 0 never competes with.
     const destroyRounds = Math.max(3, Math.round(rounds / 3));
     const rawQ: number[] = [];
     const dApi: number[] = [];
@@ -75,8 +80,10 @@ export async function run(): Promise<void> {
     for (let i = 0; i < destroyRounds; i++) {
       rawQ.push(await rawQuit(backend, d.dir, i));
       await d.client.post('/v1/domains', { config: guestConfig(`da${i}`, 64), paused: true });
+      await sleep(SETTLE_MS);
       dApi.push(await timed(() => d.client.post(`/v1/domains/da${i}/destroy`)));
       await d.client.post('/v1/domains', { config: guestConfig(`dc${i}`, 64), paused: true });
+      await sleep(SETTLE_MS);
       dCli.push(timeRun(xeno('destroy', `dc${i}`), env));
     }
     const m = (k: string) => median(t[k]!);
