@@ -4,11 +4,14 @@
  * query-balloon answer is a fresh figure too: the QMP stream is ordered, so the last message read
  * is the newest. What can change the size without an event (a migration stream or a save file
  * loaded, a reset) drops the figure; so does age, so that a case not thought of here is wrong for
- * at most MAX_AGE_MS. A sampler of 100 guests thus sends ~100 queries per MAX_AGE_MS, not per tick.
+ * at most 40 s. A sampler of 100 guests thus sends a few queries a tick (spread by a random age
+ * limit), not 100.
  */
 import type { QmpEvent } from './qmp.js';
 
-const MAX_AGE_MS = 10_000;
+const MAX_AGE_MS = 20_000;
+/** Each figure's age limit is MAX_AGE_MS plus up to this much, drawn anew: guests created together must not all be asked again in one tick. */
+const AGE_JITTER_MS = 20_000;
 /** A QEMU without a balloon device (or one that did not answer) is asked again after this long. */
 const RETRY_MS = 10_000;
 
@@ -17,6 +20,7 @@ type Query = (timeoutMs: number) => Promise<{ actual: number }>;
 export class BalloonCache {
   private bytes?: number;
   private at = 0;
+  private maxAge = MAX_AGE_MS;
   private failedAt = -Infinity;
   private pending?: Promise<number | undefined>;
 
@@ -37,6 +41,7 @@ export class BalloonCache {
   set(bytes: number): void {
     this.bytes = bytes;
     this.at = performance.now();
+    this.maxAge = MAX_AGE_MS + Math.random() * AGE_JITTER_MS;
   }
 
   forget(): void {
@@ -46,7 +51,7 @@ export class BalloonCache {
   /** Bytes, from memory when fresh, else from one query (shared by concurrent readers); undefined without a balloon. */
   read(timeoutMs: number): Promise<number | undefined> {
     const now = performance.now();
-    if (this.bytes !== undefined && now - this.at < MAX_AGE_MS) return Promise.resolve(this.bytes);
+    if (this.bytes !== undefined && now - this.at < this.maxAge) return Promise.resolve(this.bytes);
     if (now - this.failedAt < RETRY_MS) return Promise.resolve(undefined);
     this.pending ??= this.query(timeoutMs)
       .then(
