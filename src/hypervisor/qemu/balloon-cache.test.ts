@@ -8,9 +8,10 @@ function counted(answers: Array<number | Error>) {
   const asked: number[] = [];
   const cache = new BalloonCache(async (timeoutMs) => {
     asked.push(timeoutMs);
+    const keep = cache.expectAnswer(); // as QemuVm.command does for every query-balloon
     const a = answers.shift();
     if (a === undefined || a instanceof Error) throw a ?? new Error('no more answers');
-    cache.set(a); // as QemuVm.command does with every query-balloon answer
+    keep(a);
     return { actual: a };
   });
   return { cache, asked };
@@ -50,5 +51,22 @@ test('no balloon (the query fails): undefined, and not asked again at every read
   const { cache, asked } = counted([new Error('No balloon device has been activated')]);
   assert.equal(await cache.read(2000), undefined);
   assert.equal(await cache.read(2000), undefined);
+  assert.equal(asked.length, 1);
+});
+
+test('an answer asked before an event is not kept over it: the event is the newer figure', async () => {
+  const { cache, asked } = counted([]);
+  const keep = cache.expectAnswer(); // a query-balloon sent...
+  cache.onEvent({ event: 'BALLOON_CHANGE', data: { actual: 256 * MiB } }); // ...an event read before its answer resolves...
+  keep(512 * MiB); // ...and the answer, which QEMU wrote before that event
+  assert.equal(await cache.read(2000), 256 * MiB);
+  const later = cache.expectAnswer(); // asked after the event: kept
+  later(300 * MiB);
+  assert.equal(await cache.read(2000), 300 * MiB);
+  const dropped = cache.expectAnswer();
+  cache.onEvent({ event: 'RESUME', data: {} });
+  dropped(100 * MiB); // asked before the resume: not kept, and the figure is gone
+  assert.equal(asked.length, 0);
+  assert.equal(await cache.read(2000), undefined, 'QEMU is asked (and here has no answer)');
   assert.equal(asked.length, 1);
 });

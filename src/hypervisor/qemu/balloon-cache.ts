@@ -1,9 +1,10 @@
 /**
  * The balloon's actual size of one QEMU, known without a QMP round trip per read. QEMU says each
- * change itself (BALLOON_CHANGE, at most one a second, the last one always sent), and every
- * query-balloon answer is a fresh figure too: the QMP stream is ordered, so the last message read
- * is the newest. What can change the size without an event (a migration stream or a save file
- * loaded, a reset) drops the figure; so does age, so that a case not thought of here is wrong for
+ * change itself (BALLOON_CHANGE, at most one a second, the last one always sent), so the events
+ * alone stay right; a query-balloon answer seeds the figure, and is kept only when no event came
+ * between the question and the answer (an answer resolves after the events read with it, so its
+ * figure may be the older one). What can change the size without an event (a migration stream or a
+ * save file loaded, a reset) drops the figure; so does age, so that a case not thought of here is wrong for
  * at most 40 s. A sampler of 100 guests thus sends a few queries a tick (spread by a random age
  * limit), not 100.
  */
@@ -21,6 +22,8 @@ export class BalloonCache {
   private bytes?: number;
   private at = 0;
   private maxAge = MAX_AGE_MS;
+  /** Bumped by every event that sets or drops the figure: an answer asked before one is not kept. */
+  private generation = 0;
   private failedAt = -Infinity;
   private pending?: Promise<number | undefined>;
 
@@ -28,8 +31,10 @@ export class BalloonCache {
 
   /** An event of this QEMU. */
   onEvent(e: QmpEvent): void {
-    if (e.event === 'BALLOON_CHANGE' && typeof e.data.actual === 'number') this.set(e.data.actual);
-    else if (e.event === 'RESUME' || e.event === 'RESET' || e.event === 'MIGRATION') this.forget();
+    if (e.event === 'BALLOON_CHANGE' && typeof e.data.actual === 'number') {
+      this.generation++;
+      this.set(e.data.actual);
+    } else if (e.event === 'RESUME' || e.event === 'RESET' || e.event === 'MIGRATION') this.forget();
   }
 
   /** A command sent to this QEMU: a load that will replace the balloon's state. */
@@ -37,14 +42,22 @@ export class BalloonCache {
     if (cmd === 'migrate-incoming') this.forget();
   }
 
-  /** An answer to query-balloon, whoever asked. */
-  set(bytes: number): void {
+  /** Called as a query-balloon is sent, whoever asks: what to do with its answer. */
+  expectAnswer(): (bytes: number) => void {
+    const asked = this.generation;
+    return (bytes) => {
+      if (this.generation === asked) this.set(bytes);
+    };
+  }
+
+  private set(bytes: number): void {
     this.bytes = bytes;
     this.at = performance.now();
     this.maxAge = MAX_AGE_MS + Math.random() * AGE_JITTER_MS;
   }
 
   forget(): void {
+    this.generation++;
     this.bytes = undefined;
   }
 

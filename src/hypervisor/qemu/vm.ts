@@ -78,10 +78,10 @@ export class QemuVm extends EventEmitter implements Vm {
 
   command<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T> {
     this.balloon.onCommand(cmd);
-    const answer = this.qmp.execute<T>(cmd, args, timeoutMs);
-    if (cmd !== 'query-balloon') return answer;
-    return answer.then((b) => {
-      this.balloon.set((b as { actual: number }).actual);
+    if (cmd !== 'query-balloon') return this.qmp.execute<T>(cmd, args, timeoutMs);
+    const keep = this.balloon.expectAnswer();
+    return this.qmp.execute<T>(cmd, args, timeoutMs).then((b) => {
+      keep((b as { actual: number }).actual);
       return b;
     });
   }
