@@ -34,9 +34,10 @@ node -e '
 find "$lib/node_modules" -name '*.md' -delete 2>/dev/null || true
 
 # Launchers.
-launcher() { mkdir -p "$(dirname "$3")"; sed -e "s|@WHAT@|$1|g" -e "s|@ENTRY@|$2|g" packaging/bin/launcher.sh > "$3"; chmod 0755 "$3"; }
-launcher xeno dist/cli-bundle/xeno.cjs "$root$PREFIX/bin/xeno"
-launcher xenod dist/src/daemon/main.js "$root$PREFIX/sbin/xenod"
+# $4: the V8 flags (xenod's from packaging/xenod.node-flags: its young generation's size).
+launcher() { mkdir -p "$(dirname "$3")"; sed -e "s|@WHAT@|$1|g" -e "s|@ENTRY@|$2|g" -e "s|@NODE_FLAGS@|$4|g" packaging/bin/launcher.sh > "$3"; chmod 0755 "$3"; }
+launcher xeno dist/cli-bundle/xeno.cjs "$root$PREFIX/bin/xeno" ""
+launcher xenod dist/src/daemon/main.js "$root$PREFIX/sbin/xenod" "$(grep -v '^#' packaging/xenod.node-flags | xargs)"
 ln -sf xeno "$root$PREFIX/bin/xm"
 
 # Configuration: the commented defaults, never over an admin's file.

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
-import { REPO } from './helpers/harness.js';
+import { REPO, XENOD_NODE_FLAGS } from './helpers/harness.js';
 
 const execFileP = promisify(execFile);
 
@@ -71,6 +71,11 @@ describe('installing xeno', () => {
     // The launchers find node and xeno's code wherever the tree landed; xm is xeno.
     assert.match((await run(path.join(root, 'usr/bin/xm'), ['--version'], { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' })).stdout, /^\d+\.\d+\.\d+/);
     assert.match((await run(path.join(root, 'usr/sbin/xenod'), ['--version'], { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' })).stdout, /^xenod \d/);
+    // xenod runs with packaging/xenod.node-flags, installed or from the tree (bin/xenod.js's first line); the CLI with none.
+    assert.ok(XENOD_NODE_FLAGS.includes('--max-semi-space-size=4'), `xenod's flags: ${XENOD_NODE_FLAGS.join(' ')}`);
+    assert.match(readFileSync(path.join(root, 'usr/sbin/xenod'), 'utf8'), new RegExp(`exec "\\$n" ${XENOD_NODE_FLAGS.join(' ')} "\\$lib/dist/src/daemon/main\\.js"`));
+    assert.match(readFileSync(path.join(root, 'usr/bin/xeno'), 'utf8'), /exec "\$n" +"\$lib\/dist\/cli-bundle\/xeno\.cjs"/);
+    assert.equal(readFileSync(path.join(REPO, 'bin/xenod.js'), 'utf8').split('\n')[0], `#!/usr/bin/env -S node ${XENOD_NODE_FLAGS.join(' ')}`);
     const unit = readFileSync(path.join(root, 'usr/lib/systemd/system/xenod.service'), 'utf8');
     assert.match(unit, /^ExecStart=\/usr\/sbin\/xenod --config \/etc\/xeno\/xend-config\.sxp$/m);
     assert.match(unit, /^KillMode=process$/m);

@@ -26,6 +26,8 @@ export const GUEST = {
   disk: path.join(REPO, 'guest/out/disk.ext4'),
 };
 const XENOD = path.join(REPO, 'bin/xenod.js');
+/** The V8 flags xenod runs with where it is installed (packaging/xenod.node-flags): the tests' daemons run as the installed one. */
+export const XENOD_NODE_FLAGS = readFileSync(path.join(REPO, 'packaging/xenod.node-flags'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 const XENO = path.join(REPO, 'bin/xeno.cjs');
 
 export interface CliResult {
@@ -95,7 +97,7 @@ export class TestDaemon {
       await execFileP('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
       this.wrap = ['ip', 'netns', 'exec', this.netns];
     }
-    const argv = [...this.wrap, process.execPath, XENOD, '--state-dir', this.stateDir, '--socket', this.socket, ...this.extraArgs];
+    const argv = [...this.wrap, process.execPath, ...XENOD_NODE_FLAGS, XENOD, '--state-dir', this.stateDir, '--socket', this.socket, ...this.extraArgs];
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
     let stderr = '';
     this.proc.stderr!.on('data', (d) => (stderr += String(d)));

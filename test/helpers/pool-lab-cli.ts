@@ -13,7 +13,7 @@ import path from 'node:path';
 import { DomainCgroups, cgroupInstanceName } from '../../src/host/cgroups.js';
 import { currentHostFiles } from '../../src/pool/admin.js';
 import { cgroupLayout } from './host-probes.js';
-import { REPO, sleep } from './harness.js';
+import { REPO, XENOD_NODE_FLAGS, sleep } from './harness.js';
 import { PoolLab, killNamespace } from './pool-lab.js';
 
 const STATE = process.env.XENO_LAB_POOL_STATE ?? '/run/xeno-lab-pool.json';
@@ -76,7 +76,7 @@ async function up(): Promise<void> {
       state.hosts.push({ name: h.name, ns: h.ns, address: h.address, socket, stateDir });
       writeFileSync(STATE, JSON.stringify(state, null, 2) + '\n');
       const log = openSync(path.join(hostDir, 'xenod.stderr'), 'a');
-      spawn('ip', ['netns', 'exec', h.ns, process.execPath, path.join(REPO, 'bin/xenod.js'), '--config', cfg, '--state-dir', stateDir, '--socket', socket], { detached: true, stdio: ['ignore', log, log] }).unref();
+      spawn('ip', ['netns', 'exec', h.ns, process.execPath, ...XENOD_NODE_FLAGS, path.join(REPO, 'bin/xenod.js'), '--config', cfg, '--state-dir', stateDir, '--socket', socket], { detached: true, stdio: ['ignore', log, log] }).unref();
       for (let i = 0; i < 600 && !(await connects(socket)); i++) await sleep(100);
       if (!(await connects(socket))) throw new Error(`xenod of ${h.name} did not come up (see ${hostDir}/xenod.stderr)`);
     }
