@@ -80,18 +80,18 @@ describe('runtime pieces (no guest)', () => {
     assert.equal(pinFor(rec().config, {}, 0), undefined);
   });
 
-  it('puts QEMU in its cgroup with the config weight and cap (fake cgroup v2 tree)', () => {
+  it('puts QEMU in its cgroup with the config weight and cap (fake cgroup v2 tree)', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'xeno-rh-'));
     try {
       writeFileSync(path.join(root, 'cgroup.controllers'), 'cpu memory\n');
       const layout = detectCgroups(`30 23 0:26 / ${root} rw - cgroup2 cgroup2 rw\n`);
       const hooks = new RuntimeHooks({ config: { stateDir: '/x' }, log, cgroups: new DomainCgroups(layout, 'i1'), nrCpus: 2 });
-      hooks.placeInCgroup(rec({ cpuWeight: 512, cap: 50 }), 4242, true);
+      await hooks.placeInCgroup(rec({ cpuWeight: 512, cap: 50 }), 4242, true);
       const dir = path.join(root, 'xeno-i1', 'web1');
       assert.equal(readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '200');
       assert.equal(readFileSync(path.join(dir, 'cpu.max'), 'utf8'), '50000 100000');
       assert.equal(readFileSync(path.join(dir, 'cgroup.procs'), 'utf8'), '4242');
-      hooks.placeInCgroup(rec(), 4243, true);
+      await hooks.placeInCgroup(rec(), 4243, true);
       assert.equal(readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '100', 'the default weight 256');
       assert.equal(readFileSync(path.join(dir, 'cpu.max'), 'utf8'), 'max 100000');
     } finally {
@@ -107,12 +107,12 @@ describe('runtime pieces (no guest)', () => {
     assert.deepEqual(await hooks.beforeLaunch(rec({ cpus: '1' })), { nics: [] });
   });
 
-  it('without cgroups, refuses a config asking for a weight or cap, and runs the others', () => {
+  it('without cgroups, refuses a config asking for a weight or cap, and runs the others', async () => {
     const hooks = new RuntimeHooks({ config: { stateDir: '/x' }, log, cgroups: null });
-    assert.throws(() => hooks.placeInCgroup(rec({ cpuWeight: 512 }), 1, true), (e: unknown) => e instanceof XenoError && e.code === 'HOST_ERROR' && /cgroup/.test(e.message));
-    assert.throws(() => hooks.placeInCgroup(rec({ cap: 20 }), 1, true), /cgroup/);
-    hooks.placeInCgroup(rec({ cpuWeight: 256 }), 1, true);
-    hooks.placeInCgroup(rec({ cpuWeight: 512 }), 1, false); // adoption never fails for it
+    await assert.rejects(hooks.placeInCgroup(rec({ cpuWeight: 512 }), 1, true), (e: unknown) => e instanceof XenoError && e.code === 'HOST_ERROR' && /cgroup/.test(e.message));
+    await assert.rejects(hooks.placeInCgroup(rec({ cap: 20 }), 1, true), /cgroup/);
+    await hooks.placeInCgroup(rec({ cpuWeight: 256 }), 1, true);
+    await hooks.placeInCgroup(rec({ cpuWeight: 512 }), 1, false); // adoption never fails for it
   });
 });
 

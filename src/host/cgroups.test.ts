@@ -132,7 +132,7 @@ cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpu,cpu
 });
 
 describe('DomainCgroups on a fake cgroup v2 tree', () => {
-  it('enables +cpu down the tree and writes cpu.weight, cpu.max and cgroup.procs', () => {
+  it('enables +cpu down the tree and writes cpu.weight, cpu.max and cgroup.procs', async () => {
     const root = tmp();
     writeFileSync(path.join(root, 'cgroup.controllers'), 'cpu io memory\n');
     writeFileSync(path.join(root, 'cgroup.subtree_control'), 'memory\n');
@@ -151,7 +151,7 @@ describe('DomainCgroups on a fake cgroup v2 tree', () => {
     assert.deepEqual(cg.settings('web1'), { weight: 512, cap: 50 });
     cg.setCap('web1', 0);
     assert.equal(readFileSync(path.join(dir, 'cpu.max'), 'utf8'), 'max 100000');
-    cg.addPid('web1', 4242);
+    await cg.addPid('web1', 4242);
     assert.equal(readFileSync(path.join(dir, 'cgroup.procs'), 'utf8'), '4242');
     // threads: v2 moves the owning process (our own thread id -> our pid)
     cg.addThreads('web1', [process.pid]);
@@ -175,7 +175,7 @@ describe('DomainCgroups on a fake cgroup v2 tree', () => {
 });
 
 describe('DomainCgroups on a fake cgroup v1 tree', () => {
-  it('writes cpu.shares, the CFS period and quota, tasks and cgroup.procs', () => {
+  it('writes cpu.shares, the CFS period and quota, tasks and cgroup.procs', async () => {
     const root = tmp();
     const layout = detectCgroups(`cgroup ${root}/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n`);
     const cg = new DomainCgroups(layout, 'i1');
@@ -191,7 +191,7 @@ describe('DomainCgroups on a fake cgroup v1 tree', () => {
     assert.equal(readFileSync(path.join(dir, 'cpu.cfs_quota_us'), 'utf8'), '-1');
     cg.addThreads('db', [101, 102]);
     assert.equal(readFileSync(path.join(dir, 'tasks'), 'utf8'), '102'); // one write per thread id
-    cg.addPid('db', 100);
+    await cg.addPid('db', 100);
     assert.equal(readFileSync(path.join(dir, 'cgroup.procs'), 'utf8'), '100');
   });
 });
@@ -238,7 +238,7 @@ describe('DomainCgroups on this host, for real', { skip: skipIf(!realLayout(), '
     children.push(sleeper);
     const dir = cg.create('g1');
     assert.ok(existsSync(dir));
-    cg.addPid('g1', sleeper.pid!);
+    await cg.addPid('g1', sleeper.pid!);
     assert.equal(cgroupOfPid(layout, sleeper.pid!), dir);
     assert.deepEqual(cg.pids('g1'), [sleeper.pid]);
 
@@ -276,7 +276,7 @@ describe('DomainCgroups on this host, for real', { skip: skipIf(!realLayout(), '
       assert.equal(cgroupOfPid(layout, `${proc.pid}/task/${one}`), dir);
       assert.equal(cgroupOfPid(layout, proc.pid!), layout.cpuMount);
     }
-    cg.addPid('g2', proc.pid!);
+    await cg.addPid('g2', proc.pid!);
     for (const tid of readdirSync(`/proc/${proc.pid}/task`)) {
       assert.equal(cgroupOfPid(layout, `${proc.pid}/task/${tid}`), dir);
     }

@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { XenoError, errorMessage } from '../common/errors.js';
 
@@ -253,8 +254,18 @@ export class DomainCgroups {
   }
 
   /** Moves a whole process (every thread of it) into the domain's group. */
-  addPid(domName: string, pid: number): void {
-    this.write(this.pathOf(domName), 'cgroup.procs', String(pid));
+  /**
+   * Moves a process (with its threads). Not a synchronous write: moving a task between cgroups
+   * can wait for an RCU grace period (1-12 ms measured), which would stall xenod's one thread
+   * once per guest when ten are created at once.
+   */
+  async addPid(domName: string, pid: number): Promise<void> {
+    const file = path.join(this.pathOf(domName), 'cgroup.procs');
+    try {
+      await writeFile(file, String(pid));
+    } catch (e) {
+      throw hostError(`writing "${pid}" to ${file}`, e);
+    }
   }
 
   /**

@@ -38,29 +38,34 @@ export function hostInfo(ts: Toolstack): HostInfo {
   };
 }
 
-/** Domain-0's CPU figures are reused for this long: os.cpus() parses /proc/stat and /proc/cpuinfo, ten lists at once need it once. */
+/**
+ * Domain-0's CPU figures and uptime are reused for this long: os.cpus() parses /proc/stat and
+ * /proc/cpuinfo and os.uptime() is a system call, and ten lists at once need them once.
+ */
 const HOST_CPUS_TTL_MS = 250;
 let hostCpusAt = -Infinity;
-let hostCpusLast = { count: 0, cpuTime: 0 };
+let hostCpusLast = { count: 0, cpuTime: 0, uptime: 0, at: 0 };
 
-function hostCpus(): { count: number; cpuTime: number } {
+function hostCpus(): { count: number; cpuTime: number; uptime: number } {
   const now = performance.now();
   if (now - hostCpusAt >= HOST_CPUS_TTL_MS) {
     const cpus = os.cpus();
-    hostCpusLast = { count: cpus.length, cpuTime: cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0) };
+    const cpuTime = cpus.reduce((s, c) => s + (c.times.user + c.times.sys + c.times.nice + c.times.irq) / 1000, 0);
+    hostCpusLast = { count: cpus.length, cpuTime, uptime: os.uptime(), at: now };
     hostCpusAt = now;
   }
-  return hostCpusLast;
+  // the uptime moves on between two readings
+  return { ...hostCpusLast, uptime: hostCpusLast.uptime + (now - hostCpusLast.at) / 1000 };
 }
 
 /** `records`: the domains as the caller just read them (list reads the store once). */
 export function domain0Info(ts: Toolstack, records?: DomainRecord[]): DomainInfo {
   const acc = ts.memoryAccount(undefined, records);
-  const { count, cpuTime } = hostCpus();
+  const { count, cpuTime, uptime } = hostCpus();
   return {
     id: 0, name: 'Domain-0', uuid: '00000000-0000-0000-0000-000000000000', state: 'running', stateFlags: 'r-----',
     memory: acc.dom0, maxmem: acc.total, vcpus: count, maxvcpus: count, cpuTime: round1(cpuTime),
-    uptime: Math.round(os.uptime()), startTime: Date.now() / 1000 - os.uptime(),
+    uptime: Math.round(uptime), startTime: Date.now() / 1000 - uptime,
   };
 }
 

@@ -97,13 +97,13 @@ export class RuntimeHooks implements DomainHooks {
   }
 
   async afterLaunch(rec: DomainRecord, vm: Vm): Promise<void> {
-    this.placeInCgroup(rec, vm.pid, true);
+    await this.placeInCgroup(rec, vm.pid, true);
     await this.applyPins(rec, await vm.vcpuThreads());
   }
 
   async afterAdopt(rec: DomainRecord, vm: Vm): Promise<void> {
     try {
-      this.placeInCgroup(rec, vm.pid, false);
+      await this.placeInCgroup(rec, vm.pid, false);
       await this.applyPins(rec, await vm.vcpuThreads());
     } catch (e) {
       // The guest runs on; an adoption is never refused for its scheduling knobs.
@@ -139,7 +139,7 @@ export class RuntimeHooks implements DomainHooks {
    * QEMU into the domain's group with the config's weight and cap. Without cgroups, a config that
    * asks for a weight or a cap is an error (strict, at launch); the defaults are simply skipped.
    */
-  placeInCgroup(rec: DomainRecord, pid: number, strict: boolean): void {
+  async placeInCgroup(rec: DomainRecord, pid: number, strict: boolean): Promise<void> {
     const c = rec.config;
     const wanted = (c.cpuWeight !== undefined && c.cpuWeight !== DEFAULT_WEIGHT) || (c.cap ?? 0) > 0;
     if (!this.cgroups) {
@@ -151,7 +151,7 @@ export class RuntimeHooks implements DomainHooks {
       this.cgroups.create(name);
       this.cgroups.setWeight(name, c.cpuWeight ?? DEFAULT_WEIGHT);
       this.cgroups.setCap(name, c.cap ?? 0);
-      this.cgroups.addPid(name, pid);
+      await this.cgroups.addPid(name, pid);
     } catch (e) {
       if (wanted || strict) throw e;
       this.log.warn({ domain: rec.name }, errorMessage(e));

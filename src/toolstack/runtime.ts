@@ -681,7 +681,7 @@ export class Runtime {
       if (!cg.exists(group)) {
         // e.g. a QEMU adopted from a daemon that ran without cgroups
         cg.create(group);
-        cg.addPid(group, vm.pid);
+        await cg.addPid(group, vm.pid);
       }
       if (weight !== undefined) cg.setWeight(group, weight);
       if (cap !== undefined) cg.setCap(group, cap);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { XenoError } from '../common/errors.js';
 import { crashPoint } from '../common/test-crash.js';
-import type { HypervisorBackend, GuestStopReason, Vm } from '../hypervisor/backend.js';
+import type { HypervisorBackend, GuestStopReason, VcpuThread, Vm } from '../hypervisor/backend.js';
 import { guestCmdline } from '../hypervisor/qemu/argv.js';
 import { GuestAgent } from '../hypervisor/qemu/guest-agent.js';
 import { qemuPaths } from '../hypervisor/qemu/qemu-backend.js';
@@ -296,6 +296,11 @@ export class Toolstack {
     });
     const live = this.attach(rec, vm);
     crashPoint('boot:attached');
+    // A guest that stopped before QMP was connected (a kernel that resets at once) sent its
+    // SHUTDOWN to nobody: ask QEMU now (its events reach us from here on), answer it after the lock.
+    // Asked beside finishStart's queries: QMP answers in order, so they cost one round trip.
+    const stopped = vm.stopReason();
+    stopped.catch(() => undefined); // awaited below; a failed start must not leave it unhandled
     await this.finishStart(rec, vm, live);
     const vnc = await setUpVnc(vm, c);
     if (vnc !== rec.extra.vnc) this.store.update(rec.id, { extra: { ...(this.store.get(rec.id)?.extra ?? rec.extra), vnc } });
@@ -303,19 +308,23 @@ export class Toolstack {
     const state = opts.state ?? (opts.paused || opts.incoming ? 'paused' : 'running');
     rec.state = state;
     this.store.update(rec.id, { state, extra: { ...(this.store.get(rec.id)?.extra ?? rec.extra), restarting: undefined } });
-    // A guest that stopped before QMP was connected (a kernel that resets at once) sent its
-    // SHUTDOWN to nobody: ask QEMU, and answer it (after this lock).
-    const why = await vm.stopReason();
+    const why = await stopped;
     if (why) this.background(rec, this.onGuestStop(rec.id, live, why));
   }
 
   /** What a start does once QMP answers: the balloon target, the hooks (cgroup, pins), the vcpu threads. */
   async finishStart(rec: DomainRecord, vm: Vm, live: Live, adopted = false): Promise<void> {
     const c = rec.config;
-    if (c.memory < c.maxmem) await vm.command('balloon', { value: c.memory * 1048576 });
-    if (adopted) await this.hooks.afterAdopt(rec, vm);
-    else await this.hooks.afterLaunch(rec, vm);
-    live.vcpuTids = (await vm.vcpuThreads()).map((t) => t.threadId);
+    // All sent at once, not one after another: QMP answers them in order, in about one round trip
+    // (on a host starting ten QEMUs at once, each round trip waits for a busy QEMU's main loop).
+    const steps = await Promise.allSettled([
+      c.memory < c.maxmem ? vm.command('balloon', { value: c.memory * 1048576 }) : undefined,
+      adopted ? this.hooks.afterAdopt(rec, vm) : this.hooks.afterLaunch(rec, vm),
+      vm.vcpuThreads(),
+    ]);
+    const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    live.vcpuTids = (steps[2] as PromiseFulfilledResult<VcpuThread[]>).value.map((t) => t.threadId);
   }
 
   /** The run dir goes; its QEMU log is kept beside the console log (xeno dmesg quotes it). */
