@@ -89,7 +89,7 @@ export function resultsTable(rows: ResultRow[]): string {
  * competes as one task and a bare process per thread, so without it the two sides are not alike.
  * A host without cgroup v2 delegation runs the raw QEMUs as they are.
  */
-export function rawCgroup(seed: string): { add: (pid: number) => void; remove: () => Promise<void> } {
+export function rawCgroup(seed: string): { add: (pid: number) => Promise<void>; remove: () => Promise<void> } {
   let cg: DomainCgroups | undefined;
   try {
     cg = new DomainCgroups(detectCgroups(), cgroupInstanceName(seed));
@@ -100,12 +100,8 @@ export function rawCgroup(seed: string): { add: (pid: number) => void; remove: (
   }
   const done = onInterrupt(async () => cg?.removeAll());
   return {
-    add: (pid) => {
-      try {
-        cg?.addPid('raw', pid);
-      } catch {
-        /* gone already */
-      }
+    add: async (pid) => {
+      await cg?.addPid('raw', pid).catch(() => undefined); // gone already
     },
     remove: async () => {
       done();

@@ -96,7 +96,7 @@ export class RawQemu {
       machineType: this.backend.caps.machineType, nics: [], incoming, logFile: '/dev/null',
     }));
     const child = spawn(this.backend.binary, argv, { stdio: 'ignore' });
-    this.cgroup.add(child.pid!);
+    await this.cgroup.add(child.pid!);
     const qmp = await QmpClient.connect(qemuPaths(runDir).qmp, 15_000);
     return { child, qmp, runDir };
   }

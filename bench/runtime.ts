@@ -70,7 +70,7 @@ export async function run(): Promise<void> {
       rawCg = new DomainCgroups(detectCgroups(), cgroupInstanceName(runDir));
       rawCg.create('raw');
       rawCg.setWeight('raw', 256);
-      rawCg.addPid('raw', raw.pid!);
+      await rawCg.addPid('raw', raw.pid!);
     } catch {
       rawCg = undefined;
     }

@@ -74,7 +74,7 @@ export async function run(): Promise<void> {
     rawGroup = layout ? new DomainCgroups(layout, cgroupInstanceName(`${d.dir}-raw`)) : undefined;
     rawGroup?.create('raw');
     rawGroup?.setWeight('raw', DEFAULT_WEIGHT);
-    rawGroup?.addPid('raw', raw.pid);
+    await rawGroup?.addPid('raw', raw.pid);
     const xeno = (cmd: string) => d.guestRun('bx', cmd, 600_000);
     const plain = (cmd: string) => raw!.ok(cmd, 600_000);
     const only = async (which: 'x' | 'r') => {
