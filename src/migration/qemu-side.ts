@@ -55,32 +55,43 @@ function postcopyRefused(e: unknown): XenoError {
  * Returns what QEMU says, for the log.
  */
 export async function useTlsPsk(vm: Vm, endpoint: 'server' | 'client', dir: string, opts: MigrationTuning = {}): Promise<string> {
-  await vm.command('object-del', { id: TLS_OBJECT_ID }).catch(() => undefined); // left by an earlier attempt
+  const multifd = (opts.parallel ?? 1) > 1;
+  // All sent at once and answered in order (QMP runs one monitor's commands one after another):
+  // one round trip, not six, while the migration waits for it. Each is checked in turn below.
+  const send = <T>(cmd: string, args?: Record<string, unknown>): Promise<T> => {
+    const p = vm.command<T>(cmd, args);
+    p.catch(() => undefined); // one that fails after an earlier failure is not waited for
+    return p;
+  };
+  const del = send('object-del', { id: TLS_OBJECT_ID }); // left by an earlier attempt
   // MIGRATION events wake waitMigration at each state change (no waiting out a poll interval).
   // Every capability is set either way: an earlier attempt's must not linger.
-  const multifd = (opts.parallel ?? 1) > 1;
-  await vm.command('migrate-set-capabilities', {
+  const caps = send('migrate-set-capabilities', {
     capabilities: [
       { capability: 'events', state: true },
       { capability: 'multifd', state: multifd },
       ...(endpoint === 'client' ? [{ capability: 'auto-converge', state: opts.autoConverge === true }] : []),
     ],
   });
-  if (opts.postcopy) {
-    await vm.command('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: true }] }).catch((e: unknown) => {
-      throw postcopyRefused(e);
-    });
-  } else await vm.command('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: false }] });
-  await vm.command('object-add', {
+  const postcopy = send('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: opts.postcopy === true }] });
+  const creds = send('object-add', {
     'qom-type': 'tls-creds-psk', id: TLS_OBJECT_ID, endpoint, dir, priority: tlsPskPriority(hostCpuFlags()),
     ...(endpoint === 'client' ? { username: PSK_IDENTITY } : {}),
   });
-  await vm.command('migrate-set-parameters', {
+  const set = send('migrate-set-parameters', {
     'tls-creds': TLS_OBJECT_ID,
     ...(multifd ? { 'multifd-channels': opts.parallel } : {}),
     ...(endpoint === 'client' ? { 'max-bandwidth': UNCAPPED_BANDWIDTH, 'downtime-limit': opts.maxDowntimeMs ?? DEFAULT_DOWNTIME_MS } : {}),
   });
-  const params = await vm.command<{ 'tls-creds'?: string }>('query-migrate-parameters');
+  const asked = send<{ 'tls-creds'?: string }>('query-migrate-parameters');
+  await del.catch(() => undefined);
+  await caps;
+  await postcopy.catch((e: unknown) => {
+    throw opts.postcopy ? postcopyRefused(e) : e;
+  });
+  await creds;
+  await set;
+  const params = await asked;
   if (params['tls-creds'] !== TLS_OBJECT_ID) throw new XenoError('QEMU_ERROR', `QEMU did not take the TLS credentials for the migration stream (tls-creds '${params['tls-creds'] ?? ''}')`);
   const how = [multifd ? `multifd x${opts.parallel}` : '', opts.postcopy ? 'postcopy-ram' : '', opts.autoConverge ? 'auto-converge' : ''].filter(Boolean).join(', ');
   return `query-migrate-parameters: tls-creds=${params['tls-creds']} (TLS-PSK, ${endpoint}${how ? `; ${how}` : ''})`;

@@ -254,6 +254,8 @@ export class RelocationServer {
     let done: Extract<Msg, { t: 'done' }>;
     const tuning = checkTuning(p.tuning);
     let postcopy = false;
+    // Capabilities back off while the source commits (QMP runs it before the `cont`): never rejects.
+    let tuningReset: Promise<void> = Promise.resolve();
     try {
       this.ts.deps.log.info({ domain: rec.name }, `migration of ${rec.name} in: QEMU ${await useTlsPsk(vm, 'server', dir, tuning)}`);
       const host = net.isIPv6(localAddr) ? `[${localAddr}]` : localAddr;
@@ -276,7 +278,7 @@ export class RelocationServer {
       }
       done = next.t === 'done' ? next : await ch.recv('done', 30 * 60_000);
       await waitMigration(vm, { timeoutMs: 5 * 60_000, abort: () => ch.error });
-      await resetTuning(vm);
+      tuningReset = resetTuning(vm);
       if (p.storage) await unexportDisks(vm, copied.map((d) => d.vdev));
     } catch (e) {
       if (postcopy) {
@@ -320,6 +322,7 @@ export class RelocationServer {
     ch.send({ t: 'ok', domid: rec.id, state: paused ? 'paused' : 'running' });
     this.ts.event(rec, 'migrate-in', `${rec.name} migrated in as domain ${rec.id} (${paused ? 'paused' : 'running'})`);
     ch.close();
+    await tuningReset;
   }
 
   /** The committed hook, bounded: a slow or failing pool store delays the ok by HOOK_MS at most. */

@@ -16,6 +16,11 @@ export interface Prepared {
 export interface DomainHooks {
   /** Before QEMU starts: create host-side backends. Must undo its own work if it throws. */
   beforeLaunch(rec: DomainRecord): Promise<Prepared>;
+  /**
+   * QEMU was just spawned (its QMP not yet answering): start what needs only its pid, so that it
+   * runs beside QEMU's own start; afterLaunch waits for it. Must not throw.
+   */
+  onSpawn?(rec: DomainRecord, pid: number): void;
   /** QEMU is up (paused or running): apply pins, cgroups... */
   afterLaunch(rec: DomainRecord, vm: Vm): Promise<void>;
   /** A running domain is about to open more host files (block-attach, cd-insert): `next` is its config with them. */
@@ -49,6 +54,9 @@ export function composeHooks(...all: Array<Partial<DomainHooks>>): DomainHooks {
         if (p.config) out.config = p.config;
       }
       return out;
+    },
+    onSpawn(rec, pid) {
+      for (const h of all) h.onSpawn?.(rec, pid);
     },
     async afterLaunch(rec, vm) {
       for (const h of all) await h.afterLaunch?.(rec, vm);

@@ -49,6 +49,8 @@ export class RuntimeHooks implements DomainHooks {
   readonly cgroupsUnavailable: string | null = null;
   private readonly log: Logger;
   private readonly nrCpusOverride?: number;
+  /** onSpawn's cgroup moves, by QEMU pid, until afterLaunch (or afterStop, for a QEMU that never answered) takes them. */
+  private readonly placing = new Map<number, Promise<void>>();
 
   constructor(deps: RuntimeHooksDeps) {
     this.log = deps.log;
@@ -96,8 +98,20 @@ export class RuntimeHooks implements DomainHooks {
     return { nics: [] };
   }
 
+  /**
+   * The move into the domain's cgroup starts at the spawn: a write to cgroup.procs can wait ~10 ms
+   * for an RCU grace period, which then passes while QEMU starts instead of after its QMP answers.
+   */
+  onSpawn(rec: DomainRecord, pid: number): void {
+    const placing = this.placeInCgroup(rec, pid, true);
+    placing.catch(() => undefined); // afterLaunch reports it
+    this.placing.set(pid, placing);
+  }
+
   async afterLaunch(rec: DomainRecord, vm: Vm): Promise<void> {
-    await this.placeInCgroup(rec, vm.pid, true);
+    const early = this.placing.get(vm.pid);
+    this.placing.delete(vm.pid);
+    await (early ?? this.placeInCgroup(rec, vm.pid, true));
     await this.applyPins(rec, await vm.vcpuThreads());
   }
 
@@ -112,6 +126,7 @@ export class RuntimeHooks implements DomainHooks {
   }
 
   async afterStop(rec: DomainRecord): Promise<void> {
+    if (rec.pid) this.placing.delete(rec.pid);
     if (!this.cgroups) return;
     try {
       await this.cgroups.remove(this.groupName(rec));

@@ -283,6 +283,7 @@ export class Toolstack {
       // Recorded before QMP answers: a xenod dying now leaves a QEMU the next one can find.
       onSpawn: (pid) => {
         rec.pid = pid;
+        this.hooks.onSpawn?.(rec, pid);
         this.store.update(rec.id, { pid, runDir: rec.runDir, startTime: Date.now() / 1000 });
         // Each run's output stays apart in the console log (the hub keeps the log bounded).
         const run = `----- xeno: ${rec.name} run ${historyOf(rec).total + 1} started ${new Date().toISOString()} (QEMU pid ${pid}) -----`;
