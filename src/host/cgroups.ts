@@ -253,11 +253,10 @@ export class DomainCgroups {
     return dir;
   }
 
-  /** Moves a whole process (every thread of it) into the domain's group. */
   /**
-   * Moves a process (with its threads). Not a synchronous write: moving a task between cgroups
-   * can wait for an RCU grace period (1-12 ms measured), which would stall xenod's one thread
-   * once per guest when ten are created at once.
+   * Moves a whole process (every thread of it) into the domain's group. Not a synchronous write:
+   * moving a task between cgroups can wait for an RCU grace period (1-12 ms measured), which would
+   * stall xenod's one thread once per guest when ten are created at once.
    */
   async addPid(domName: string, pid: number): Promise<void> {
     const file = path.join(this.pathOf(domName), 'cgroup.procs');
