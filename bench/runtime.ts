@@ -15,7 +15,7 @@ import { QmpClient } from '../src/hypervisor/qemu/qmp.js';
 import type { DomainConfig } from '../src/model/domain-config.js';
 import { GUEST, REPO, sleep } from '../test/helpers/harness.js';
 import { waitSerial } from './guest-load.js';
-import { arg, benchDaemon, guestConfig, median, plusRow, report } from './lib.js';
+import { arg, benchDaemon, guestConfig, median, plusRow, rawCgroup, report } from './lib.js';
 
 const MiB = 1024 * 1024;
 const HIGH = 512;
@@ -50,7 +50,7 @@ export async function run(): Promise<void> {
   await d.start();
   let raw: ChildProcess | undefined;
   let qmp: QmpClient | undefined;
-  let rawCg: DomainCgroups | undefined;
+  let rawCg: ReturnType<typeof rawCgroup> | undefined;
   try {
     const env = { ...process.env, XENO_SOCKET: d.socket };
     const xeno = (...args: string[]) => [process.execPath, path.join(REPO, 'bin/xeno.cjs'), ...args];
@@ -66,14 +66,8 @@ export async function run(): Promise<void> {
     raw = spawn(backend.binary, argv, { stdio: 'ignore' });
     // The same scheduling for both: xenod puts its guest in a cgroup of its own (weight 256), so the
     // bare QEMU gets one too (on a busy host a group competes as one task, a bare process per thread).
-    try {
-      rawCg = new DomainCgroups(detectCgroups(), cgroupInstanceName(runDir));
-      rawCg.create('raw');
-      rawCg.setWeight('raw', 256);
-      await rawCg.addPid('raw', raw.pid!);
-    } catch {
-      rawCg = undefined;
-    }
+    rawCg = rawCgroup(runDir);
+    await rawCg.add(raw.pid!);
     await Promise.all([waitHeartbeat(qemuPaths(runDir).serial, 2), d.waitConsole('bal', /heartbeat 2\b/)]);
     qmp = await QmpClient.connect(qemuPaths(runDir).qmp);
 
@@ -142,7 +136,7 @@ export async function run(): Promise<void> {
     qmp?.close();
     raw?.kill('SIGKILL');
     if (raw) await new Promise((r) => (raw!.exitCode !== null || raw!.signalCode !== null ? r(null) : raw!.once('exit', r)));
-    await rawCg?.removeAll();
+    await rawCg?.remove();
     await d.cleanup();
     // the killed daemon never removed its guests' cgroups
     try {

@@ -13,12 +13,11 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { DEFAULT_WEIGHT, DomainCgroups, cgroupInstanceName, detectCgroups } from '../src/host/cgroups.js';
 import { buildQemuArgv } from '../src/hypervisor/qemu/argv.js';
 import { diskFactsFor } from '../src/hypervisor/qemu/disk-probe.js';
 import { DirectGuest, guestConfig } from '../test/net/guest.js';
 import { TestDaemon } from '../test/helpers/harness.js';
-import { arg, hostAccel, median, report, results } from './lib.js';
+import { arg, hostAccel, median, rawCgroup, report, results } from './lib.js';
 
 type Work = 'seq-write' | 'seq-read' | 'rand-read' | 'rand-write';
 const WORKS: Work[] = ['seq-write', 'seq-read', 'rand-read', 'rand-write'];
@@ -48,7 +47,7 @@ export async function run(): Promise<void> {
   const ops = arg('ops', 200);
   const d = new TestDaemon();
   let raw: DirectGuest | undefined;
-  let rawGroup: DomainCgroups | undefined;
+  let rawGroup: ReturnType<typeof rawCgroup> | undefined;
   try {
     await d.start();
     const accel = await hostAccel(d.dir);
@@ -70,11 +69,8 @@ export async function run(): Promise<void> {
     // The same CPU scheduling as a xeno domain: raw QEMU in a cpu cgroup of its own, default weight
     // (xeno puts each domain's QEMU in one; on a loaded host a QEMU left among the root's tasks
     // would get a share per thread instead of one per guest).
-    const layout = detectCgroups();
-    rawGroup = layout ? new DomainCgroups(layout, cgroupInstanceName(`${d.dir}-raw`)) : undefined;
-    rawGroup?.create('raw');
-    rawGroup?.setWeight('raw', DEFAULT_WEIGHT);
-    await rawGroup?.addPid('raw', raw.pid);
+    rawGroup = rawCgroup(`${d.dir}-raw`);
+    await rawGroup.add(raw.pid);
     const xeno = (cmd: string) => d.guestRun('bx', cmd, 600_000);
     const plain = (cmd: string) => raw!.ok(cmd, 600_000);
     const only = async (which: 'x' | 'r') => {
@@ -105,7 +101,7 @@ export async function run(): Promise<void> {
     report(`guest disk throughput, xeno defaults vs raw QEMU (${accel} guests, ${rounds} rounds, ${mb} MiB sequential, ${ops} x 4 KiB random)`, rows);
   } finally {
     raw?.kill();
-    await rawGroup?.removeAll().catch(() => undefined);
+    await rawGroup?.remove();
     await d.cleanup();
   }
 }
