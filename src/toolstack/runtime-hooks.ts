@@ -112,13 +112,13 @@ export class RuntimeHooks implements DomainHooks {
     const early = this.placing.get(vm.pid);
     this.placing.delete(vm.pid);
     await (early ?? this.placeInCgroup(rec, vm.pid, true));
-    await this.applyPins(rec, await vm.vcpuThreads());
+    await this.pinAfterStart(rec, vm);
   }
 
   async afterAdopt(rec: DomainRecord, vm: Vm): Promise<void> {
     try {
       await this.placeInCgroup(rec, vm.pid, false);
-      await this.applyPins(rec, await vm.vcpuThreads());
+      await this.pinAfterStart(rec, vm);
     } catch (e) {
       // The guest runs on; an adoption is never refused for its scheduling knobs.
       this.log.warn({ domain: rec.name }, `re-applying cgroup/pins of ${rec.name} after adoption failed: ${errorMessage(e)}`);
@@ -171,6 +171,12 @@ export class RuntimeHooks implements DomainHooks {
       if (wanted || strict) throw e;
       this.log.warn({ domain: rec.name }, errorMessage(e));
     }
+  }
+
+  /** The pins of a started QEMU: its vcpu threads are asked for only when the domain pins some (the toolstack asks for them too). */
+  private async pinAfterStart(rec: DomainRecord, vm: Vm): Promise<void> {
+    if (rec.config.cpus === undefined && Object.keys(vcpuPinsOf(rec)).length === 0) return;
+    await this.applyPins(rec, await vm.vcpuThreads());
   }
 
   /** Pins each given vcpu thread to its CPU list (its own pin, else the domain's `cpus`); unpinned ones are left alone. */
